@@ -1,0 +1,77 @@
+"""The one settings object. Every knob is an env var prefixed STRATA_."""
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_SECRET_KEY = "change-me-embedded-default-secret"  # noqa: S105 - refused in production
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="STRATA_", env_file=".env", extra="ignore")
+
+    env: Literal["dev", "prod"] = "dev"
+    secret_key: str = DEFAULT_SECRET_KEY
+    data_dir: Path = Path("data")
+    host: str = "0.0.0.0"
+    port: int = 3000
+    # Built ONNX models; defaults to <data_dir>/models.
+    models_dir: Path | None = None
+
+    # External services; empty means "start the embedded one".
+    database_url: str = ""
+    redis_url: str = ""
+    chroma_url: str = ""
+    # Ports of the embedded services, used only when the URLs above are empty.
+    embedded_redis_port: int = 6390
+    embedded_chroma_port: int = 8765
+
+    admin_email: str = "admin@strata.local"
+    admin_password: str = ""
+
+    session_hours: float = 12.0
+    login_max_failures: int = 5
+    login_lockout_minutes: float = 15.0
+
+    job_max_tries: int = 3
+    job_timeout_seconds: int = 3600
+    worker_heartbeat_seconds: float = 5.0
+
+    log_level: str = "INFO"
+
+    @model_validator(mode="after")
+    def _refuse_default_secret_in_production(self) -> "Settings":
+        if self.env == "prod" and self.secret_key == DEFAULT_SECRET_KEY:
+            raise ValueError(
+                "STRATA_ENV=prod needs STRATA_SECRET_KEY set to a secret of your own; "
+                "refusing to start with the default"
+            )
+        return self
+
+    @property
+    def resolved_data_dir(self) -> Path:
+        return self.data_dir.resolve()
+
+    @property
+    def resolved_models_dir(self) -> Path:
+        return (self.models_dir or self.resolved_data_dir / "models").resolve()
+
+    @property
+    def effective_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.resolved_data_dir / 'strata.db'}"
+
+    @property
+    def effective_redis_url(self) -> str:
+        return self.redis_url or f"redis://127.0.0.1:{self.embedded_redis_port}/0"
+
+    @property
+    def effective_chroma_url(self) -> str:
+        return self.chroma_url or f"http://127.0.0.1:{self.embedded_chroma_port}"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()
