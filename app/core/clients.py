@@ -1,0 +1,51 @@
+"""Clients for Redis and Chroma, built from the settings. Short timeouts: a dead
+service must turn into a clear error quickly, never a hung page."""
+
+from functools import lru_cache
+from urllib.parse import urlparse
+
+import chromadb
+import redis
+import redis.asyncio as aioredis
+from arq.connections import RedisSettings
+
+from app.core.settings import get_settings
+
+REDIS_TIMEOUT_SECONDS = 2.0
+
+
+@lru_cache
+def get_redis() -> redis.Redis:
+    return redis.Redis.from_url(
+        get_settings().effective_redis_url,
+        socket_timeout=REDIS_TIMEOUT_SECONDS,
+        socket_connect_timeout=REDIS_TIMEOUT_SECONDS,
+        decode_responses=True,
+    )
+
+
+def get_async_redis() -> aioredis.Redis:
+    """A fresh async client: async clients are bound to the event loop that created them."""
+    return aioredis.Redis.from_url(
+        get_settings().effective_redis_url,
+        socket_timeout=REDIS_TIMEOUT_SECONDS,
+        socket_connect_timeout=REDIS_TIMEOUT_SECONDS,
+        decode_responses=True,
+    )
+
+
+def arq_redis_settings() -> RedisSettings:
+    settings = RedisSettings.from_dsn(get_settings().effective_redis_url)
+    settings.conn_timeout = int(REDIS_TIMEOUT_SECONDS)
+    settings.conn_retries = 1
+    return settings
+
+
+def get_chroma() -> chromadb.HttpClient:
+    url = urlparse(get_settings().effective_chroma_url)
+    return chromadb.HttpClient(
+        host=url.hostname or "127.0.0.1",
+        port=url.port or (443 if url.scheme == "https" else 8000),
+        ssl=url.scheme == "https",
+        settings=chromadb.Settings(anonymized_telemetry=False),
+    )

@@ -1,0 +1,67 @@
+"""FastAPI dependencies: database session and the caller, by API key or session."""
+
+from collections.abc import Iterator
+from typing import Annotated
+
+import structlog
+from fastapi import Depends, Request
+from sqlmodel import Session
+
+from app.auth import service as auth_service
+from app.auth.tables import Role, User
+from app.core.db import session_scope
+from app.core.errors import Unauthorized
+from app.core.security import API_KEY_PREFIX
+from app.core.settings import Settings, get_settings
+
+SESSION_COOKIE = "strata_session"
+
+
+def db_session() -> Iterator[Session]:
+    with session_scope() as session:
+        yield session
+
+
+SessionDep = Annotated[Session, Depends(db_session)]
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+
+
+def bearer_credential(request: Request) -> str:
+    authorization = request.headers.get("authorization", "")
+    if not authorization:
+        return ""
+    scheme, _, credential = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not credential.strip():
+        raise Unauthorized("Use 'Authorization: Bearer <api key>'.")
+    return credential.strip()
+
+
+def current_user(request: Request, db_session: SessionDep) -> User:
+    credential = bearer_credential(request) or request.cookies.get(SESSION_COOKIE, "")
+    if not credential:
+        raise Unauthorized("Sign in or send 'Authorization: Bearer <api key>'.")
+    if credential.startswith(API_KEY_PREFIX):
+        user = auth_service.user_for_api_key(db_session=db_session, plaintext=credential)
+        problem = "This API key is unknown or revoked."
+    else:
+        user = auth_service.user_for_session(db_session=db_session, token=credential)
+        problem = "Your session has expired; sign in again."
+    if user is None:
+        raise Unauthorized(problem)
+    structlog.contextvars.bind_contextvars(user_id=user.id)
+    return user
+
+
+CurrentUser = Annotated[User, Depends(current_user)]
+
+
+def role_at_least(minimum: Role):
+    def check(user: CurrentUser) -> User:
+        auth_service.require_role(user, minimum)
+        return user
+
+    return Depends(check)
+
+
+StaffUser = Annotated[User, role_at_least(Role.staff)]
+AdminUser = Annotated[User, role_at_least(Role.admin)]

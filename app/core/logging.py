@@ -1,0 +1,35 @@
+"""structlog JSON logs to stdout, with request/job/user ids bound through contextvars."""
+
+import logging
+import sys
+
+import structlog
+
+SECRET_KEYS = ("password", "token", "api_key", "key", "secret", "authorization", "cookie")
+
+
+def _redact_secrets(_logger, _method, event_dict: dict) -> dict:
+    for name in list(event_dict):
+        if any(secret in name.lower() for secret in SECRET_KEYS) and name != "event":
+            event_dict[name] = "[redacted]"
+    return event_dict
+
+
+def configure_logging(level: str = "INFO") -> None:
+    logging.basicConfig(format="%(message)s", stream=sys.stdout, level=level.upper(), force=True)
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            _redact_secrets,
+            structlog.processors.format_exc_info,
+            structlog.processors.JSONRenderer(),
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
+        logger_factory=structlog.PrintLoggerFactory(sys.stdout),
+        cache_logger_on_first_use=True,
+    )
+
+
+log = structlog.get_logger("strata")

@@ -1,0 +1,40 @@
+"""Password hashing (argon2id) and opaque tokens stored only as hashes."""
+
+import hashlib
+import secrets
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+
+_hasher = PasswordHasher()
+
+SESSION_TOKEN_BYTES = 32
+API_KEY_PREFIX = "sk-strata-"
+
+
+def hash_password(password: str) -> str:
+    return _hasher.hash(password)
+
+
+def verify_password(password_hash: str, password: str) -> bool:
+    try:
+        return _hasher.verify(password_hash, password)
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+def new_token() -> str:
+    return secrets.token_urlsafe(SESSION_TOKEN_BYTES)
+
+
+def new_api_key() -> str:
+    return API_KEY_PREFIX + secrets.token_urlsafe(SESSION_TOKEN_BYTES)
+
+
+def new_password() -> str:
+    return secrets.token_urlsafe(15)
+
+
+def token_hash(token: str) -> str:
+    """Tokens carry 256 random bits, so a fast hash is enough (unlike passwords)."""
+    return hashlib.sha256(token.encode()).hexdigest()

@@ -1,0 +1,53 @@
+"""Composition root of the worker: `strata worker` runs arq with these settings."""
+
+import asyncio
+import contextlib
+from typing import Any
+
+import structlog
+
+import app.system.jobs  # noqa: F401 - registers the domain's job kinds
+from app.core.clients import arq_redis_settings
+from app.core.logging import configure_logging
+from app.core.settings import get_settings
+from jobs.runtime import execute_job, heartbeat_forever, new_worker_id
+
+log = structlog.get_logger("strata.worker")
+
+
+async def on_startup(ctx: dict[str, Any]) -> None:
+    ctx["worker_id"] = new_worker_id()
+    structlog.contextvars.bind_contextvars(worker_id=ctx["worker_id"])
+    ctx["heartbeat"] = asyncio.create_task(heartbeat_forever(ctx))
+    log.info("worker.started")
+
+
+async def on_shutdown(ctx: dict[str, Any]) -> None:
+    ctx["heartbeat"].cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await ctx["heartbeat"]
+    log.info("worker.stopped")
+
+
+def worker_settings() -> dict[str, Any]:
+    settings = get_settings()
+    configure_logging(settings.log_level)
+    return {
+        "functions": [execute_job],
+        "redis_settings": arq_redis_settings(),
+        "on_startup": on_startup,
+        "on_shutdown": on_shutdown,
+        # Our own attempt accounting decides first; arq's limit is only a backstop.
+        "max_tries": settings.job_max_tries + 1,
+        "job_timeout": settings.job_timeout_seconds + 60,
+        "keep_result": 60,
+        "max_jobs": 4,
+        "poll_delay": 0.5,
+        "handle_signals": True,
+    }
+
+
+def run_worker() -> None:
+    from arq.worker import run_worker as arq_run_worker
+
+    arq_run_worker(type("WorkerSettings", (), worker_settings()))
