@@ -1,6 +1,31 @@
+"""Reflex configuration, derived from the one Strata settings object.
+
+Everything Reflex needs comes from `app.core.settings` (env vars STRATA_*), so
+the web process, the frontend build and the tests agree on ports and URLs:
+
+* production serves frontend, backend (websocket) and the FastAPI routes on
+  one port, STRATA_PORT; the frontend bundle bakes `api_url` in at build time,
+  which is why the build stamp in `app.core.runner` includes the port;
+* UI state lives in Redis (the embedded Valkey unless STRATA_REDIS_URL is set)
+  so web replicas can scale out behind a load balancer;
+* nothing here may reach the internet: telemetry off, no version checks, the
+  npm registry fixed (see `app.core.runner.reflex_env`).
+"""
+
 import reflex as rx
+
+from app.core.settings import get_settings
+
+_settings = get_settings()
 
 config = rx.Config(
     app_name="app",
     telemetry_enabled=False,
+    show_built_with_reflex=False,
+    frontend_port=_settings.port,
+    backend_port=_settings.port,
+    redis_url=_settings.effective_redis_url,
+    state_manager_mode="redis",
+    # No sitemap plugin: it wants an absolute public deploy URL we do not know.
+    disable_plugins=[rx.plugins.SitemapPlugin],
 )

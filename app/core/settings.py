@@ -18,6 +18,9 @@ class Settings(BaseSettings):
     data_dir: Path = Path("data")
     host: str = "0.0.0.0"
     port: int = 3000
+    # Web server worker processes (granian) behind STRATA_PORT; UI state is in
+    # Redis, so any number works. One per core suits the 2-core default box.
+    web_workers: int = 2
     # Built ONNX models; defaults to <data_dir>/models.
     models_dir: Path | None = None
 
