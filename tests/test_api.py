@@ -1,0 +1,123 @@
+import httpx
+import pytest
+
+from app.api import build_api
+
+
+@pytest.fixture
+async def client(db, redis_url):
+    transport = httpx.ASGITransport(app=build_api())
+    async with httpx.AsyncClient(transport=transport, base_url="http://strata") as client:
+        yield client
+
+
+async def sign_in(client, email: str, password: str) -> dict:
+    response = await client.post("/api/v1/auth/login", json={"email": email, "password": password})
+    assert response.status_code == 200, response.text
+    return {"Authorization": f"Bearer {response.json()['token']}"}
+
+
+async def test_me_needs_credentials_and_says_how(client):
+    response = await client.get("/api/v1/me")
+    assert response.status_code == 401
+    assert "Bearer" in response.json()["detail"]
+    assert (await client.get("/api/v1/me", headers={"Authorization": "Basic abc"})).status_code == 401
+
+
+async def test_wrong_password_is_a_clear_401_and_lockout_a_429_with_retry_after(client, make_user, settings):
+    make_user("u@x.io", password="password-1")
+    for _ in range(settings.login_max_failures):
+        response = await client.post("/api/v1/auth/login", json={"email": "u@x.io", "password": "bad-password"})
+        assert response.status_code == 401
+        assert response.json() == {"detail": "Wrong email or password."}
+    response = await client.post("/api/v1/auth/login", json={"email": "u@x.io", "password": "password-1"})
+    assert response.status_code == 429
+    assert int(response.headers["Retry-After"]) > 0
+
+
+async def test_admin_manages_users_and_keys_and_a_key_acts_as_its_owner(client, make_user):
+    make_user("admin@x.io", role="admin")
+    admin = await sign_in(client, "admin@x.io", "password-123")
+    created = await client.post(
+        "/api/v1/users", headers=admin, json={"email": "v@x.io", "role": "viewer", "password": "viewer-pass"}
+    )
+    assert created.status_code == 201
+    viewer_id = created.json()["id"]
+    key = await client.post("/api/v1/keys", headers=admin, json={"user_id": viewer_id, "name": "script"})
+    assert key.status_code == 201 and key.json()["key"].startswith("sk-strata-")
+    as_key = {"Authorization": f"Bearer {key.json()['key']}"}
+    me = await client.get("/api/v1/me", headers=as_key)
+    assert me.json()["email"] == "v@x.io" and me.json()["role"] == "viewer"
+    listed = await client.get("/api/v1/keys", headers=admin)
+    assert "key" not in listed.json()[0] and "key_hash" not in listed.json()[0]
+    assert (await client.delete(f"/api/v1/keys/{key.json()['id']}", headers=admin)).status_code == 200
+    revoked = await client.get("/api/v1/me", headers=as_key)
+    assert revoked.status_code == 401 and "revoked" in revoked.json()["detail"]
+
+
+async def test_viewer_is_refused_admin_and_staff_routes(client, make_user):
+    make_user("v@x.io", role="viewer")
+    viewer = await sign_in(client, "v@x.io", "password-123")
+    for method, path in [("GET", "/api/v1/users"), ("POST", "/api/v1/keys"), ("GET", "/api/v1/jobs"),
+                         ("PATCH", "/api/v1/users/1"), ("POST", "/api/v1/jobs")]:
+        response = await client.request(method, path, headers=viewer, json={"kind": "verify_models", "user_id": 1})
+        assert response.status_code == 403, (method, path, response.text)
+        assert "needs the" in response.json()["detail"]
+
+
+async def test_staff_cannot_manage_users(client, make_user):
+    make_user("s@x.io", role="staff")
+    staff = await sign_in(client, "s@x.io", "password-123")
+    assert (await client.post("/api/v1/users", headers=staff, json={"email": "z@x.io", "password": "12345678"})).status_code == 403
+
+
+async def test_errors_are_json_without_stack_traces(client, make_user):
+    make_user("admin@x.io", role="admin")
+    admin = await sign_in(client, "admin@x.io", "password-123")
+    missing = await client.patch("/api/v1/users/9999", headers=admin, json={"role": "staff"})
+    assert missing.status_code == 404 and missing.json() == {"detail": "No user with id 9999."}
+    invalid = await client.post("/api/v1/users", headers=admin, json={"email": "x@y.z", "password": 5})
+    assert invalid.status_code == 422 and "password" in invalid.json()["detail"]
+    assert "Traceback" not in invalid.text
+    unknown = await client.get("/api/v1/nothing-here", headers=admin)
+    assert unknown.status_code == 404 and unknown.json()["detail"].startswith("No API route")
+
+
+async def test_session_logout_ends_the_session(client, make_user):
+    make_user("u@x.io")
+    headers = await sign_in(client, "u@x.io", "password-123")
+    assert (await client.post("/api/v1/auth/logout", headers=headers)).status_code == 204
+    assert (await client.get("/api/v1/me", headers=headers)).status_code == 401
+
+
+async def test_jobs_api_queues_lists_and_cancels(client, make_user):
+    make_user("s@x.io", role="staff")
+    staff = await sign_in(client, "s@x.io", "password-123")
+    kinds = await client.get("/api/v1/jobs/kinds", headers=staff)
+    assert {"kind": "verify_models", "title": "Verify models", "minimum_role": "staff"} in kinds.json()
+    unknown = await client.post("/api/v1/jobs", headers=staff, json={"kind": "mine_bitcoin"})
+    assert unknown.status_code == 422 and "Unknown job kind" in unknown.json()["detail"]
+    started = await client.post("/api/v1/jobs", headers=staff, json={"kind": "verify_models"})
+    assert started.status_code == 202 and started.json()["status"] == "queued"
+    job_id = started.json()["id"]
+    listed = await client.get("/api/v1/jobs", headers=staff)
+    assert [job["id"] for job in listed.json()] == [job_id]
+    cancelled = await client.post(f"/api/v1/jobs/{job_id}/cancel", headers=staff)
+    assert cancelled.json()["status"] == "cancelled"
+    again = await client.post(f"/api/v1/jobs/{job_id}/cancel", headers=staff)
+    assert again.status_code == 409
+    retried = await client.post(f"/api/v1/jobs/{job_id}/retry", headers=staff)
+    assert retried.status_code == 202 and retried.json()["id"] != job_id
+
+
+async def test_metrics_count_requests(client):
+    await client.get("/api/v1/me")
+    body = (await client.get("/metrics")).text
+    assert 'strata_http_requests_total{method="GET",route="/api/v1/me",status="401"}' in body
+    assert "strata_http_request_duration_seconds_bucket" in body
+
+
+async def test_openapi_docs_are_served(client):
+    assert (await client.get("/api/docs")).status_code == 200
+    paths = (await client.get("/api/openapi.json")).json()["paths"]
+    assert "/api/v1/health" in paths and "/api/v1/jobs" in paths
