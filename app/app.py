@@ -1,9 +1,27 @@
+"""Composition root of the web process: pages, their guards, and the API."""
+
 import reflex as rx
 
+from app.api import build_api
+from app.auth.page import home_page, keys_page, login_page, users_page
+from app.auth.state import KeysState, UsersState
+from app.auth.tables import Role
+from app.core.logging import configure_logging
+from app.core.settings import get_settings
+from app.jobs_board.page import jobs_page
+from app.system.page import system_page
+from app.ui.layout import page_guard
 
-def index() -> rx.Component:
-    return rx.text("Strata")
+configure_logging(get_settings().log_level)
 
-
-app = rx.App()
-app.add_page(index, route="/")
+app = rx.App(api_transformer=build_api(), theme=rx.theme(accent_color="iris", radius="medium"))
+app.add_page(login_page, route="/login", title="Sign in · Strata")
+app.add_page(home_page, route="/", title="Strata", on_load=page_guard(Role.viewer))
+app.add_page(jobs_page, route="/jobs", title="Jobs · Strata", on_load=page_guard(Role.staff))
+app.add_page(system_page, route="/system", title="System · Strata", on_load=page_guard(Role.staff))
+app.add_page(
+    users_page, route="/admin/users", title="Users · Strata", on_load=[page_guard(Role.admin), UsersState.load]
+)
+app.add_page(
+    keys_page, route="/admin/keys", title="API keys · Strata", on_load=[page_guard(Role.admin), KeysState.load]
+)

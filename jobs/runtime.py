@@ -13,7 +13,7 @@ import structlog
 from arq import Retry
 from redis.exceptions import RedisError
 
-from app.core.db import session_scope
+from app.core.db import run_in_session
 from app.core.settings import get_settings
 from app.core.time import utcnow
 from app.jobs_board import service
@@ -31,16 +31,6 @@ def new_worker_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
 
 
-def _db(fn, /, **kwargs):
-    """Runs a service function in its own transaction, off the event loop."""
-
-    def call():
-        with session_scope() as db_session:
-            return fn(db_session=db_session, **kwargs)
-
-    return asyncio.to_thread(call)
-
-
 def _progress_reporter(job_id: str):
     last_write = 0.0
 
@@ -50,7 +40,7 @@ def _progress_reporter(job_id: str):
         if fraction < 1.0 and now - last_write < PROGRESS_WRITE_INTERVAL_SECONDS:
             return
         last_write = now
-        await _db(service.record_progress, job_id=job_id, fraction=fraction, message=message)
+        await run_in_session(service.record_progress, job_id=job_id, fraction=fraction, message=message)
 
     return report
 
@@ -60,7 +50,7 @@ async def execute_job(ctx: dict[str, Any], job_id: str) -> None:
     attempt = ctx["job_try"]
     structlog.contextvars.bind_contextvars(job_id=job_id)
     try:
-        job = await _db(service.start_attempt, job_id=job_id, worker_id=ctx["worker_id"], attempt=attempt)
+        job = await run_in_session(service.start_attempt, job_id=job_id, worker_id=ctx["worker_id"], attempt=attempt)
         if job is None:
             log.info("job.skipped", reason="finished, cancelled or unknown")
             return
@@ -105,7 +95,7 @@ def _describe(exc: BaseException) -> str:
 
 
 async def _finish(job_id: str, status: JobStatus, message: str, **outcome: Any) -> None:
-    await _db(service.finish_attempt, job_id=job_id, status=status, message=message, **outcome)
+    await run_in_session(service.finish_attempt, job_id=job_id, status=status, message=message, **outcome)
 
 
 async def heartbeat_forever(ctx: dict[str, Any]) -> None:
@@ -135,9 +125,9 @@ async def live_worker_ids(redis) -> set[str]:
 
 
 async def rescue_orphans(redis) -> None:
-    orphans = await _db(service.orphaned_jobs, live_worker_ids=await live_worker_ids(redis))
+    orphans = await run_in_session(service.orphaned_jobs, live_worker_ids=await live_worker_ids(redis))
     for job in orphans:
-        will_retry = await _db(_requeue_or_fail, job_id=job.id)
+        will_retry = await run_in_session(_requeue_or_fail, job_id=job.id)
         if will_retry:
             # arq keeps the job queued but blocked by the dead worker's in-progress key.
             await redis.delete(f"arq:in-progress:{job.id}")

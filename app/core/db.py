@@ -1,13 +1,17 @@
 """Database engine and sessions. SQLite by default, PostgreSQL via STRATA_DATABASE_URL."""
 
-from collections.abc import Iterator
+import asyncio
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import lru_cache
+from typing import Any, TypeVar
 
 from sqlalchemy import Engine, event
 from sqlmodel import Session, create_engine
 
 from app.core.settings import get_settings
+
+T = TypeVar("T")
 
 
 def make_engine(url: str) -> Engine:
@@ -45,3 +49,14 @@ def session_scope() -> Iterator[Session]:
         except Exception:
             session.rollback()
             raise
+
+
+async def run_in_session(fn: Callable[..., T], /, **kwargs: Any) -> T:
+    """Calls a service function `fn(db_session=..., **kwargs)` in its own transaction,
+    in a worker thread so the event loop stays free."""
+
+    def call() -> T:
+        with session_scope() as db_session:
+            return fn(db_session=db_session, **kwargs)
+
+    return await asyncio.to_thread(call)

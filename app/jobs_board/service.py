@@ -1,6 +1,5 @@
 """Durable job records. The Job row is the truth users see; arq only carries the work."""
 
-import asyncio
 import uuid
 from typing import Any
 
@@ -11,7 +10,7 @@ from sqlmodel import Session, col, select
 from app.auth.service import require_role
 from app.auth.tables import Role, User
 from app.core.clients import arq_redis_settings
-from app.core.db import session_scope
+from app.core.db import run_in_session
 from app.core.errors import Conflict, InvalidInput, NotFound, ServiceUnavailable
 from app.core.time import utcnow
 from app.jobs_board.tables import Job, JobStatus
@@ -188,11 +187,7 @@ async def enqueue(*, kind: str, params: dict[str, Any], user: User, max_attempts
     """Creates the Job row and queues it. If the queue is unreachable the job is marked
     failed with the reason and ServiceUnavailable tells the caller to try again."""
 
-    def create() -> Job:
-        with session_scope() as db_session:
-            return create_job(db_session=db_session, kind=kind, params=params, user=user, max_attempts=max_attempts)
-
-    job = await asyncio.to_thread(create)
+    job = await run_in_session(create_job, kind=kind, params=params, user=user, max_attempts=max_attempts)
     try:
         queue = await create_pool(arq_redis_settings())
         try:
@@ -200,16 +195,12 @@ async def enqueue(*, kind: str, params: dict[str, Any], user: User, max_attempts
         finally:
             await queue.aclose()
     except Exception as exc:
-        def fail() -> None:
-            with session_scope() as db_session:
-                finish_attempt(
-                    db_session=db_session,
-                    job_id=job.id,
-                    status=JobStatus.failed,
-                    message="Could not reach the job queue",
-                    error=f"{type(exc).__name__}: {exc}",
-                )
-
-        await asyncio.to_thread(fail)
+        await run_in_session(
+            finish_attempt,
+            job_id=job.id,
+            status=JobStatus.failed,
+            message="Could not reach the job queue",
+            error=f"{type(exc).__name__}: {exc}",
+        )
         raise ServiceUnavailable("The job queue (Redis) is unreachable; the job was not started. Try again.") from exc
     return job

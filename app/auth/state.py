@@ -1,0 +1,253 @@
+"""Who is signed in, for every page state. Each page state subclasses AuthState, and
+every event handler that reads or changes data is wrapped in @guarded(role)."""
+
+import functools
+from contextvars import ContextVar
+from dataclasses import dataclass
+
+import reflex as rx
+
+from app.auth import service as auth_service
+from app.auth.tables import Role, User
+from app.core.db import run_in_session
+from app.core.errors import StrataError, Unauthorized
+from app.core.settings import get_settings
+
+_acting_user: ContextVar[User] = ContextVar("acting_user")
+
+
+def acting_user() -> User:
+    """The user whose event is being handled (inside a @guarded handler)."""
+    return _acting_user.get()
+
+
+class AuthState(rx.State):
+    session_token: str = rx.Cookie(
+        "", name="strata_session", path="/", same_site="strict",
+        max_age=int(get_settings().session_hours * 3600),
+    )
+    user_email: str = ""
+    user_name: str = ""
+    user_role: str = ""
+    # "checking" until the page's on_load has looked at the session, then "allowed" or "denied".
+    access: str = "checking"
+    denied_reason: str = ""
+
+    @rx.var
+    def is_staff(self) -> bool:
+        return self.user_role in (Role.staff.value, Role.admin.value)
+
+    @rx.var
+    def is_admin(self) -> bool:
+        return self.user_role == Role.admin.value
+
+    async def _require(self, minimum: Role) -> User:
+        user = await run_in_session(auth_service.user_for_session, token=self.session_token)
+        if user is None:
+            raise Unauthorized("Your session has expired; sign in again.")
+        self.user_email, self.user_name, self.user_role = user.email, user.name, user.role
+        auth_service.require_role(user, minimum)
+        return user
+
+    def _signed_out(self, message: str):
+        self.session_token = ""
+        self.user_email = self.user_name = self.user_role = ""
+        return [rx.toast.error(message), rx.redirect(f"/login?next={self.router.url.path}")]
+
+    @rx.event
+    async def open_page(self, minimum: str = Role.viewer.value):
+        """on_load of every page: signed-out users go to sign-in, others see the page or a refusal."""
+        self.access = "checking"
+        try:
+            await self._require(Role(minimum))
+        except Unauthorized:
+            if self.session_token:
+                return self._signed_out("Your session has expired; sign in again.")
+            return rx.redirect(f"/login?next={self.router.url.path}")
+        except StrataError as exc:
+            self.access, self.denied_reason = "denied", exc.message
+            return None
+        self.access, self.denied_reason = "allowed", ""
+        return None
+
+    @rx.event
+    async def sign_out(self):
+        token = self.session_token
+        await run_in_session(auth_service.end_session, token=token)
+        self.session_token = ""
+        self.user_email = self.user_name = self.user_role = ""
+        return rx.redirect("/login")
+
+
+def guarded(minimum: Role):
+    """Checks the caller's role before an event handler runs; turns errors into toasts."""
+
+    def decorate(handler):
+        @functools.wraps(handler)
+        async def wrapper(self: AuthState, *args, **kwargs):
+            try:
+                user = await self._require(minimum)
+            except Unauthorized as exc:
+                return self._signed_out(exc.message)
+            except StrataError as exc:
+                return rx.toast.error(exc.message)
+            reset = _acting_user.set(user)
+            try:
+                return await handler(self, *args, **kwargs)
+            except StrataError as exc:
+                return rx.toast.error(exc.message)
+            finally:
+                _acting_user.reset(reset)
+
+        return wrapper
+
+    return decorate
+
+
+class LoginState(AuthState):
+    error: str = ""
+    busy: bool = False
+
+    @rx.event
+    async def sign_in(self, form: dict):
+        self.error = ""
+        settings = get_settings()
+        try:
+            user = await run_in_session(
+                auth_service.authenticate,
+                settings=settings,
+                email=str(form.get("email", "")),
+                password=str(form.get("password", "")),
+            )
+            self.session_token = await run_in_session(auth_service.create_session, settings=settings, user=user)
+        except StrataError as exc:
+            self.error = exc.message
+            return None
+        self.user_email, self.user_name, self.user_role = user.email, user.name, user.role
+        target = self.router.url.query_parameters.get("next", "/")
+        return rx.redirect(target if target.startswith("/") and not target.startswith("//") else "/")
+
+
+@dataclass
+class UserRow:
+    id: int
+    email: str
+    name: str
+    role: str
+    active: bool
+    created: str
+
+
+@dataclass
+class KeyRow:
+    id: int
+    name: str
+    prefix: str
+    owner: str
+    created: str
+    last_used: str
+    revoked: bool
+
+
+def _when(moment) -> str:
+    return f"{moment:%Y-%m-%d %H:%M} UTC" if moment else "never"
+
+
+class UsersState(AuthState):
+    users: list[UserRow] = []
+    # A reset password, shown once to the admin who reset it.
+    password_notice: str = ""
+
+    @rx.event
+    @guarded(Role.admin)
+    async def load(self):
+        await self._reload()
+
+    @rx.event
+    @guarded(Role.admin)
+    async def create(self, form: dict):
+        user = await run_in_session(
+            auth_service.create_user,
+            email=str(form.get("email", "")),
+            name=str(form.get("name", "")),
+            role=str(form.get("role") or Role.viewer.value),
+            password=str(form.get("password", "")),
+        )
+        await self._reload()
+        return rx.toast.success(f"Created {user.email} ({user.role}).")
+
+    @rx.event
+    @guarded(Role.admin)
+    async def change_role(self, user_id: int, role: str):
+        user = await run_in_session(auth_service.set_role, user_id=user_id, role=role)
+        await self._reload()
+        return rx.toast.success(f"{user.email} is now {user.role}.")
+
+    @rx.event
+    @guarded(Role.admin)
+    async def set_active(self, user_id: int, active: bool):
+        user = await run_in_session(auth_service.set_active, user_id=user_id, active=active)
+        await self._reload()
+        return rx.toast.success(f"{user.email} {'reactivated' if active else 'deactivated'}.")
+
+    @rx.event
+    @guarded(Role.admin)
+    async def reset_password(self, user_id: int):
+        password = await run_in_session(auth_service.reset_password, user_id=user_id)
+        user = await run_in_session(auth_service.get_user, user_id=user_id)
+        self.password_notice = f"New password for {user.email}: {password}"
+
+    @rx.event
+    def dismiss_notice(self):
+        self.password_notice = ""
+
+    async def _reload(self) -> None:
+        users = await run_in_session(auth_service.list_users)
+        self.users = [
+            UserRow(u.id, u.email, u.name, u.role, u.is_active, _when(u.created_at)) for u in users
+        ]
+
+
+class KeysState(AuthState):
+    keys: list[KeyRow] = []
+    owner_emails: list[str] = []
+    # The secret of a key just created: shown once, never stored.
+    created_key: str = ""
+
+    @rx.event
+    @guarded(Role.admin)
+    async def load(self):
+        await self._reload()
+
+    @rx.event
+    @guarded(Role.admin)
+    async def create(self, form: dict):
+        email = str(form.get("owner", ""))
+        owner = await run_in_session(auth_service.get_user_by_email, email=email)
+        if owner is None:
+            return rx.toast.error(f"Choose the key's owner; no user {email!r}.")
+        _, plaintext = await run_in_session(
+            auth_service.create_api_key, user_id=owner.id, name=str(form.get("name", ""))
+        )
+        self.created_key = plaintext
+        await self._reload()
+        return None
+
+    @rx.event
+    @guarded(Role.admin)
+    async def revoke(self, key_id: int):
+        await run_in_session(auth_service.revoke_api_key, key_id=key_id)
+        await self._reload()
+        return rx.toast.success("Key revoked; it stops working at once.")
+
+    @rx.event
+    def dismiss_key(self):
+        self.created_key = ""
+
+    async def _reload(self) -> None:
+        pairs = await run_in_session(auth_service.list_api_keys)
+        self.keys = [
+            KeyRow(k.id, k.name, k.prefix, u.email, _when(k.created_at), _when(k.last_used_at), k.revoked_at is not None)
+            for k, u in pairs
+        ]
+        self.owner_emails = [u.email for u in await run_in_session(auth_service.list_users) if u.is_active]

@@ -1,0 +1,135 @@
+import asyncio
+import json
+import time
+from dataclasses import dataclass
+
+import reflex as rx
+
+from app.auth import service as auth_service
+from app.auth.state import AuthState, acting_user, guarded
+from app.auth.tables import Role
+from app.core.db import run_in_session
+from app.core.errors import StrataError
+from app.core.settings import get_settings
+from app.jobs_board import service
+from app.jobs_board.tables import Job, JobStatus
+from jobs.registry import all_specs, get_spec
+
+REFRESH_SECONDS = 1.0
+WATCH_LIMIT_SECONDS = 30 * 60
+
+
+@dataclass
+class JobRow:
+    id: str
+    title: str
+    status: str
+    percent: int
+    message: str
+    error: str
+    attempts: str
+    started_by: str
+    created: str
+    active: bool
+    retryable: bool
+
+
+@dataclass
+class JobKindOption:
+    kind: str
+    title: str
+
+
+def _row(job: Job, emails: dict[int, str]) -> JobRow:
+    spec = get_spec(job.kind)
+    status = JobStatus(job.status)
+    return JobRow(
+        id=job.id,
+        title=spec.title if spec else job.kind,
+        status=job.status,
+        percent=round(job.progress * 100),
+        message=job.message,
+        error=job.error or "",
+        attempts=f"{job.attempts}/{job.max_attempts}",
+        started_by=emails.get(job.created_by, "—"),
+        created=f"{job.created_at:%Y-%m-%d %H:%M:%S}",
+        active=not status.finished,
+        retryable=status in (JobStatus.failed, JobStatus.cancelled),
+    )
+
+
+def _list_rows(*, db_session) -> list[JobRow]:
+    emails = {user.id: user.email for user in auth_service.list_users(db_session=db_session)}
+    return [_row(job, emails) for job in service.list_jobs(db_session=db_session, limit=50)]
+
+
+class JobsState(AuthState):
+    jobs: list[JobRow] = []
+    kinds: list[JobKindOption] = [JobKindOption(spec.kind, spec.title) for spec in all_specs()]
+    selected_id: str = ""
+    selected_result: str = ""
+    watching: bool = False
+
+    @rx.event
+    @guarded(Role.staff)
+    async def start(self, kind: str):
+        job = await service.enqueue(
+            kind=kind, params={}, user=acting_user(), max_attempts=get_settings().job_max_tries
+        )
+        self.jobs = await run_in_session(_list_rows)
+        return rx.toast.info(f"{get_spec(job.kind).title} queued.")
+
+    @rx.event
+    @guarded(Role.staff)
+    async def cancel(self, job_id: str):
+        await run_in_session(service.request_cancel, job_id=job_id, user=acting_user())
+        self.jobs = await run_in_session(_list_rows)
+
+    @rx.event
+    @guarded(Role.staff)
+    async def retry(self, job_id: str):
+        job = await run_in_session(service.retryable_job, job_id=job_id, user=acting_user())
+        await service.enqueue(
+            kind=job.kind, params=job.params, user=acting_user(), max_attempts=get_settings().job_max_tries
+        )
+        self.jobs = await run_in_session(_list_rows)
+
+    @rx.event
+    @guarded(Role.staff)
+    async def select(self, job_id: str):
+        job = await run_in_session(service.get_job, job_id=job_id)
+        self.selected_id = job.id
+        self.selected_result = json.dumps(job.result, indent=2) if job.result else ""
+
+    @rx.event(background=True)
+    async def watch(self):
+        async with self:
+            if self.watching:
+                return
+            self.watching = True
+        started = time.monotonic()
+        try:
+            while time.monotonic() - started < WATCH_LIMIT_SECONDS:
+                async with self:
+                    if not self.watching:
+                        return
+                    try:
+                        await self._require(Role.staff)
+                    except StrataError:
+                        return
+                rows = await run_in_session(_list_rows)
+                async with self:
+                    self.jobs = rows
+                    selected = next((row for row in rows if row.id == self.selected_id), None)
+                if selected and not selected.active:
+                    job = await run_in_session(service.get_job, job_id=selected.id)
+                    async with self:
+                        self.selected_result = json.dumps(job.result, indent=2) if job.result else ""
+                await asyncio.sleep(REFRESH_SECONDS)
+        finally:
+            async with self:
+                self.watching = False
+
+    @rx.event
+    def stop_watching(self):
+        self.watching = False
