@@ -1,0 +1,95 @@
+# Strata: every target installs what it needs (nothing by hand), and stamps
+# make a second run re-install nothing that did not change.
+#
+#   make run    venv + bun + models, then `strata migrate` and `strata run`
+#               (supervisord in the foreground; Ctrl-C stops everything)
+#   make stop   stop a running `make run` from another shell
+#   make test   venv + bun + Chromium + test models, then pytest
+#   make image  docker build (needs a Docker engine)
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+.DELETE_ON_ERROR:
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMPS := $(VENV)/.strata-stamps
+TOOLS := .tools
+BUN_VERSION := 1.4.4
+BUN := $(TOOLS)/node_modules/.bin/bun
+# npm's own configured registry, passed explicitly to npm and to Reflex.
+NPM_REGISTRY ?= $(shell npm config get registry 2>/dev/null || echo npm-default-registry)
+TEST_MODELS_DIR := $(CURDIR)/.cache/models
+
+export PATH := $(CURDIR)/$(TOOLS)/node_modules/.bin:$(PATH)
+export NPM_CONFIG_REGISTRY := $(NPM_REGISTRY)
+export REFLEX_TELEMETRY_ENABLED := false
+export REFLEX_CHECK_LATEST_VERSION := false
+
+.PHONY: help install bun models run stop test test-models chromium frontend image clean
+
+help:
+	@sed -n '3,9p' Makefile
+
+# ---------------------------------------------------------------- installation
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+# Pins come from pyproject.toml; re-run only when it changes (or the venv is new).
+$(STAMPS)/install: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -e '.[build,test]'
+	@mkdir -p $(STAMPS) && touch $@
+
+install: $(STAMPS)/install
+
+# bun for Reflex, from the npm registry (Reflex would otherwise download it).
+$(TOOLS)/.bun-$(BUN_VERSION):
+	npm install --prefix $(TOOLS) --registry=$(NPM_REGISTRY) --no-audit --no-fund \
+		--save-exact bun@$(BUN_VERSION)
+	test "$$($(BUN) --version)" = "$(BUN_VERSION)"
+	@touch $@
+
+bun: $(TOOLS)/.bun-$(BUN_VERSION)
+
+# ONNX models for `make run`, into the settings' models dir (<data_dir>/models);
+# the script skips the build when its inputs did not change.
+models: install
+	scripts/build-models.sh
+
+# The production frontend (Reflex export), rebuilt only when its inputs change.
+frontend: install bun
+	$(BIN)/python -m app.core.runner build-frontend
+
+# ---------------------------------------------------------------------- running
+
+run: install bun models
+	$(BIN)/strata migrate
+	$(BIN)/strata run
+
+stop:
+	@if [ -x $(BIN)/strata ]; then $(BIN)/strata stop; else echo "strata: not installed, nothing to stop"; fi
+
+# ------------------------------------------------------------------------ tests
+
+/usr/bin/chromium:
+	apt-get update
+	DEBIAN_FRONTEND=noninteractive apt-get install -y chromium
+
+chromium: /usr/bin/chromium
+
+test-models: install
+	scripts/build-models.sh $(TEST_MODELS_DIR)
+
+test: install bun chromium test-models frontend
+	STRATA_MODELS_DIR=$(TEST_MODELS_DIR) $(BIN)/python -m pytest -q
+
+# ------------------------------------------------------------------------ image
+
+image:
+	docker build -f deploy/Dockerfile -t strata:latest .
+
+clean:
+	rm -rf .web .cache $(STAMPS)
