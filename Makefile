@@ -20,7 +20,7 @@ TOOLS := .tools
 BUN_VERSION := 1.4.4
 BUN := $(TOOLS)/node_modules/.bin/bun
 # npm's own configured registry, passed explicitly to npm and to Reflex.
-NPM_REGISTRY ?= $(shell npm config get registry 2>/dev/null || echo npm-default-registry)
+NPM_REGISTRY ?= $(shell npm config get registry)
 TEST_MODELS_DIR := $(CURDIR)/.cache/models
 
 export PATH := $(CURDIR)/$(TOOLS)/node_modules/.bin:$(PATH)

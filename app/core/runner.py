@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import hashlib
 import importlib.metadata
 import json
@@ -57,7 +58,6 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]
 BIN_DIR = Path(sys.executable).parent
 # bun from the npm registry (`npm install --prefix .tools bun@...`), first on PATH.
 TOOLS_BIN = PROJECT_ROOT / ".tools" / "node_modules" / ".bin"
-DEFAULT_NPM_REGISTRY = "npm-default-registry"
 
 # Inputs of the compiled frontend, relative to PROJECT_ROOT.
 FRONTEND_INPUTS = ("app", "assets", "rxconfig.py", "reflex.lock", "pyproject.toml")
@@ -128,8 +128,10 @@ def _settings_env(settings: Settings) -> dict[str, str]:
     return env
 
 
-def npm_registry() -> str:
-    """The npm registry, explicit, so Reflex never probes mirrors for the best one."""
+@functools.cache
+def npm_registry() -> str | None:
+    """npm's own configured registry, passed explicitly so Reflex never probes
+    mirrors for a "best" one (its probe fails slowly on a closed network)."""
     if registry := os.environ.get("NPM_CONFIG_REGISTRY"):
         return registry
     npm = shutil.which("npm")
@@ -139,12 +141,12 @@ def npm_registry() -> str:
                 [npm, "config", "get", "registry"],
                 capture_output=True,
                 text=True,
-                timeout=30,
+                timeout=60,
                 check=False,
             ).stdout.strip()
             if out.startswith("http"):
                 return out
-    return DEFAULT_NPM_REGISTRY
+    return None
 
 
 def child_env(settings: Settings, base: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -167,7 +169,8 @@ def child_env(settings: Settings, base: Mapping[str, str] | None = None) -> dict
             "PYTHONUNBUFFERED": "1",
         }
     )
-    env.setdefault("NPM_CONFIG_REGISTRY", npm_registry())
+    if "NPM_CONFIG_REGISTRY" not in env and (registry := npm_registry()):
+        env["NPM_CONFIG_REGISTRY"] = registry
     return env
 
 
