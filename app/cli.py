@@ -177,11 +177,15 @@ def models_verify() -> None:
 
 
 def main() -> None:
+    from pydantic import ValidationError
+
     from app.core.logging import configure_logging
 
-    configure_logging(get_settings().log_level)
     try:
-        cli()
-    except StrataError as exc:
-        typer.secho(f"error: {exc.message}", fg=typer.colors.RED, err=True)
-        sys.exit(1)
+        settings = get_settings()
+    except ValidationError as exc:
+        problems = "; ".join(error["msg"].removeprefix("Value error, ") for error in exc.errors())
+        typer.secho(f"error: invalid configuration: {problems}", fg=typer.colors.RED, err=True)
+        sys.exit(2)
+    configure_logging(settings.log_level)
+    cli()

@@ -1,10 +1,13 @@
 """Password hashing (argon2id) and opaque tokens stored only as hashes."""
 
 import hashlib
+import hmac
 import secrets
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
+
+from app.core.settings import get_settings
 
 _hasher = PasswordHasher()
 
@@ -36,5 +39,6 @@ def new_password() -> str:
 
 
 def token_hash(token: str) -> str:
-    """Tokens carry 256 random bits, so a fast hash is enough (unlike passwords)."""
-    return hashlib.sha256(token.encode()).hexdigest()
+    """Tokens carry 256 random bits, so a fast keyed hash is enough (unlike passwords).
+    Keyed with the secret key: a copy of the database alone cannot match tokens."""
+    return hmac.new(get_settings().secret_key.encode(), token.encode(), hashlib.sha256).hexdigest()

@@ -8,6 +8,7 @@ from pydantic import model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_SECRET_KEY = "change-me-embedded-default-secret"  # noqa: S105 - refused in production
+MIN_SECRET_KEY_LENGTH = 32
 
 
 class Settings(BaseSettings):
@@ -52,6 +53,8 @@ class Settings(BaseSettings):
                 "STRATA_ENV=prod needs STRATA_SECRET_KEY set to a secret of your own; "
                 "refusing to start with the default"
             )
+        if self.env == "prod" and len(self.secret_key) < MIN_SECRET_KEY_LENGTH:
+            raise ValueError(f"STRATA_SECRET_KEY must have at least {MIN_SECRET_KEY_LENGTH} characters")
         return self
 
     @property
