@@ -68,6 +68,7 @@ def build_api() -> FastAPI:
             path=request.url.path,
             status=response.status_code,
             ms=round(elapsed * 1000, 1),
+            user_id=getattr(request.state, "user_id", None),
         )
         return response
 

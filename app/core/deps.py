@@ -48,6 +48,8 @@ def current_user(request: Request, db_session: SessionDep) -> User:
         problem = "Your session has expired; sign in again."
     if user is None:
         raise Unauthorized(problem)
+    # Sync dependencies run in a thread, so the request log reads the id from here.
+    request.state.user_id = user.id
     structlog.contextvars.bind_contextvars(user_id=user.id)
     return user
 

@@ -1,0 +1,31 @@
+import json
+
+import httpx
+
+from app.api import build_api
+from app.core.logging import configure_logging
+
+
+async def test_api_logs_are_json_with_request_and_user_ids_and_no_secrets(db, redis_url, make_user, capsys):
+    configure_logging("INFO")
+    make_user("u@x.io", password="very-secret-password")
+    transport = httpx.ASGITransport(app=build_api())
+    async with httpx.AsyncClient(transport=transport, base_url="http://strata") as client:
+        login = await client.post("/api/v1/auth/login", json={"email": "u@x.io", "password": "very-secret-password"})
+        token = login.json()["token"]
+        me = await client.get("/api/v1/me", headers={"Authorization": f"Bearer {token}", "X-Request-Id": "req-42"})
+    assert me.headers["x-request-id"] == "req-42"
+    output = capsys.readouterr().out
+    records = [json.loads(line) for line in output.splitlines() if line.startswith("{")]
+    me_log = next(r for r in records if r.get("path") == "/api/v1/me")
+    assert me_log["request_id"] == "req-42" and me_log["status"] == 200 and "user_id" in me_log
+    assert "very-secret-password" not in output and token not in output
+
+
+def test_secret_fields_are_redacted(capsys):
+    from app.core.logging import log
+
+    configure_logging("INFO")
+    log.info("event", password="hunter22", api_key="sk-strata-abc", email="a@b.c")
+    record = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert record["password"] == "[redacted]" and record["api_key"] == "[redacted]" and record["email"] == "a@b.c"
