@@ -40,6 +40,7 @@ from models.manifest import (
 
 __all__ = [
     "BuildError",
+    "BuildToolsMissing",
     "EXPORTER_PACKAGES",
     "OPSET",
     "PARITY_SENTENCES",
@@ -134,6 +135,10 @@ PARITY_SENTENCES: tuple[str, ...] = (
 
 class BuildError(RuntimeError):
     """The model could not be built, or failed its parity check."""
+
+
+class BuildToolsMissing(BuildError):
+    """A (re)build is needed but the ``build`` extra (torch, optimum-onnx, ...) is not installed."""
 
 
 # --------------------------------------------------------------- fingerprint
@@ -255,7 +260,7 @@ def build_models(
                     f"installed ({', '.join(missing)}), keeping the existing model"
                 )
                 return [existing]
-            raise BuildError(
+            raise BuildToolsMissing(
                 f"{EMBEDDER_NAME} needs building ({reason}) but {', '.join(missing)} "
                 f"is not installed: pip install '.[build]' (torch from the local CPU wheel)"
             )
