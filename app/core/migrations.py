@@ -2,10 +2,11 @@
 
 from pathlib import Path
 
-from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Engine
+
+from alembic import command
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 

@@ -650,12 +650,11 @@ def serve_web(settings: Settings | None = None) -> int:
     wait_for_redis(settings.effective_redis_url)
     os.environ.setdefault("GRANIAN_WORKERS", str(max(1, settings.web_workers)))
 
+    from reflex.utils import exec as reflex_exec
     from reflex_base import constants
     from reflex_base.config import get_config
     from reflex_base.environment import environment
     from reflex_base.utils import log
-
-    from reflex.utils import exec as reflex_exec
 
     log.enable_managed_logging()
     if sys.platform.startswith("linux"):

@@ -9,10 +9,9 @@ from datetime import datetime
 from alembic.script import ScriptDirectory
 from sqlalchemy import text
 
-from app.core import migrations
+from app.core import migrations, ml
 from app.core.clients import get_async_redis, get_chroma
 from app.core.db import get_engine
-from app.core.ml import get_embedder
 from app.core.settings import get_settings
 from app.core.time import utcnow
 from app.jobs_board.service import WORKER_HEARTBEAT_PREFIX
@@ -20,6 +19,7 @@ from jobs.runtime import ARQ_QUEUE
 from models.manifest import list_manifests
 
 CHECK_TIMEOUT_SECONDS = 4.0
+PROBE_SENTENCE = "Strata checks that its embedding model answers."
 
 
 @dataclass
@@ -99,7 +99,10 @@ def _models() -> dict[str, str]:
             f"{manifest.file}, {manifest.size_bytes / 1e6:.1f} MB, sha256 {manifest.sha256[:12]}…, "
             f"parity {manifest.parity.min_cosine:.5f}"
         )
-    details["embedder load time"] = f"{get_embedder().load_seconds:.2f} s"
+    started = time.perf_counter()
+    ml.embed([PROBE_SENTENCE])
+    details["embedder load time"] = f"{ml.get_embedder().load_seconds:.2f} s"
+    details["probe inference"] = f"{(time.perf_counter() - started) * 1000:.1f} ms"
     return details
 
 

@@ -59,3 +59,11 @@ async def test_missing_models_are_reported(client, monkeypatch, tmp_path):
     components = {c.name: c for c in await system_health()}
     assert not components["models"].ok
     assert "strata models build" in components["models"].error
+
+
+async def test_models_probe_feeds_the_inference_latency_metric(client):
+    components = {c.name: c for c in await system_health()}
+    assert components["models"].ok, components["models"].error
+    assert components["models"].details["probe inference"].endswith("ms")
+    metrics = (await client.get("/metrics")).text
+    assert 'strata_model_inference_duration_seconds_count{model="all-MiniLM-L6-v2"}' in metrics
