@@ -176,12 +176,30 @@ def test_child_environment_round_trips_through_settings(tmp_path):
     assert again.resolved_data_dir == settings.resolved_data_dir
 
 
+def test_relative_data_dir_reaches_children_absolute(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    env = runner.child_env(make_settings(tmp_path, data_dir=Path("rel-data")), base={})
+    assert env["STRATA_DATA_DIR"] == str(tmp_path / "rel-data")
+
+
 def test_npm_registry_is_explicit(tmp_path, monkeypatch):
-    monkeypatch.setenv("NPM_CONFIG_REGISTRY", "https://npm.mirror.internal/")
+    # Children always get a registry, so Reflex never probes mirrors for one.
+    monkeypatch.setattr(runner, "npm_registry", lambda: "https://npm.mirror.internal/")
+    env = runner.child_env(make_settings(tmp_path), base={"PATH": "/usr/bin"})
+    assert env["NPM_CONFIG_REGISTRY"] == "https://npm.mirror.internal/"
+    # ... but an explicit one from the caller wins.
+    env = runner.child_env(make_settings(tmp_path), base={"NPM_CONFIG_REGISTRY": "https://other.internal/"})
+    assert env["NPM_CONFIG_REGISTRY"] == "https://other.internal/"
+
+
+@pytest.mark.skipif(not __import__("shutil").which("npm"), reason="needs npm")
+def test_npm_registry_comes_from_npm_config(monkeypatch):
+    monkeypatch.delenv("NPM_CONFIG_REGISTRY", raising=False)
     runner.npm_registry.cache_clear()
     try:
-        env = runner.child_env(make_settings(tmp_path))
-        assert env["NPM_CONFIG_REGISTRY"] == "https://npm.mirror.internal/"
+        expected = subprocess.run(["npm", "config", "get", "registry"], capture_output=True, text=True).stdout.strip()
+        assert runner.npm_registry() == expected
+        assert expected.startswith("http")
     finally:
         runner.npm_registry.cache_clear()
 
@@ -233,6 +251,9 @@ def test_frontend_is_current_only_with_a_matching_stamp(fake_project, tmp_path):
     stamp = fake_project / ".web" / "build" / runner.FRONTEND_STAMP
     stamp.write_text(json.dumps({"fingerprint": runner.frontend_fingerprint(settings, env={})}))
     assert runner.frontend_is_current(settings, env={})
+    (client / "index.html").unlink()  # a build that died half-way
+    assert not runner.frontend_is_current(settings, env={})
+    (client / "index.html").write_text("<html></html>")
     (fake_project / "app" / "app.py").write_text("app = 2\n")
     assert not runner.frontend_is_current(settings, env={})
 
