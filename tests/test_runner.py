@@ -289,11 +289,49 @@ def test_stop_when_nothing_runs(tmp_path, capsys):
     assert "not running" in capsys.readouterr().out
 
 
-def test_run_refuses_a_second_stack_on_the_same_data_dir(tmp_path):
+def test_run_refuses_a_second_stack_on_the_same_data_dir(tmp_path, monkeypatch):
+    import fcntl
+
     settings = make_settings(tmp_path)
-    runner.write_config(settings)
-    (settings.resolved_data_dir / "run" / "supervisord.pid").write_text(str(os.getpid()))
-    assert runner.run(settings) == 1
+    monkeypatch.setattr(runner, "_run_locked", lambda *a: pytest.fail("started a second stack"))
+    runner.run_dir(settings).mkdir(parents=True)
+    # Another `strata run` holds the lock (e.g. while it builds the frontend) ...
+    with (runner.run_dir(settings) / "run.lock").open("w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        assert runner.run(settings) == 1
+    # ... or a supervisord from an earlier run is still alive.
+    fake = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "supervisord"])
+    try:
+        runner.pid_path(settings).write_text(str(fake.pid))
+        assert runner.is_running(settings)
+        assert runner.run(settings) == 1
+    finally:
+        fake.kill()
+        fake.wait()
+    # A stale pidfile (dead pid, or a pid reused by something else) does not block.
+    assert not runner.is_running(settings)
+    runner.pid_path(settings).write_text(str(os.getpid()))
+    assert not runner.is_running(settings)
+
+
+def test_stale_processes_of_a_dead_supervisord_are_found_and_stopped(tmp_path):
+    settings = make_settings(tmp_path)
+    other = make_settings(tmp_path / "other")
+    env = runner.child_env(settings, base={"PATH": os.environ["PATH"]})
+    orphan = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], env=env)
+    bystander = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(60)"], env=runner.child_env(other, base={})
+    )
+    try:
+        assert orphan.pid in runner.stale_processes(settings)
+        assert bystander.pid not in runner.stale_processes(settings)
+        assert runner.stop(settings) == 0  # `make stop` cleans them up too
+        assert orphan.wait(15) is not None
+        assert bystander.poll() is None
+    finally:
+        for proc in (orphan, bystander):
+            proc.kill()
+            proc.wait()
 
 
 # ------------------------------------------------------------ Makefile, Docker

@@ -73,6 +73,7 @@ FRONTEND_ENV = (
     "VITE_SOURCEMAP",
 )
 FRONTEND_STAMP = "strata-frontend.json"
+RUN_MARKER = "STRATA_RUN_DIR"
 
 
 # --------------------------------------------------------------------------- paths
@@ -167,6 +168,8 @@ def child_env(settings: Settings, base: Mapping[str, str] | None = None) -> dict
             # Chroma's client/server telemetry.
             "ANONYMIZED_TELEMETRY": "False",
             "PYTHONUNBUFFERED": "1",
+            # Marks every process of this stack (see stale_processes()).
+            RUN_MARKER: str(run_dir(settings)),
         }
     )
     if "NPM_CONFIG_REGISTRY" not in env and (registry := npm_registry()):
@@ -343,7 +346,43 @@ def _supervisord_pid(settings: Settings) -> int | None:
         return None
     except PermissionError:
         return pid
+    # A stale pidfile whose pid now belongs to another process does not count.
+    with contextlib.suppress(OSError):
+        if b"supervisord" not in Path(f"/proc/{pid}/cmdline").read_bytes():
+            return None
     return pid
+
+
+def stale_processes(settings: Settings) -> list[int]:
+    """Processes left from a stack whose supervisord died without stopping them
+    (SIGKILL, OOM): they carry this data dir's STRATA_RUN_DIR marker (Linux)."""
+    marker = f"{RUN_MARKER}={run_dir(settings)}".encode()
+    found = []
+    for proc in Path("/proc").glob("[0-9]*"):
+        if int(proc.name) == os.getpid():
+            continue
+        with contextlib.suppress(OSError):
+            if marker in (proc / "environ").read_bytes().split(b"\0"):
+                found.append(int(proc.name))
+    return sorted(found)
+
+
+def kill_stale(settings: Settings, grace: float = 10) -> list[int]:
+    """SIGTERM (then SIGKILL) the `stale_processes()`; returns their pids."""
+    pids = stale_processes(settings)
+    if not pids:
+        return []
+    print(f"strata: stopping {len(pids)} processes left by an earlier run: {pids}", file=sys.stderr)
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, sig)
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline and stale_processes(settings):
+            time.sleep(0.2)
+        if not stale_processes(settings):
+            break
+    return pids
 
 
 def is_running(settings: Settings) -> bool:
@@ -357,16 +396,38 @@ def run(settings: Settings | None = None) -> int:
     program (whole process groups) in reverse priority order before exiting.
     """
     settings = settings or get_settings()
-    if (pid := _supervisord_pid(settings)) is not None:
-        print(
-            f"strata: already running (supervisord pid {pid}, data dir "
-            f"{settings.resolved_data_dir}); `make stop` or `strata stop` first",
-            file=sys.stderr,
-        )
-        return 1
-    env = child_env(settings)
-    ensure_frontend(settings, env=env)
-    conf = write_config(settings)
+    run_dir(settings).mkdir(parents=True, exist_ok=True)
+    # Held for the whole run (released by the kernel however we exit): one stack
+    # per data dir, including while the frontend builds before supervisord starts.
+    lock = (run_dir(settings) / "run.lock").open("w")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.close()
+        pid = None
+    else:
+        pid = _supervisord_pid(settings)
+        if pid is None:
+            return _run_locked(settings, lock)
+        lock.close()
+    print(
+        f"strata: already running (data dir {settings.resolved_data_dir}"
+        f"{f', supervisord pid {pid}' if pid else ''}); `make stop` or `strata stop` first",
+        file=sys.stderr,
+    )
+    return 1
+
+
+def _run_locked(settings: Settings, lock) -> int:
+    with lock:
+        kill_stale(settings)
+        env = child_env(settings)
+        ensure_frontend(settings, env=env)
+        conf = write_config(settings)
+        return _supervise(conf, env)
+
+
+def _supervise(conf: Path, env: Mapping[str, str]) -> int:
     proc = subprocess.Popen(
         [_bin("supervisord"), "-n", "-c", str(conf)],
         cwd=PROJECT_ROOT,
@@ -412,7 +473,10 @@ def stop(settings: Settings | None = None, timeout: float = 120) -> int:
     settings = settings or get_settings()
     pid = _supervisord_pid(settings)
     if pid is None:
-        print(f"strata: not running (data dir {settings.resolved_data_dir})")
+        if kill_stale(settings):
+            print("strata: stopped")
+        else:
+            print(f"strata: not running (data dir {settings.resolved_data_dir})")
         return 0
     result = supervisorctl(settings, "shutdown", timeout=timeout)
     if result.returncode != 0:
