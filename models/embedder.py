@@ -124,14 +124,10 @@ class Embedder:
         try:
             texts = list(texts)
         except TypeError:
-            raise TypeError(
-                f"embed() takes a sequence of strings, got {type(texts).__name__}"
-            ) from None
+            raise TypeError(f"embed() takes a sequence of strings, got {type(texts).__name__}") from None
         for i, text in enumerate(texts):
             if not isinstance(text, str):
-                raise TypeError(
-                    f"embed() takes strings only: item {i} is {type(text).__name__}"
-                )
+                raise TypeError(f"embed() takes strings only: item {i} is {type(text).__name__}")
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
 
@@ -168,9 +164,7 @@ class Embedder:
         (hidden,) = self._session.run([self._output_name], feeds)
         hidden = hidden.astype(np.float32, copy=False)
         if hidden.shape[-1] != self.dimensions:
-            raise RuntimeError(
-                f"model output has {hidden.shape[-1]} dimensions, manifest says {self.dimensions}"
-            )
+            raise RuntimeError(f"model output has {hidden.shape[-1]} dimensions, manifest says {self.dimensions}")
         # Same as sentence_transformers.models.Pooling (mean) + Normalize.
         mask = attention[:, :, None].astype(np.float32)
         summed = (hidden * mask).sum(axis=1)

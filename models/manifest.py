@@ -96,17 +96,14 @@ def read_manifest(model_dir: Path | str) -> ModelManifest:
         raw = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ManifestError(
-            f"no model manifest at {path}: the model has not been built "
-            f"(run the model build step)"
+            f"no model manifest at {path}: the model has not been built (run the model build step)"
         ) from None
     except OSError as exc:
         raise ManifestError(f"cannot read model manifest {path}: {exc}") from exc
     try:
         return ModelManifest.model_validate_json(raw)
     except ValidationError as exc:
-        raise ManifestError(
-            f"corrupt model manifest {path} ({exc.error_count()} problem(s)): {exc}"
-        ) from exc
+        raise ManifestError(f"corrupt model manifest {path} ({exc.error_count()} problem(s)): {exc}") from exc
 
 
 def write_manifest(model_dir: Path | str, manifest: ModelManifest) -> Path:
@@ -128,9 +125,7 @@ def model_dirs(models_dir: Path | str) -> list[Path]:
     if not root.is_dir():
         return []
     return sorted(
-        p
-        for p in root.iterdir()
-        if p.is_dir() and not p.name.startswith(".") and (p / MANIFEST_FILENAME).is_file()
+        p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".") and (p / MANIFEST_FILENAME).is_file()
     )
 
 

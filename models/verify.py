@@ -112,7 +112,7 @@ def verify_model(model_dir: Path | str, *, on_progress: Progress | None = None) 
     # Speed is measured on the sentence-sized reference texts (the long
     # paragraphs exist to test truncation and would dominate the timing).
     counts = embedder.token_counts(sentences)
-    timed = [s for s, n in zip(sentences, counts) if n <= SPEED_MAX_TOKENS] or sentences
+    timed = [s for s, n in zip(sentences, counts, strict=True) if n <= SPEED_MAX_TOKENS] or sentences
     progress(0.5, f"{manifest.name}: measuring latency (batch 1)")
     embedder.embed(timed[:2], batch_size=1)  # warm-up
     latencies = []

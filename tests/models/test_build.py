@@ -57,9 +57,7 @@ def test_up_to_date_check_notices_changed_inputs_and_missing_files(model_copy: P
     assert not ok and "missing" in reason
 
 
-def test_failed_build_keeps_previous_model_and_leaves_no_half_model(
-    model_copy: Path, tmp_path: Path, monkeypatch
-):
+def test_failed_build_keeps_previous_model_and_leaves_no_half_model(model_copy: Path, tmp_path: Path, monkeypatch):
     models_dir = tmp_path
     sha_before = sha256_file(model_copy / "model.onnx")
     # A folder left behind by a build that was killed earlier.

@@ -9,9 +9,20 @@ from models.manifest import EMBEDDER_NAME
 from models.verify import verify_all, verify_model
 
 REPORT_KEYS = {
-    "name", "file", "sha256_expected", "sha256_actual", "sha256_ok",
-    "parity_min_cosine", "parity_mean_cosine", "parity_threshold", "parity_ok",
-    "load_seconds", "latency_ms_p50", "latency_ms_p95", "throughput_per_s", "passed",
+    "name",
+    "file",
+    "sha256_expected",
+    "sha256_actual",
+    "sha256_ok",
+    "parity_min_cosine",
+    "parity_mean_cosine",
+    "parity_threshold",
+    "parity_ok",
+    "load_seconds",
+    "latency_ms_p50",
+    "latency_ms_p95",
+    "throughput_per_s",
+    "passed",
 }
 
 
