@@ -44,6 +44,9 @@ def _session_options(threads: int) -> ort.SessionOptions:
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     opts.log_severity_level = 3  # errors only
+    # The web, the worker and the stores share a few cores: idle ORT threads that
+    # spin-wait steal them, and made batch-1 latency worse under load here.
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return opts
 
 
