@@ -553,8 +553,15 @@ def test_stack_starts_restarts_and_stops_clean(tmp_path):
         assert runner.supervisorctl(settings, "stop", "valkey").returncode == 0
         assert _status(settings)["valkey"][0] == "STOPPED"
         assert httpx.get(f"{base}/_health", timeout=10).json().get("redis") is False
+        # A web server that starts while Valkey is down waits for it instead of
+        # crash-looping into FATAL, and serves as soon as Valkey is back.
+        assert runner.supervisorctl(settings, "restart", "web").returncode == 0
+        time.sleep(3)
+        assert _status(settings)["web"][0] == "RUNNING"
+        with pytest.raises(httpx.TransportError):
+            httpx.get(f"{base}/ping", timeout=2)
         assert runner.supervisorctl(settings, "start", "valkey").returncode == 0
-        _wait(lambda: httpx.get(f"{base}/_health", timeout=10).json().get("redis") is True, 60, "Redis back", log)
+        _wait(lambda: httpx.get(f"{base}/_health", timeout=10).json().get("redis") is True, 90, "web + Redis back", log)
 
         # Ctrl-C: SIGINT to supervisord stops everything, and `strata run` returns.
         supervisord = int((data_dir / "run" / "supervisord.pid").read_text())
