@@ -10,6 +10,7 @@ import json
 import os
 import re
 import shlex
+import shutil
 import signal
 import socket
 import subprocess
@@ -243,12 +244,12 @@ def test_frontend_fingerprint_follows_its_inputs(fake_project, tmp_path):
 
 def test_frontend_is_current_only_with_a_matching_stamp(fake_project, tmp_path):
     settings = make_settings(tmp_path)
-    client = fake_project / ".web" / "build" / "client"
+    client = runner.web_dir(settings, env={}) / "build" / "client"
     assert not runner.frontend_is_current(settings, env={})
     client.mkdir(parents=True)
     (client / "index.html").write_text("<html></html>")
     assert not runner.frontend_is_current(settings, env={})  # no stamp
-    stamp = fake_project / ".web" / "build" / runner.FRONTEND_STAMP
+    stamp = runner.web_dir(settings, env={}) / "build" / runner.FRONTEND_STAMP
     stamp.write_text(json.dumps({"fingerprint": runner.frontend_fingerprint(settings, env={})}))
     assert runner.frontend_is_current(settings, env={})
     (client / "index.html").unlink()  # a build that died half-way
@@ -264,7 +265,7 @@ def test_ensure_frontend_skips_the_build_when_current(fake_project, tmp_path, mo
 
     def fake_export(args, **kwargs):
         calls.append(args)
-        client = fake_project / ".web" / "build" / "client"
+        client = runner.web_dir(settings, env={}) / "build" / "client"
         client.mkdir(parents=True, exist_ok=True)
         (client / "index.html").write_text("<html></html>")
         (fake_project / ".gitignore").write_text(".web\n*.db\n")  # what Reflex's init does
@@ -281,7 +282,36 @@ def test_ensure_frontend_skips_the_build_when_current(fake_project, tmp_path, mo
     assert len(calls) == 2
 
 
+def test_each_port_has_its_own_web_build_dir(fake_project, tmp_path):
+    on_3000 = runner.web_dir(make_settings(tmp_path, port=3000), env={})
+    on_3999 = runner.web_dir(make_settings(tmp_path, port=3999), env={})
+    assert on_3000 != on_3999
+    assert on_3000.parent == on_3999.parent == fake_project / ".web"  # ignored by git
+    env = runner.child_env(make_settings(tmp_path, port=3999), base={})
+    assert env["REFLEX_WEB_WORKDIR"] == str(on_3999)
+    custom = runner.child_env(make_settings(tmp_path), base={"REFLEX_WEB_WORKDIR": "/srv/web"})
+    assert custom["REFLEX_WEB_WORKDIR"] == "/srv/web"
+
+
 # ------------------------------------------------------------------- stop/ctl
+
+
+def test_ports_in_use_are_detected_even_with_so_reuseport(tmp_path):
+    # granian listens with SO_REUSEPORT: a second server would share the port silently.
+    with socket.socket() as listener:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        listener.bind(("0.0.0.0", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        assert runner.port_in_use("0.0.0.0", port)
+        assert runner.port_in_use("127.0.0.1", port)
+        settings = make_settings(tmp_path, port=port, embedded_redis_port=_free_port())
+        assert runner.busy_ports(settings) == [f"web port {port}"]
+        assert runner.run(settings) == 1  # refuses instead of sharing the port
+        assert not runner.is_running(settings)
+    assert not runner.port_in_use("0.0.0.0", port)
+    external = make_settings(tmp_path, port=_free_port(), redis_url="redis://r:6379/0", chroma_url="http://c:8000")
+    assert runner.busy_ports(external) == []
 
 
 def test_stop_when_nothing_runs(tmp_path, capsys):
@@ -302,6 +332,7 @@ def test_run_refuses_a_second_stack_on_the_same_data_dir(tmp_path, monkeypatch):
     # ... or a supervisord from an earlier run is still alive.
     fake = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "supervisord"])
     try:
+        _wait(lambda: b"supervisord" in Path(f"/proc/{fake.pid}/cmdline").read_bytes(), 10, "exec")
         runner.pid_path(settings).write_text(str(fake.pid))
         assert runner.is_running(settings)
         assert runner.run(settings) == 1
@@ -323,6 +354,8 @@ def test_stale_processes_of_a_dead_supervisord_are_found_and_stopped(tmp_path):
         [sys.executable, "-c", "import time; time.sleep(60)"], env=runner.child_env(other, base={})
     )
     try:
+        for proc in (orphan, bystander):  # until exec replaced the forked copy of our environ
+            _wait(lambda p=proc: b"time.sleep" in Path(f"/proc/{p.pid}/cmdline").read_bytes(), 10, "exec")
         assert orphan.pid in runner.stale_processes(settings)
         assert bystander.pid not in runner.stale_processes(settings)
         assert runner.stop(settings) == 0  # `make stop` cleans them up too
@@ -579,6 +612,8 @@ def test_stack_starts_restarts_and_stops_clean(tmp_path):
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+        if port != 3000:  # a one-off build for a random port: do not let them pile up
+            shutil.rmtree(runner.web_dir(settings, env={}), ignore_errors=True)
 
 
 def _children(pid: int) -> list[int]:

@@ -41,6 +41,7 @@ import os
 import shlex
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -95,8 +96,14 @@ def pid_path(settings: Settings) -> Path:
     return run_dir(settings) / "supervisord.pid"
 
 
-def web_dir() -> Path:
-    return PROJECT_ROOT / ".web"
+def web_dir(settings: Settings, env: Mapping[str, str] | None = None) -> Path:
+    """Reflex's build directory (REFLEX_WEB_WORKDIR), one per port: the port is
+    baked into the bundle, so a test stack on another port must not overwrite
+    (and force a rebuild of) the build `make run` serves."""
+    env = os.environ if env is None else env
+    if custom := env.get("REFLEX_WEB_WORKDIR"):
+        return (PROJECT_ROOT / custom).resolve()
+    return PROJECT_ROOT / ".web" / f"port-{settings.port}"
 
 
 def _bin(name: str) -> str:
@@ -172,6 +179,7 @@ def child_env(settings: Settings, base: Mapping[str, str] | None = None) -> dict
             RUN_MARKER: str(run_dir(settings)),
         }
     )
+    env.setdefault("REFLEX_WEB_WORKDIR", str(web_dir(settings, env)))
     if "NPM_CONFIG_REGISTRY" not in env and (registry := npm_registry()):
         env["NPM_CONFIG_REGISTRY"] = registry
     return env
@@ -385,6 +393,30 @@ def kill_stale(settings: Settings, grace: float = 10) -> list[int]:
     return pids
 
 
+def port_in_use(host: str, port: int) -> bool:
+    """Whether something listens on host:port. Bound without SO_REUSEPORT on
+    purpose: granian listens with SO_REUSEPORT, so a second web server on the same
+    port would otherwise start silently and share the traffic with the first."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return True
+    return False
+
+
+def busy_ports(settings: Settings) -> list[str]:
+    """The ports this stack needs that something else already listens on."""
+    wanted = [("web", settings.host, settings.port)]
+    if not settings.redis_url:
+        wanted.append(("valkey", "127.0.0.1", settings.embedded_redis_port))
+    if not settings.chroma_url:
+        wanted.append(("chroma", "127.0.0.1", settings.embedded_chroma_port))
+    return [f"{name} port {port}" for name, host, port in wanted if port_in_use(host, port)]
+
+
 def is_running(settings: Settings) -> bool:
     return _supervisord_pid(settings) is not None
 
@@ -421,6 +453,14 @@ def run(settings: Settings | None = None) -> int:
 def _run_locked(settings: Settings, lock) -> int:
     with lock:
         kill_stale(settings)
+        if busy := busy_ports(settings):
+            print(
+                f"strata: {', '.join(busy)} already in use (another Strata, or another "
+                "program); stop it or set STRATA_PORT / STRATA_EMBEDDED_REDIS_PORT / "
+                "STRATA_EMBEDDED_CHROMA_PORT",
+                file=sys.stderr,
+            )
+            return 1
         env = child_env(settings)
         ensure_frontend(settings, env=env)
         conf = write_config(settings)
@@ -543,13 +583,13 @@ def frontend_fingerprint(settings: Settings, env: Mapping[str, str] | None = Non
     return hashlib.sha256(blob).hexdigest()
 
 
-def _stamp_path() -> Path:
-    return web_dir() / "build" / FRONTEND_STAMP
+def _stamp_path(settings: Settings, env: Mapping[str, str] | None = None) -> Path:
+    return web_dir(settings, env) / "build" / FRONTEND_STAMP
 
 
-def _read_stamp() -> dict:
+def _read_stamp(settings: Settings, env: Mapping[str, str] | None = None) -> dict:
     try:
-        stamp = json.loads(_stamp_path().read_text())
+        stamp = json.loads(_stamp_path(settings, env).read_text())
     except (OSError, ValueError):
         return {}
     return stamp if isinstance(stamp, dict) else {}
@@ -557,13 +597,13 @@ def _read_stamp() -> dict:
 
 def frontend_is_current(settings: Settings, env: Mapping[str, str] | None = None) -> bool:
     """True when `.web/build` was built from exactly the current inputs."""
-    index = web_dir() / "build" / "client" / "index.html"
-    stamp = _read_stamp()
+    index = web_dir(settings, env) / "build" / "client" / "index.html"
+    stamp = _read_stamp(settings, env)
     return index.exists() and stamp.get("fingerprint") == frontend_fingerprint(settings, env)
 
 
 def _changed_inputs(settings: Settings, env: Mapping[str, str]) -> list[str]:
-    old = _read_stamp().get("inputs") or {}
+    old = _read_stamp(settings, env).get("inputs") or {}
     new = frontend_inputs(settings, env)
     return sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
 
@@ -591,7 +631,7 @@ def ensure_frontend(
     with _build_lock():
         if not force and frontend_is_current(settings, env):
             return False
-        changed = _changed_inputs(settings, env) if _read_stamp() else []
+        changed = _changed_inputs(settings, env) if _read_stamp(settings, env) else []
         reason = ""
         if changed:
             more = ", ..." if len(changed) > 5 else ""
@@ -630,7 +670,7 @@ def ensure_frontend(
                         package_json.write_bytes(saved[package_json])
         if result.returncode != 0:
             raise RuntimeError(f"frontend build failed (reflex export exit {result.returncode})")
-        _stamp_path().write_text(
+        _stamp_path(settings, env).write_text(
             json.dumps(
                 {
                     "fingerprint": frontend_fingerprint(settings, env),
@@ -709,6 +749,10 @@ def serve_web(settings: Settings | None = None) -> int:
     env = child_env(settings)
     os.environ.update(env)
     ensure_frontend(settings, env=env)
+    if port_in_use(settings.host, settings.port):
+        print(f"strata web: port {settings.port} is already in use; not starting", flush=True)
+        time.sleep(2)  # keep supervisord's retries from spinning
+        return 1
     # Reflex state lives in Redis; granian's worker count probe pings it and
     # exits when it is down, so wait here instead of crash-looping.
     wait_for_redis(settings.effective_redis_url)
