@@ -231,6 +231,7 @@ def test_frontend_fingerprint_follows_its_inputs(fake_project, tmp_path):
     # Byte-code and the formatting of Reflex's package.json do not count.
     (fake_project / "app" / "__pycache__" / "app.cpython-311.pyc").write_bytes(b"\1")
     (fake_project / "reflex.lock" / "package.json").write_text('{\n  "b": 2,\n  "a": 1\n}\n')
+    (fake_project / "pyproject.toml").write_text("[tool.ruff]\nline-length = 120\n")  # tool config only
     assert runner.frontend_fingerprint(settings, env={}) == first
     # The port is baked into the bundle.
     assert runner.frontend_fingerprint(make_settings(tmp_path, port=3001), env={}) != first

@@ -20,6 +20,15 @@ build steps) and records a fingerprint of the inputs next to the output; the web
 program then serves through Reflex's own `run_backend_prod(...,
 mount_frontend_compiled_app=True)` - exactly what `reflex run --env prod` does
 after its build - so a start with nothing changed skips the build entirely.
+The bundle bakes in the port, so each port gets its own build directory
+(`.web/port-<N>`, Reflex's REFLEX_WEB_WORKDIR): a test stack on another port
+does not invalidate the build `make run` serves.
+
+`run()` refuses to start a second stack on the same data dir (a lock, and the
+pidfile) or on ports something already listens on (granian binds with
+SO_REUSEPORT, so a second server would otherwise share the port silently), and
+first stops processes a killed supervisord left behind (they carry
+STRATA_RUN_DIR=<data_dir>/run in their environment).
 
 `stop(settings)` asks that supervisord (over its unix socket in
 `<data_dir>/run/`) to shut down, from any shell. `supervisorctl(settings, ...)`
@@ -61,7 +70,7 @@ BIN_DIR = Path(sys.executable).parent
 TOOLS_BIN = PROJECT_ROOT / ".tools" / "node_modules" / ".bin"
 
 # Inputs of the compiled frontend, relative to PROJECT_ROOT.
-FRONTEND_INPUTS = ("app", "assets", "rxconfig.py", "reflex.lock", "pyproject.toml")
+FRONTEND_INPUTS = ("app", "assets", "rxconfig.py", "reflex.lock")
 # Environment that changes what Reflex bakes into the bundle.
 FRONTEND_ENV = (
     "REFLEX_API_URL",
@@ -557,10 +566,13 @@ def _iter_files(root: Path) -> Iterator[Path]:
 def frontend_inputs(settings: Settings, env: Mapping[str, str] | None = None) -> dict[str, str]:
     """Everything the compiled frontend depends on, as name -> digest."""
     env = os.environ if env is None else env
-    inputs = {
-        "reflex": importlib.metadata.version("reflex"),
-        "port": str(settings.port),
-    }
+    inputs = {"port": str(settings.port)}
+    # Reflex and its component packages (their versions, not pyproject.toml, so
+    # that editing tool config there does not cost a rebuild).
+    for dist in importlib.metadata.distributions():
+        name = (dist.metadata["Name"] or "").lower().replace("_", "-")
+        if name.startswith("reflex"):
+            inputs[f"dist:{name}"] = dist.version
     for key in FRONTEND_ENV:
         inputs[f"env:{key}"] = env.get(key, "")
     for top in FRONTEND_INPUTS:
