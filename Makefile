@@ -27,6 +27,9 @@ export PATH := $(CURDIR)/$(TOOLS)/node_modules/.bin:$(PATH)
 export NPM_CONFIG_REGISTRY := $(NPM_REGISTRY)
 export REFLEX_TELEMETRY_ENABLED := false
 export REFLEX_CHECK_LATEST_VERSION := false
+# No telemetry from onnxruntime (models build, tests) or Chroma.
+export ORT_DISABLE_TELEMETRY := 1
+export ANONYMIZED_TELEMETRY := False
 
 .PHONY: help install bun models run stop test test-models chromium frontend image clean
 

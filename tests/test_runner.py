@@ -157,6 +157,8 @@ def test_child_environment(tmp_path):
     assert "/usr/bin" in path
     assert env["REFLEX_TELEMETRY_ENABLED"] == "false"
     assert env["REFLEX_CHECK_LATEST_VERSION"] == "false"
+    assert env["ORT_DISABLE_TELEMETRY"] == "1"  # onnxruntime's 1DS telemetry
+    assert env["ANONYMIZED_TELEMETRY"] == "False"  # Chroma's
     # The settings object reaches the children whatever its source.
     assert env["STRATA_PORT"] == "3999"
     assert env["STRATA_SECRET_KEY"] == "s3cret-for-test"

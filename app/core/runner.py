@@ -183,6 +183,9 @@ def child_env(settings: Settings, base: Mapping[str, str] | None = None) -> dict
             "REFLEX_UPLOADED_FILES_DIR": str(settings.resolved_data_dir / "uploaded_files"),
             # Chroma's client/server telemetry.
             "ANONYMIZED_TELEMETRY": "False",
+            # onnxruntime >= 1.29 sends 1DS telemetry on Linux too (a DNS lookup
+            # of a Microsoft events host at the first session); opt out.
+            "ORT_DISABLE_TELEMETRY": "1",
             "PYTHONUNBUFFERED": "1",
             # Marks every process of this stack (see stale_processes()).
             RUN_MARKER: str(run_dir(settings)),
