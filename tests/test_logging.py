@@ -1,13 +1,20 @@
 import json
 
 import httpx
+import pytest
+import structlog
 
 from app.api import build_api
 from app.core.logging import configure_logging
 
 
-async def test_api_logs_are_json_with_request_and_user_ids_and_no_secrets(db, redis_url, make_user, capsys):
+@pytest.fixture
+def json_logs(capsys):
     configure_logging("INFO")
+    return capsys
+
+
+async def test_api_logs_are_json_with_request_and_user_ids_and_no_secrets(db, redis_url, make_user, json_logs):
     make_user("u@x.io", password="very-secret-password")
     transport = httpx.ASGITransport(app=build_api())
     async with httpx.AsyncClient(transport=transport, base_url="http://strata") as client:
@@ -15,17 +22,14 @@ async def test_api_logs_are_json_with_request_and_user_ids_and_no_secrets(db, re
         token = login.json()["token"]
         me = await client.get("/api/v1/me", headers={"Authorization": f"Bearer {token}", "X-Request-Id": "req-42"})
     assert me.headers["x-request-id"] == "req-42"
-    output = capsys.readouterr().out
+    output = json_logs.readouterr().out
     records = [json.loads(line) for line in output.splitlines() if line.startswith("{")]
     me_log = next(r for r in records if r.get("path") == "/api/v1/me")
     assert me_log["request_id"] == "req-42" and me_log["status"] == 200 and "user_id" in me_log
     assert "very-secret-password" not in output and token not in output
 
 
-def test_secret_fields_are_redacted(capsys):
-    from app.core.logging import log
-
-    configure_logging("INFO")
-    log.info("event", password="hunter22", api_key="sk-strata-abc", email="a@b.c")
-    record = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+def test_secret_fields_are_redacted(json_logs):
+    structlog.get_logger("strata").info("event", password="hunter22", api_key="sk-strata-abc", email="a@b.c")
+    record = json.loads(json_logs.readouterr().out.strip().splitlines()[-1])
     assert record["password"] == "[redacted]" and record["api_key"] == "[redacted]" and record["email"] == "a@b.c"
