@@ -6,8 +6,9 @@ the web process, the frontend build and the tests agree on ports and URLs:
 * production serves frontend, backend (websocket) and the FastAPI routes on
   one port, STRATA_PORT; the frontend bundle bakes `api_url` in at build time,
   which is why the build stamp in `app.core.runner` includes the port;
-* UI state lives in Redis (the embedded Valkey unless STRATA_REDIS_URL is set)
-  so web replicas can scale out behind a load balancer;
+* UI state lives in the web process on the embedded install, and in Redis when
+  STRATA_REDIS_URL points at a shared one, so web replicas can scale out behind a
+  load balancer (see Settings.ui_state_in_redis);
 * nothing here may reach the internet: telemetry off, no version checks, the
   npm registry fixed (see `app.core.runner.reflex_env`).
 """
@@ -24,8 +25,8 @@ config = rx.Config(
     show_built_with_reflex=False,
     frontend_port=_settings.port,
     backend_port=_settings.port,
-    redis_url=_settings.effective_redis_url,
-    state_manager_mode="redis",
+    redis_url=_settings.redis_url if _settings.ui_state_in_redis else None,
+    state_manager_mode="redis" if _settings.ui_state_in_redis else "memory",
     # No sitemap plugin: it wants an absolute public deploy URL we do not know.
     disable_plugins=[rx.plugins.SitemapPlugin],
 )

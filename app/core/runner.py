@@ -768,10 +768,11 @@ def serve_web(settings: Settings | None = None) -> int:
         print(f"strata web: port {settings.port} is already in use; not starting", flush=True)
         time.sleep(2)  # keep supervisord's retries from spinning
         return 1
-    # Reflex state lives in Redis; granian's worker count probe pings it and
-    # exits when it is down, so wait here instead of crash-looping.
-    wait_for_redis(settings.effective_redis_url)
-    os.environ.setdefault("GRANIAN_WORKERS", str(max(1, settings.web_workers)))
+    if settings.ui_state_in_redis:
+        # granian's worker count probe pings the state Redis and exits when it is
+        # down, so wait here instead of crash-looping.
+        wait_for_redis(settings.effective_redis_url)
+    os.environ.setdefault("GRANIAN_WORKERS", str(settings.effective_web_workers))
 
     from reflex.utils import exec as reflex_exec
     from reflex_base import constants

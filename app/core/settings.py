@@ -19,9 +19,9 @@ class Settings(BaseSettings):
     data_dir: Path = Path("data")
     host: str = "0.0.0.0"
     port: int = 3000
-    # Web server worker processes (granian) behind STRATA_PORT; UI state is in
-    # Redis, so any number works. One per core suits the 2-core default box.
-    web_workers: int = 2
+    # Web server worker processes (granian) behind STRATA_PORT. More than one
+    # needs the UI state in a shared Redis (see ui_state_in_redis).
+    web_workers: int = 1
     # Built ONNX models; defaults to <data_dir>/models.
     models_dir: Path | None = None
 
@@ -72,6 +72,17 @@ class Settings(BaseSettings):
     @property
     def effective_redis_url(self) -> str:
         return self.redis_url or f"redis://127.0.0.1:{self.embedded_redis_port}/0"
+
+    @property
+    def ui_state_in_redis(self) -> bool:
+        """Reflex keeps UI state in Redis only for scale-out (an external STRATA_REDIS_URL).
+        Embedded, it stays in the one web process, so the UI keeps working, and can
+        report it, while the embedded Valkey is down."""
+        return bool(self.redis_url)
+
+    @property
+    def effective_web_workers(self) -> int:
+        return max(1, self.web_workers) if self.ui_state_in_redis else 1
 
     @property
     def effective_chroma_url(self) -> str:
