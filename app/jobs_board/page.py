@@ -1,6 +1,6 @@
 import reflex as rx
 
-from app.jobs_board.state import JobKindOption, JobRow, JobsState
+from app.jobs_board.state import JobKindOption, JobRow, JobsState, ModelCheckRow
 from app.ui.layout import shell
 
 STATUS_COLORS = {"queued": "gray", "running": "blue", "succeeded": "green", "failed": "red", "cancelled": "orange"}
@@ -41,6 +41,58 @@ def _job_row(job: JobRow) -> rx.Component:
     )
 
 
+def _check(ok: rx.Var[bool], text: rx.Var[str]) -> rx.Component:
+    return rx.hstack(
+        rx.icon(rx.cond(ok, "circle-check", "circle-x"), color=rx.cond(ok, "green", "red"), size=16),
+        rx.text(text, size="2"),
+        align="center",
+    )
+
+
+def _model_check_row(check: ModelCheckRow) -> rx.Component:
+    return rx.table.row(
+        rx.table.cell(rx.text(check.name, weight="bold")),
+        rx.table.cell(_check(check.sha256_ok, check.sha256[:16] + "…"), class_name="check-sha256"),
+        rx.table.cell(_check(check.parity_ok, check.parity), class_name="check-parity"),
+        rx.table.cell(check.latency),
+        rx.table.cell(check.throughput),
+        rx.table.cell(
+            rx.badge(rx.cond(check.passed, "passed", "failed"), color_scheme=rx.cond(check.passed, "green", "red")),
+            rx.cond(check.error, rx.text(check.error, size="1", color_scheme="red")),
+            class_name="check-verdict",
+        ),
+    )
+
+
+def _result_card() -> rx.Component:
+    return rx.card(
+        rx.heading("Result", size="4", margin_bottom="3"),
+        rx.cond(
+            JobsState.selected_model_checks,
+            rx.table.root(
+                rx.table.header(
+                    rx.table.row(
+                        *[rx.table.column_header_cell(h) for h in ("Model", "sha256", "Parity (min cosine)", "Latency", "Throughput", "")]
+                    )
+                ),
+                rx.table.body(rx.foreach(JobsState.selected_model_checks, _model_check_row)),
+                width="100%",
+                id="model-checks",
+            ),
+        ),
+        rx.accordion.root(
+            rx.accordion.item(
+                header="Raw result",
+                content=rx.code_block(JobsState.selected_result, language="json", id="job-result"),
+                value="raw",
+            ),
+            collapsible=True,
+            variant="ghost",
+        ),
+        width="100%",
+    )
+
+
 def _start_button(kind: JobKindOption) -> rx.Component:
     return rx.button(kind.title, on_click=JobsState.start(kind.kind), id=f"start-{kind.kind}")
 
@@ -58,14 +110,7 @@ def jobs_page() -> rx.Component:
             rx.table.body(rx.foreach(JobsState.jobs, _job_row)),
             width="100%",
         ),
-        rx.cond(
-            JobsState.selected_result,
-            rx.card(
-                rx.heading("Result", size="4"),
-                rx.code_block(JobsState.selected_result, language="json", id="job-result"),
-                width="100%",
-            ),
-        ),
+        rx.cond(JobsState.selected_result, _result_card()),
         on_mount=JobsState.watch,
         on_unmount=JobsState.stop_watching,
     )

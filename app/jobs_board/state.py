@@ -13,6 +13,7 @@ from app.core.errors import StrataError
 from app.core.settings import get_settings
 from app.jobs_board import service
 from app.jobs_board.tables import Job, JobStatus
+from app.system.jobs import VERIFY_MODELS
 from jobs.registry import all_specs, get_spec
 
 REFRESH_SECONDS = 1.0
@@ -32,6 +33,44 @@ class JobRow:
     created: str
     active: bool
     retryable: bool
+
+
+@dataclass
+class ModelCheckRow:
+    """One model's line of a "Verify models" report."""
+
+    name: str
+    sha256: str
+    sha256_ok: bool
+    parity: str
+    parity_ok: bool
+    latency: str
+    throughput: str
+    passed: bool
+    error: str
+
+
+def _model_checks(result: dict | None) -> list[ModelCheckRow]:
+    return [
+        ModelCheckRow(
+            name=report["name"],
+            sha256=report["sha256_actual"] or "",
+            sha256_ok=report["sha256_ok"],
+            parity=f"{report['parity_min_cosine']:.6f} (≥ {report['parity_threshold']})"
+            if report.get("parity_min_cosine") is not None
+            else "not measured",
+            parity_ok=bool(report.get("parity_ok")),
+            latency=f"{report['latency_ms_p50']:.1f} ms p50, {report['latency_ms_p95']:.1f} ms p95"
+            if report.get("latency_ms_p50") is not None
+            else "not measured",
+            throughput=f"{report['throughput_per_s']:.0f} sentences/s"
+            if report.get("throughput_per_s") is not None
+            else "not measured",
+            passed=report["passed"],
+            error=report.get("error") or "",
+        )
+        for report in (result or {}).get("models", [])
+    ]
 
 
 @dataclass
@@ -68,6 +107,7 @@ class JobsState(AuthState):
     kinds: list[JobKindOption] = [JobKindOption(spec.kind, spec.title) for spec in all_specs()]
     selected_id: str = ""
     selected_result: str = ""
+    selected_model_checks: list[ModelCheckRow] = []
     watching: bool = False
 
     @rx.event
@@ -99,7 +139,11 @@ class JobsState(AuthState):
     async def select(self, job_id: str):
         job = await run_in_session(service.get_job, job_id=job_id)
         self.selected_id = job.id
+        self._show_result(job)
+
+    def _show_result(self, job: Job) -> None:
         self.selected_result = json.dumps(job.result, indent=2) if job.result else ""
+        self.selected_model_checks = _model_checks(job.result) if job.kind == VERIFY_MODELS else []
 
     @rx.event(background=True)
     async def watch(self):
@@ -124,7 +168,7 @@ class JobsState(AuthState):
                 if selected and not selected.active:
                     job = await run_in_session(service.get_job, job_id=selected.id)
                     async with self:
-                        self.selected_result = json.dumps(job.result, indent=2) if job.result else ""
+                        self._show_result(job)
                 await asyncio.sleep(REFRESH_SECONDS)
         finally:
             async with self:
