@@ -587,7 +587,8 @@ class Stack:
 @pytest.mark.timeout(900)
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 def test_stack_starts_restarts_and_stops_clean(tmp_path):
-    with Stack(tmp_path) as stack:
+    # GRANIAN_WORKERS from outside must not split the in-process UI state.
+    with Stack(tmp_path, STRATA_WEB_WORKERS="3", GRANIAN_WORKERS="3") as stack:
         # Up: the page, Reflex's backend and the API on the one port; the
         # embedded Valkey and Chroma, the worker (its heartbeat) and the database.
         stack.wait_up()
@@ -598,7 +599,7 @@ def test_stack_starts_restarts_and_stops_clean(tmp_path):
         # A killed web server is restarted, and its forked workers die with it.
         web_pid = stack.status()["web"][1]
         web_children = _children(web_pid)
-        assert web_children, "granian workers expected under the web program"
+        assert len(web_children) == 1, "one granian worker: UI state lives in it (embedded mode)"
         os.kill(web_pid, signal.SIGKILL)
         stack.wait(lambda: all(not Path(f"/proc/{p}").exists() or _zombie(p) for p in web_children), 10,
                    "the old web workers to exit")  # fmt: skip

@@ -772,7 +772,9 @@ def serve_web(settings: Settings | None = None) -> int:
         # granian's worker count probe pings the state Redis and exits when it is
         # down, so wait here instead of crash-looping.
         wait_for_redis(settings.effective_redis_url)
-    os.environ.setdefault("GRANIAN_WORKERS", str(settings.effective_web_workers))
+    # Set, not defaulted: with UI state in the web process more than one worker
+    # would split it (settings decide; STRATA_WEB_WORKERS counts only with Redis).
+    os.environ["GRANIAN_WORKERS"] = str(settings.effective_web_workers)
 
     from reflex.utils import exec as reflex_exec
     from reflex_base import constants
