@@ -12,13 +12,6 @@ cd "$root"
 py=.venv/bin/python
 strata=.venv/bin/strata
 
-# TODO(models): drop this guard once models/build.py is committed; until then a
-# fresh clone has `strata models build` but not the builder it imports.
-if [ ! -f models/build.py ]; then
-  echo "models: TODO models/build.py is not in this tree yet; skipping strata models build" >&2
-  exit 0
-fi
-
 dest=${1:-}
 if [ -z "$dest" ]; then
   dest=$("$py" -c 'from app.core.settings import get_settings; print(get_settings().resolved_models_dir)')
