@@ -68,8 +68,8 @@ frontend: install bun
 
 # ---------------------------------------------------------------------- running
 
+# `strata run` applies migrations (and creates the first admin) before it starts.
 run: install bun models
-	$(BIN)/strata migrate
 	$(BIN)/strata run
 
 stop:

@@ -448,7 +448,6 @@ def test_dockerfile_runtime_contract():
 def test_makefile_targets_use_the_strata_commands():
     text = MAKEFILE.read_text()
     run_recipe = re.search(r"^run:.*?\n((?:\t.*\n)+)", text, re.MULTILINE).group(1)
-    assert "$(BIN)/strata migrate" in run_recipe
     assert "$(BIN)/strata run" in run_recipe
     stop_recipe = re.search(r"^stop:.*?\n((?:\t.*\n)+)", text, re.MULTILINE).group(1)
     assert "strata stop" in stop_recipe
