@@ -108,6 +108,9 @@ async def test_jobs_api_queues_lists_and_cancels(client, make_user):
     assert again.status_code == 409
     retried = await client.post(f"/api/v1/jobs/{job_id}/retry", headers=staff)
     assert retried.status_code == 202 and retried.json()["id"] != job_id
+    metrics = (await client.get("/metrics")).text
+    assert 'strata_jobs{kind="verify_models",status="cancelled"} 1.0' in metrics
+    assert 'strata_jobs{kind="verify_models",status="queued"} 1.0' in metrics
 
 
 async def test_metrics_count_requests(client):

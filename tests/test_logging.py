@@ -30,6 +30,23 @@ async def test_api_logs_are_json_with_request_and_user_ids_and_no_secrets(db, re
 
 
 def test_secret_fields_are_redacted(json_logs):
-    structlog.get_logger("strata").info("event", password="hunter22", api_key="sk-strata-abc", email="a@b.c")
+    structlog.get_logger("strata").info(
+        "event", password="hunter22", api_key="sk-strata-abc", session_token="t", email="a@b.c", api_key_id=7
+    )
     record = json.loads(json_logs.readouterr().out.strip().splitlines()[-1])
-    assert record["password"] == "[redacted]" and record["api_key"] == "[redacted]" and record["email"] == "a@b.c"
+    assert record["password"] == record["api_key"] == record["session_token"] == "[redacted]"
+    assert record["email"] == "a@b.c" and record["api_key_id"] == 7
+
+
+async def test_admin_actions_are_audited_with_the_acting_user(db, redis_url, make_user, json_logs):
+    make_user("admin@x.io", role="admin")
+    transport = httpx.ASGITransport(app=build_api())
+    async with httpx.AsyncClient(transport=transport, base_url="http://strata") as client:
+        token = (await client.post("/api/v1/auth/login", json={"email": "admin@x.io", "password": "password-123"})).json()["token"]
+        created = await client.post(
+            "/api/v1/users", headers={"Authorization": f"Bearer {token}"},
+            json={"email": "new@x.io", "role": "staff", "password": "new-password"},
+        )
+    records = [json.loads(line) for line in json_logs.readouterr().out.splitlines() if line.startswith("{")]
+    audit = next(r for r in records if r["event"] == "user.created" and r["target_user_id"] == created.json()["id"])
+    assert audit["role"] == "staff" and audit["user_id"] is not None

@@ -50,7 +50,7 @@ def _user_row(user: UserRow) -> rx.Component:
             rx.select(ROLES, value=user.role, on_change=lambda role: UsersState.change_role(user.id, role), size="1")
         ),
         rx.table.cell(
-            rx.switch(checked=user.active, on_change=lambda active: UsersState.set_active(user.id, active))
+            rx.switch(checked=user.active, on_change=lambda active: UsersState.change_active(user.id, active))
         ),
         rx.table.cell(user.created),
         rx.table.cell(

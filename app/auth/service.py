@@ -3,6 +3,7 @@
 import re
 from datetime import timedelta
 
+import structlog
 from sqlmodel import Session, col, func, select
 
 from app.auth.tables import ApiKey, Role, User, UserSession
@@ -14,6 +15,9 @@ from app.core.time import utcnow
 EMAIL_PATTERN = re.compile(r"^[^@\s]+@[^@\s]+$")
 MIN_PASSWORD_LENGTH = 8
 WRONG_CREDENTIALS = "Wrong email or password."
+
+# Who changed what: the acting user id is bound to the log context by the API or the UI.
+audit = structlog.get_logger("strata.audit")
 
 
 def parse_role(role: str) -> Role:
@@ -63,6 +67,7 @@ def create_user(*, db_session: Session, email: str, name: str, role: str, passwo
     )
     db_session.add(user)
     db_session.flush()
+    audit.info("user.created", target_user_id=user.id, role=user.role)
     return user
 
 
@@ -83,6 +88,7 @@ def set_role(*, db_session: Session, user_id: int, role: str) -> User:
         _refuse_losing_last_admin(db_session, user)
     user.role = new_role.value
     db_session.add(user)
+    audit.info("user.role_set", target_user_id=user.id, role=user.role)
     return user
 
 
@@ -93,6 +99,7 @@ def set_active(*, db_session: Session, user_id: int, active: bool) -> User:
         _end_sessions(db_session, user.id)
     user.is_active = active
     db_session.add(user)
+    audit.info("user.activated" if active else "user.deactivated", target_user_id=user.id)
     return user
 
 
@@ -106,6 +113,7 @@ def reset_password(*, db_session: Session, user_id: int, new_password: str | Non
     user.locked_until = None
     _end_sessions(db_session, user.id)
     db_session.add(user)
+    audit.info("user.password_reset", target_user_id=user.id)
     return password
 
 
@@ -132,6 +140,7 @@ def authenticate(*, db_session: Session, settings: Settings, email: str, passwor
         if user.failed_logins >= settings.login_max_failures:
             user.locked_until = now + timedelta(minutes=settings.login_lockout_minutes)
             user.failed_logins = 0
+            audit.warning("user.locked_out", target_user_id=user.id, minutes=settings.login_lockout_minutes)
         db_session.add(user)
         # Committed here: the caller's transaction rolls back on the error we raise.
         db_session.commit()
@@ -192,6 +201,7 @@ def create_api_key(*, db_session: Session, user_id: int, name: str) -> tuple[Api
     )
     db_session.add(key)
     db_session.flush()
+    audit.info("api_key.created", api_key_id=key.id, owner_user_id=user.id)
     return key, plaintext
 
 
@@ -209,6 +219,7 @@ def revoke_api_key(*, db_session: Session, key_id: int) -> ApiKey:
     if key.revoked_at is None:
         key.revoked_at = utcnow()
         db_session.add(key)
+        audit.info("api_key.revoked", api_key_id=key.id)
     return key
 
 

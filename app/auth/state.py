@@ -6,6 +6,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 
 import reflex as rx
+import structlog
 
 from app.auth import service as auth_service
 from app.auth.tables import Role, User
@@ -93,11 +94,14 @@ def guarded(minimum: Role):
                 return rx.toast.error(exc.message)
             reset = _acting_user.set(user)
             try:
-                return await handler(self, *args, **kwargs)
+                with structlog.contextvars.bound_contextvars(user_id=user.id):
+                    return await handler(self, *args, **kwargs)
             except StrataError as exc:
                 return rx.toast.error(exc.message)
             finally:
                 _acting_user.reset(reset)
+
+        wrapper.minimum_role = minimum
 
         return wrapper
 
@@ -185,7 +189,7 @@ class UsersState(AuthState):
 
     @rx.event
     @guarded(Role.admin)
-    async def set_active(self, user_id: int, active: bool):
+    async def change_active(self, user_id: int, active: bool):
         user = await run_in_session(auth_service.set_active, user_id=user_id, active=active)
         await self._reload()
         return rx.toast.success(f"{user.email} {'reactivated' if active else 'deactivated'}.")

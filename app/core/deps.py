@@ -9,7 +9,7 @@ from sqlmodel import Session
 
 from app.auth import service as auth_service
 from app.auth.tables import Role, User
-from app.core.db import session_scope
+from app.core.db import run_in_session, session_scope
 from app.core.errors import Unauthorized
 from app.core.security import API_KEY_PREFIX
 from app.core.settings import Settings, get_settings
@@ -36,19 +36,20 @@ def bearer_credential(request: Request) -> str:
     return credential.strip()
 
 
-def current_user(request: Request, db_session: SessionDep) -> User:
+async def current_user(request: Request) -> User:
+    """The caller, by API key or session. Async so that the ids it binds to the log
+    context stay in the request's context for everything after it."""
     credential = bearer_credential(request) or request.cookies.get(SESSION_COOKIE, "")
     if not credential:
         raise Unauthorized("Sign in or send 'Authorization: Bearer <api key>'.")
     if credential.startswith(API_KEY_PREFIX):
-        user = auth_service.user_for_api_key(db_session=db_session, plaintext=credential)
+        user = await run_in_session(auth_service.user_for_api_key, plaintext=credential)
         problem = "This API key is unknown or revoked."
     else:
-        user = auth_service.user_for_session(db_session=db_session, token=credential)
+        user = await run_in_session(auth_service.user_for_session, token=credential)
         problem = "Your session has expired; sign in again."
     if user is None:
         raise Unauthorized(problem)
-    # Sync dependencies run in a thread, so the request log reads the id from here.
     request.state.user_id = user.id
     structlog.contextvars.bind_contextvars(user_id=user.id)
     return user

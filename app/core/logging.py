@@ -5,12 +5,17 @@ import sys
 
 import structlog
 
-SECRET_KEYS = ("password", "token", "api_key", "key", "secret", "authorization", "cookie")
+SECRET_WORDS = ("password", "token", "secret", "authorization", "cookie")
+
+
+def _is_secret(name: str) -> bool:
+    name = name.lower()
+    return any(word in name for word in SECRET_WORDS) or name == "key" or name.endswith("_key")
 
 
 def _redact_secrets(_logger, _method, event_dict: dict) -> dict:
     for name in list(event_dict):
-        if any(secret in name.lower() for secret in SECRET_KEYS) and name != "event":
+        if _is_secret(name):
             event_dict[name] = "[redacted]"
     return event_dict
 

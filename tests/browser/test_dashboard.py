@@ -118,3 +118,26 @@ def test_stopping_redis_turns_the_system_page_red_and_back_green(admin_page, sta
     expect(admin_page.locator("#status-redis")).to_have_text("up", timeout=60_000)
     assert stack.health().status_code == 200
     assert_not_reloaded(admin_page)
+
+
+def test_an_expired_session_sends_the_user_back_to_sign_in(admin_page, stack):
+    from datetime import timedelta
+
+    from sqlmodel import Session, select
+
+    from app.auth.tables import UserSession
+    from app.core.db import make_engine
+    from app.core.time import utcnow
+
+    admin_page.click("#nav-system")
+    expect(admin_page.locator("#system-summary")).to_be_visible()
+    engine = make_engine(stack.settings.effective_database_url)
+    with Session(engine) as db_session:
+        for session in db_session.exec(select(UserSession)):
+            session.expires_at = utcnow() - timedelta(seconds=1)
+            db_session.add(session)
+        db_session.commit()
+    engine.dispose()
+    admin_page.click("#nav-admin-users")
+    admin_page.wait_for_url(re.compile(r"/login\?next=/admin/users"))
+    expect(admin_page.get_by_text("Your session has expired; sign in again.")).to_be_visible()
