@@ -32,13 +32,11 @@ os.environ.pop("STRATA_CHROMA_URL", None)
 
 def reset_caches() -> None:
     """Settings, engine and clients are cached per process; tests switch them."""
-    from app.core.clients import get_redis
     from app.core.db import get_engine
     from app.core.settings import get_settings
 
     get_settings.cache_clear()
     get_engine.cache_clear()
-    get_redis.cache_clear()
 
 
 def free_port() -> int:

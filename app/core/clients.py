@@ -1,27 +1,15 @@
 """Clients for Redis and Chroma, built from the settings. Short timeouts: a dead
 service must turn into a clear error quickly, never a hung page."""
 
-from functools import lru_cache
 from urllib.parse import urlparse
 
 import chromadb
-import redis
 import redis.asyncio as aioredis
 from arq.connections import RedisSettings
 
 from app.core.settings import get_settings
 
 REDIS_TIMEOUT_SECONDS = 2.0
-
-
-@lru_cache
-def get_redis() -> redis.Redis:
-    return redis.Redis.from_url(
-        get_settings().effective_redis_url,
-        socket_timeout=REDIS_TIMEOUT_SECONDS,
-        socket_connect_timeout=REDIS_TIMEOUT_SECONDS,
-        decode_responses=True,
-    )
 
 
 def get_async_redis() -> aioredis.Redis:
