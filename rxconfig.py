@@ -29,4 +29,5 @@ config = rx.Config(
     state_manager_mode="redis" if _settings.ui_state_in_redis else "memory",
     # No sitemap plugin: it wants an absolute public deploy URL we do not know.
     disable_plugins=[rx.plugins.SitemapPlugin],
+    plugins=[rx.plugins.RadixThemesPlugin(theme=rx.theme(accent_color="iris", radius="medium"))],
 )

@@ -51,9 +51,12 @@ class AuthState(rx.State):
         return user
 
     def _signed_out(self, message: str):
+        """To sign-in, saying why only if there was a session (once, however many handlers ask)."""
+        had_session = bool(self.session_token)
         self.session_token = ""
         self.user_email = self.user_name = self.user_role = ""
-        return [rx.toast.error(message), rx.redirect(f"/login?next={self.router.url.path}")]
+        redirect = rx.redirect(f"/login?next={self.router.url.path}")
+        return [rx.toast.error(message), redirect] if had_session else redirect
 
     @rx.event
     async def open_page(self, minimum: str = Role.viewer.value):
@@ -61,10 +64,8 @@ class AuthState(rx.State):
         self.access = "checking"
         try:
             await self._require(Role(minimum))
-        except Unauthorized:
-            if self.session_token:
-                return self._signed_out("Your session has expired; sign in again.")
-            return rx.redirect(f"/login?next={self.router.url.path}")
+        except Unauthorized as exc:
+            return self._signed_out(exc.message)
         except StrataError as exc:
             self.access, self.denied_reason = "denied", exc.message
             return None
