@@ -124,3 +124,21 @@ async def test_openapi_docs_are_served(client):
     assert (await client.get("/api/docs")).status_code == 200
     paths = (await client.get("/api/openapi.json")).json()["paths"]
     assert "/api/v1/health" in paths and "/api/v1/jobs" in paths
+
+
+async def test_starting_a_job_while_redis_is_down_is_a_clear_503_and_the_job_is_kept_as_failed(
+    client, make_user, valkey_server
+):
+    make_user("s@x.io", role="staff")
+    staff = await sign_in(client, "s@x.io", "password-123")
+    valkey_server.stop()
+    try:
+        response = await client.post("/api/v1/jobs", headers=staff, json={"kind": "verify_models"})
+    finally:
+        valkey_server.start()
+    assert response.status_code == 503
+    assert "job queue (Redis) is unreachable" in response.json()["detail"]
+    (job,) = (await client.get("/api/v1/jobs", headers=staff)).json()
+    assert job["status"] == "failed" and job["message"] == "Could not reach the job queue"
+    retried = await client.post(f"/api/v1/jobs/{job['id']}/retry", headers=staff)
+    assert retried.status_code == 202 and retried.json()["status"] == "queued"

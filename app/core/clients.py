@@ -5,21 +5,33 @@ from urllib.parse import urlparse
 
 import chromadb
 import redis.asyncio as aioredis
-from arq.connections import RedisSettings
+from arq.connections import ArqRedis, RedisSettings
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 
 from app.core.settings import get_settings
 
 REDIS_TIMEOUT_SECONDS = 2.0
 
 
+def _fail_fast() -> dict:
+    # redis-py retries refused connections with backoff by default; a user waiting
+    # on a page wants the error now, and callers retry at their own level.
+    return {
+        "socket_timeout": REDIS_TIMEOUT_SECONDS,
+        "socket_connect_timeout": REDIS_TIMEOUT_SECONDS,
+        "retry": Retry(NoBackoff(), 0),
+    }
+
+
 def get_async_redis() -> aioredis.Redis:
     """A fresh async client: async clients are bound to the event loop that created them."""
-    return aioredis.Redis.from_url(
-        get_settings().effective_redis_url,
-        socket_timeout=REDIS_TIMEOUT_SECONDS,
-        socket_connect_timeout=REDIS_TIMEOUT_SECONDS,
-        decode_responses=True,
-    )
+    return aioredis.Redis.from_url(get_settings().effective_redis_url, decode_responses=True, **_fail_fast())
+
+
+def get_job_queue() -> ArqRedis:
+    """A fresh arq client for enqueueing jobs (the worker builds its own from arq_redis_settings)."""
+    return ArqRedis.from_url(get_settings().effective_redis_url, **_fail_fast())
 
 
 def arq_redis_settings() -> RedisSettings:

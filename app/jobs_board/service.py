@@ -3,13 +3,12 @@
 import uuid
 from typing import Any
 
-from arq import create_pool
 from arq.connections import ArqRedis
 from sqlmodel import Session, col, select
 
 from app.auth.service import require_role
 from app.auth.tables import Role, User
-from app.core.clients import arq_redis_settings
+from app.core.clients import get_job_queue
 from app.core.db import run_in_session
 from app.core.errors import Conflict, InvalidInput, NotFound, ServiceUnavailable
 from app.core.time import utcnow
@@ -189,11 +188,8 @@ async def enqueue(*, kind: str, params: dict[str, Any], user: User, max_attempts
 
     job = await run_in_session(create_job, kind=kind, params=params, user=user, max_attempts=max_attempts)
     try:
-        queue = await create_pool(arq_redis_settings())
-        try:
+        async with get_job_queue() as queue:
             await submit(queue, job)
-        finally:
-            await queue.aclose()
     except Exception as exc:
         await run_in_session(
             finish_attempt,
