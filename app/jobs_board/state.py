@@ -1,6 +1,4 @@
-import asyncio
 import json
-import time
 from dataclasses import dataclass
 
 import reflex as rx
@@ -9,15 +7,14 @@ from app.auth import service as auth_service
 from app.auth.state import AuthState, acting_user, guarded
 from app.auth.tables import Role
 from app.core.db import run_in_session
-from app.core.errors import StrataError
 from app.core.settings import get_settings
 from app.jobs_board import service
 from app.jobs_board.tables import Job, JobStatus
 from app.system.jobs import VERIFY_MODELS
+from app.ui.live import refresh_while_open
 from jobs.registry import all_specs, get_spec
 
 REFRESH_SECONDS = 1.0
-WATCH_LIMIT_SECONDS = 30 * 60
 
 
 @dataclass
@@ -147,32 +144,18 @@ class JobsState(AuthState):
 
     @rx.event(background=True)
     async def watch(self):
+        await refresh_while_open(self, Role.staff, self._refresh, REFRESH_SECONDS)
+
+    async def _refresh(self) -> None:
+        rows = await run_in_session(_list_rows)
         async with self:
-            if self.watching:
-                return
-            self.watching = True
-        started = time.monotonic()
-        try:
-            while time.monotonic() - started < WATCH_LIMIT_SECONDS:
-                async with self:
-                    if not self.watching:
-                        return
-                    try:
-                        await self._require(Role.staff)
-                    except StrataError:
-                        return
-                rows = await run_in_session(_list_rows)
-                async with self:
-                    self.jobs = rows
-                    selected = next((row for row in rows if row.id == self.selected_id), None)
-                if selected and not selected.active:
-                    job = await run_in_session(service.get_job, job_id=selected.id)
-                    async with self:
-                        self._show_result(job)
-                await asyncio.sleep(REFRESH_SECONDS)
-        finally:
+            self.jobs = rows
+            selected = next((row for row in rows if row.id == self.selected_id), None)
+            result_missing = not self.selected_result
+        if selected and not selected.active and result_missing:
+            job = await run_in_session(service.get_job, job_id=selected.id)
             async with self:
-                self.watching = False
+                self._show_result(job)
 
     @rx.event
     def stop_watching(self):
