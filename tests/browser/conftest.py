@@ -59,8 +59,13 @@ def stack() -> Iterator[Stack]:
         STRATA_ADMIN_EMAIL=ADMIN_EMAIL,
         STRATA_ADMIN_PASSWORD=ADMIN_PASSWORD,
     )
+    # Explicit empty URLs: Settings would otherwise read the ones other tests left in os.environ.
     settings = Settings(
-        _env_file=None, **{k.removeprefix("STRATA_").lower(): v for k, v in env.items() if k.startswith("STRATA_")}
+        _env_file=None,
+        database_url="",
+        redis_url="",
+        chroma_url="",
+        **{k.removeprefix("STRATA_").lower(): v for k, v in env.items() if k.startswith("STRATA_")},
     )
     log = TEST_ROOT / "stack.log"
     with log.open("wb") as out:
