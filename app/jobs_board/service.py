@@ -110,6 +110,7 @@ def start_attempt(*, db_session: Session, job_id: str, worker_id: str, attempt: 
         db_session.add(job)
         return None
     job.status = JobStatus.running.value
+    job.progress = 0.0  # each attempt starts over
     job.attempts = attempt
     job.worker_id = worker_id
     job.started_at = job.started_at or utcnow()
@@ -125,7 +126,7 @@ def record_progress(*, db_session: Session, job_id: str, fraction: float, messag
         raise JobCancelled("the job record is gone")
     if job.cancel_requested:
         raise JobCancelled("cancelled by a user")
-    job.progress = min(1.0, max(job.progress if job.attempts <= 1 else 0.0, fraction))
+    job.progress = min(1.0, max(job.progress, fraction))
     if message:
         job.message = message[:500]
     db_session.add(job)

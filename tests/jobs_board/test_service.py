@@ -42,11 +42,13 @@ def test_a_finished_job_cannot_be_cancelled_and_a_succeeded_one_not_retried(db_s
 def test_orphans_of_dead_workers_are_requeued_then_failed_when_attempts_run_out(db_session, staff):
     job = service.create_job(db_session=db_session, kind="verify_models", params={}, user=staff, max_attempts=2)
     service.start_attempt(db_session=db_session, job_id=job.id, worker_id="dead", attempt=1)
+    service.record_progress(db_session=db_session, job_id=job.id, fraction=0.6, message="half-way")
     assert service.orphaned_jobs(db_session=db_session, live_worker_ids={"dead"}) == []
     (orphan,) = service.orphaned_jobs(db_session=db_session, live_worker_ids={"alive"})
     assert service.requeue_or_fail_orphan(db_session=db_session, job=orphan) is True
     assert job.status == "queued" and "retrying (attempt 2 of 2)" in job.message
     service.start_attempt(db_session=db_session, job_id=job.id, worker_id="dead-too", attempt=2)
+    assert job.progress == 0.0  # the new attempt starts over
     (orphan,) = service.orphaned_jobs(db_session=db_session, live_worker_ids=set())
     assert service.requeue_or_fail_orphan(db_session=db_session, job=orphan) is False
     assert job.status == "failed" and "died on each of 2 attempts" in job.error
