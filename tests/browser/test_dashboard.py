@@ -7,7 +7,7 @@ import uuid
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser.conftest import ADMIN_EMAIL, sign_in
+from tests.browser.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, sign_in
 
 pytestmark = pytest.mark.browser
 
@@ -129,8 +129,9 @@ def test_an_expired_session_sends_the_user_back_to_sign_in(admin_page, stack):
     from app.core.db import make_engine
     from app.core.time import utcnow
 
-    admin_page.click("#nav-system")
-    expect(admin_page.locator("#system-summary")).to_be_visible()
+    admin_page.click("#nav-admin-users")
+    reset_own_password = admin_page.locator(f"[id='user-{ADMIN_EMAIL}']").get_by_role("button", name="Reset password")
+    expect(reset_own_password).to_be_visible()
     engine = make_engine(stack.settings.effective_database_url)
     with Session(engine) as db_session:
         for session in db_session.exec(select(UserSession)):
@@ -138,6 +139,11 @@ def test_an_expired_session_sends_the_user_back_to_sign_in(admin_page, stack):
             db_session.add(session)
         db_session.commit()
     engine.dispose()
-    admin_page.click("#nav-admin-users")
+    # An event handler on an open page notices the expired session...
+    reset_own_password.click()
     admin_page.wait_for_url(re.compile(r"/login\?next=/admin/users"))
     expect(admin_page.get_by_text("Your session has expired; sign in again.")).to_be_visible()
+    # ...and the admin's password was not reset: it still signs in.
+    sign_in(admin_page, ADMIN_EMAIL, ADMIN_PASSWORD)
+    admin_page.wait_for_url("**/")
+    expect(admin_page.locator("#shell-user-role")).to_have_text("admin")
