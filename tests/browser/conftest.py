@@ -2,20 +2,14 @@
 container use), driven by Playwright in Debian's Chromium."""
 
 import os
-import subprocess
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 
-import httpx
 import pytest
 
-from app.core import runner
-from app.core.settings import Settings
-from tests.conftest import REPO, TEST_ROOT, free_port, wait_until
+from tests.conftest import TEST_ROOT
+from tests.stack import PREBUILT_PORT, Stack
 
-# The frontend bundle bakes its port in; `make test` pre-builds it for this one.
-STACK_PORT = int(os.environ.get("STRATA_TEST_STACK_PORT", "3000"))
+STACK_PORT = int(os.environ.get("STRATA_TEST_STACK_PORT", PREBUILT_PORT))
 ADMIN_EMAIL = "admin@strata.test"
 ADMIN_PASSWORD = "admin-password-for-tests"
 CHROMIUM = "/usr/bin/chromium"
@@ -30,65 +24,16 @@ CHROMIUM_ARGS = [
 ]
 
 
-@dataclass
-class Stack:
-    url: str
-    settings: Settings
-    log: Path
-
-    def supervisorctl(self, *args: str) -> str:
-        result = runner.supervisorctl(self.settings, *args)
-        assert result.returncode == 0, result.stdout + result.stderr
-        return result.stdout
-
-    def health(self) -> httpx.Response:
-        return httpx.get(f"{self.url}/api/v1/health", timeout=15)
-
-
 @pytest.fixture(scope="session")
 def stack() -> Iterator[Stack]:
-    data_dir = TEST_ROOT / "stack"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("STRATA_") or k == "STRATA_MODELS_DIR"}
-    env.update(
-        STRATA_DATA_DIR=str(data_dir),
-        STRATA_PORT=str(STACK_PORT),
-        STRATA_EMBEDDED_REDIS_PORT=str(free_port()),
-        STRATA_EMBEDDED_CHROMA_PORT=str(free_port()),
-        STRATA_WORKER_HEARTBEAT_SECONDS="1",
-        STRATA_LOG_LEVEL="WARNING",
+    with Stack(
+        TEST_ROOT / "browser-stack",
+        port=STACK_PORT,
         STRATA_ADMIN_EMAIL=ADMIN_EMAIL,
         STRATA_ADMIN_PASSWORD=ADMIN_PASSWORD,
-    )
-    # Explicit empty URLs: Settings would otherwise read the ones other tests left in os.environ.
-    settings = Settings(
-        _env_file=None,
-        database_url="",
-        redis_url="",
-        chroma_url="",
-        **{k.removeprefix("STRATA_").lower(): v for k, v in env.items() if k.startswith("STRATA_")},
-    )
-    log = TEST_ROOT / "stack.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [str(REPO / ".venv" / "bin" / "strata"), "run"],
-            cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-    stack = Stack(url=f"http://127.0.0.1:{STACK_PORT}", settings=settings, log=log)
-    try:
-        wait_until(
-            lambda: process.poll() is None and stack.health().json()["status"] == "ok",
-            600,
-            f"the stack to be healthy (log: {log})",
-            interval=1,
-        )
+    ) as stack:
+        stack.wait_up(names=("database", "redis", "chroma", "workers", "models"))
         yield stack
-    finally:
-        runner.stop(settings)
-        try:
-            process.wait(120)
-        except subprocess.TimeoutExpired:
-            process.kill()
 
 
 @pytest.fixture(scope="session")
