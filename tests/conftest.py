@@ -32,11 +32,13 @@ os.environ.pop("STRATA_CHROMA_URL", None)
 
 def reset_caches() -> None:
     """Settings, engine and clients are cached per process; tests switch them."""
+    from app.core.clients import get_chroma
     from app.core.db import get_engine
     from app.core.settings import get_settings
 
     get_settings.cache_clear()
     get_engine.cache_clear()
+    get_chroma.cache_clear()
 
 
 def free_port(preferred: int | None = None) -> int:
@@ -94,23 +96,37 @@ def redis_url(valkey_server) -> Iterator[str]:
     yield url
 
 
+class ChromaServer:
+    """A real `chroma run` process that a test can stop and start again on the same port."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.url = f"http://127.0.0.1:{free_port()}"
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [str(REPO / ".venv" / "bin" / "chroma"), "run", "--path", str(self.path),
+             "--host", "127.0.0.1", "--port", self.url.rsplit(":", 1)[1]],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env={**os.environ, "ANONYMIZED_TELEMETRY": "False"},
+        )
+        wait_until(lambda: httpx.get(f"{self.url}/api/v2/heartbeat").status_code == 200, 60, "the Chroma server")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(10)
+
+
 @pytest.fixture(scope="session")
-def chroma_server() -> Iterator[str]:
-    port = free_port()
-    process = subprocess.Popen(
-        [str(REPO / ".venv" / "bin" / "chroma"), "run", "--path", str(TEST_ROOT / "chroma"),
-         "--host", "127.0.0.1", "--port", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env={**os.environ, "ANONYMIZED_TELEMETRY": "False"},
-    )
-    url = f"http://127.0.0.1:{port}"
-    wait_until(lambda: httpx.get(f"{url}/api/v2/heartbeat").status_code == 200, 60, "the Chroma server")
-    os.environ["STRATA_CHROMA_URL"] = url
+def chroma_server() -> Iterator[ChromaServer]:
+    server = ChromaServer(TEST_ROOT / "chroma")
+    server.start()
+    os.environ["STRATA_CHROMA_URL"] = server.url
     reset_caches()
-    yield url
-    process.terminate()
-    process.wait(10)
+    yield server
+    server.stop()
 
 
 def _backends() -> list[str]:

@@ -1,6 +1,7 @@
 """Clients for Redis and Chroma, built from the settings. Short timeouts: a dead
 service must turn into a clear error quickly, never a hung page."""
 
+from functools import lru_cache
 from urllib.parse import urlparse
 
 import chromadb
@@ -41,7 +42,10 @@ def arq_redis_settings() -> RedisSettings:
     return settings
 
 
+@lru_cache
 def get_chroma() -> chromadb.HttpClient:
+    """One client per process: creating it validates tenant and database with extra requests.
+    A failed creation raises and is not cached, so a later call retries."""
     url = urlparse(get_settings().effective_chroma_url)
     return chromadb.HttpClient(
         host=url.hostname or "127.0.0.1",

@@ -1,6 +1,5 @@
 from fastapi import APIRouter, status
 
-from app.core.db import run_in_session
 from app.core.deps import SessionDep, SettingsDep, StaffUser
 from app.jobs_board import service
 from app.jobs_board.schemas import JobIn, JobKindOut, JobOut
@@ -37,6 +36,4 @@ def cancel_job(job_id: str, user: StaffUser, db_session: SessionDep) -> JobOut:
 
 @router.post("/{job_id}/retry", status_code=status.HTTP_202_ACCEPTED)
 async def retry_job(job_id: str, user: StaffUser, settings: SettingsDep) -> JobOut:
-    job = await run_in_session(service.retryable_job, job_id=job_id, user=user)
-    new_job = await service.enqueue(kind=job.kind, params=job.params, user=user, max_attempts=settings.job_max_tries)
-    return JobOut.of(new_job)
+    return JobOut.of(await service.retry(job_id=job_id, user=user, max_attempts=settings.job_max_tries))

@@ -201,3 +201,9 @@ async def enqueue(*, kind: str, params: dict[str, Any], user: User, max_attempts
         )
         raise ServiceUnavailable("The job queue (Redis) is unreachable; the job was not started. Try again.") from exc
     return job
+
+
+async def retry(*, job_id: str, user: User, max_attempts: int) -> Job:
+    """Runs a failed or cancelled job again, as a new job with the same kind and parameters."""
+    original = await run_in_session(retryable_job, job_id=job_id, user=user)
+    return await enqueue(kind=original.kind, params=original.params, user=user, max_attempts=max_attempts)

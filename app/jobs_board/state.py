@@ -125,10 +125,7 @@ class JobsState(AuthState):
     @rx.event
     @guarded(Role.staff)
     async def retry(self, job_id: str):
-        job = await run_in_session(service.retryable_job, job_id=job_id, user=acting_user())
-        await service.enqueue(
-            kind=job.kind, params=job.params, user=acting_user(), max_attempts=get_settings().job_max_tries
-        )
+        await service.retry(job_id=job_id, user=acting_user(), max_attempts=get_settings().job_max_tries)
         self.jobs = await run_in_session(_list_rows)
 
     @rx.event

@@ -6,7 +6,6 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from alembic.script import ScriptDirectory
 from sqlalchemy import text
 
 from app.core import migrations, ml
@@ -35,7 +34,7 @@ def _database() -> dict[str, str]:
     with engine.connect() as connection:
         connection.execute(text("SELECT 1"))
     revision = migrations.current_revision(engine)
-    head = ScriptDirectory.from_config(migrations.alembic_config()).get_current_head()
+    head = migrations.head_revision()
     if revision != head:
         raise RuntimeError(f"Migrations not applied: at {revision}, code expects {head}. Run `strata migrate`.")
     return {"backend": engine.dialect.name, "migration": revision or "none"}

@@ -71,3 +71,15 @@ async def test_models_probe_feeds_the_inference_latency_metric(client):
     assert components["models"].details["probe inference"].endswith("ms")
     metrics = (await client.get("/metrics")).text
     assert 'strata_model_inference_duration_seconds_count{model="all-MiniLM-L6-v2"}' in metrics
+
+
+async def test_chroma_down_is_reported_and_recovers(client, chroma_server):
+    assert (await client.get("/api/v1/health")).json()["components"]["chroma"] == {"ok": True}
+    chroma_server.stop()
+    try:
+        down = (await client.get("/api/v1/health")).json()
+        assert down["status"] == "down" and down["components"]["chroma"]["ok"] is False
+        assert down["components"]["chroma"]["error"]
+    finally:
+        chroma_server.start()
+    assert (await client.get("/api/v1/health")).json()["components"]["chroma"] == {"ok": True}
