@@ -81,18 +81,29 @@ class AuthState(rx.State):
         return rx.redirect("/login")
 
 
-def guarded(minimum: Role):
-    """Checks the caller's role before an event handler runs; turns errors into toasts."""
+def guarded(minimum: Role, *, background: bool = False):
+    """Checks the caller's role before an event handler runs; turns errors into toasts.
+    A background handler (`@rx.event(background=True)`) passes background=True: its check
+    runs under the state lock, and its body takes the lock itself."""
 
     def decorate(handler):
+        async def refusal_or_user(self: AuthState):
+            try:
+                return None, await self._require(minimum)
+            except Unauthorized as exc:
+                return self._signed_out(exc.message), None
+            except StrataError as exc:
+                return rx.toast.error(exc.message), None
+
         @functools.wraps(handler)
         async def wrapper(self: AuthState, *args, **kwargs):
-            try:
-                user = await self._require(minimum)
-            except Unauthorized as exc:
-                return self._signed_out(exc.message)
-            except StrataError as exc:
-                return rx.toast.error(exc.message)
+            if background:
+                async with self:
+                    refusal, user = await refusal_or_user(self)
+            else:
+                refusal, user = await refusal_or_user(self)
+            if user is None:
+                return refusal
             reset = _acting_user.set(user)
             try:
                 with structlog.contextvars.bound_contextvars(user_id=user.id):

@@ -1,0 +1,90 @@
+import json
+from collections.abc import AsyncIterator
+
+from fastapi import APIRouter, status
+from fastapi.responses import StreamingResponse
+
+from app.ask import service
+from app.ask.schemas import AnswerOut, AskIn, ConversationDetailOut, ConversationOut, FeedbackIn, MessageOut
+from app.ask.service import AskEvent
+from app.auth.tables import User
+from app.core.deps import CurrentUser, SessionDep
+from app.knowledge.schemas import Passage
+
+router = APIRouter(prefix="/api/v1", tags=["ask"])
+
+
+def _server_sent(event: AskEvent) -> str:
+    return f"event: {event.type}\ndata: {json.dumps(event.data)}\n\n"
+
+
+async def _sse(first: AskEvent, events: AsyncIterator[AskEvent]) -> AsyncIterator[str]:
+    yield _server_sent(first)
+    async for event in events:
+        yield _server_sent(event)
+
+
+async def collect_answer(events: AsyncIterator[AskEvent]) -> AnswerOut:
+    answer: dict = {"answer": "", "notices": [], "passages": []}
+    async for event in events:
+        match event.type:
+            case "token":
+                answer["answer"] += event.data["text"]
+            case "notice" | "error":
+                answer["notices"].append(event.data["message"])
+            case "passages":
+                answer["passages"] = [Passage(**passage) for passage in event.data["passages"]]
+            case "done":
+                answer.update(
+                    conversation_id=event.data["conversation_id"], message_id=event.data["message_id"],
+                    status=event.data["status"], cited=event.data["cited"], generator=event.data["generator"],
+                )
+    return AnswerOut(**answer)
+
+
+@router.post("/ask", response_model=AnswerOut, responses={200: {"content": {"text/event-stream": {}}}})
+async def ask(body: AskIn, user: CurrentUser):
+    """Answers from the chosen knowledge bases. With `"stream": true` the answer comes as
+    Server-Sent Events: conversation, notice, step, passages, token (many), error, done."""
+    events = _events(body, user)
+    if not body.stream:
+        return await collect_answer(events)
+    # The first event is awaited here so that a bad request gets its HTTP error, not a broken stream.
+    first = await anext(events)
+    return StreamingResponse(
+        _sse(first, events), media_type="text/event-stream", headers={"Cache-Control": "no-cache"}
+    )
+
+
+def _events(body: AskIn, user: User) -> AsyncIterator[AskEvent]:
+    return service.ask(
+        user=user, question=body.question, knowledge_base_ids=body.knowledge_base_ids,
+        conversation_id=body.conversation_id, top_k=body.top_k,
+    )
+
+
+@router.get("/conversations")
+def list_conversations(user: CurrentUser, db_session: SessionDep) -> list[ConversationOut]:
+    return [ConversationOut.of(c) for c in service.list_conversations(db_session=db_session, user=user)]
+
+
+@router.get("/conversations/{conversation_id}")
+def get_conversation(conversation_id: int, user: CurrentUser, db_session: SessionDep) -> ConversationDetailOut:
+    conversation = service.get_conversation(db_session=db_session, user=user, conversation_id=conversation_id)
+    messages = service.conversation_messages(db_session=db_session, user=user, conversation_id=conversation_id)
+    return ConversationDetailOut(
+        **ConversationOut.of(conversation).model_dump(), messages=[MessageOut.of(m) for m in messages]
+    )
+
+
+@router.delete("/conversations/{conversation_id}", status_code=status.HTTP_204_NO_CONTENT)
+def delete_conversation(conversation_id: int, user: CurrentUser, db_session: SessionDep) -> None:
+    service.delete_conversation(db_session=db_session, user=user, conversation_id=conversation_id)
+
+
+@router.post("/messages/{message_id}/feedback")
+def rate_answer(message_id: int, body: FeedbackIn, user: CurrentUser, db_session: SessionDep) -> MessageOut:
+    message = service.rate_answer(
+        db_session=db_session, user=user, message_id=message_id, rating=body.rating, comment=body.comment
+    )
+    return MessageOut.of(message)

@@ -1,0 +1,232 @@
+"""Asking: a question goes to retrieval over the knowledge bases the user may read, then to
+the generator; the steps, the passages and the answer stream out as events. Conversations
+and feedback are kept per user."""
+
+import asyncio
+import re
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+from sqlmodel import Session, col, select
+
+from app.ask.tables import AnswerStatus, Conversation, Message
+from app.auth.tables import User
+from app.core.db import run_in_session
+from app.core.errors import InvalidInput, NotFound
+from app.core.time import utcnow
+from app.generation import service as generation
+from app.generation.schemas import ChatMessage
+from app.knowledge import service as knowledge
+from app.knowledge.schemas import Passage
+
+log = structlog.get_logger("strata.ask")
+
+MAX_QUESTION_CHARS = 4000
+HISTORY_MESSAGES = 6
+CITATION = re.compile(r"\[(\d+)\]")
+NOTHING_FOUND = "I found nothing about this in the selected knowledge bases, so I cannot answer from them."
+
+
+@dataclass
+class AskEvent:
+    """One step of an answer as it happens: conversation, notice, step, passages, token, done or error."""
+
+    type: str
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+def cited_numbers(answer: str, passage_count: int) -> list[int]:
+    """The passage numbers an answer cites, in order of first citation, ignoring numbers with no passage."""
+    seen: list[int] = []
+    for match in CITATION.finditer(answer):
+        number = int(match.group(1))
+        if 1 <= number <= passage_count and number not in seen:
+            seen.append(number)
+    return seen
+
+
+def list_conversations(*, db_session: Session, user: User) -> list[Conversation]:
+    statement = (
+        select(Conversation)
+        .where(Conversation.user_id == user.id)
+        .order_by(col(Conversation.updated_at).desc())
+        .limit(100)
+    )
+    return list(db_session.exec(statement))
+
+
+def get_conversation(*, db_session: Session, user: User, conversation_id: int) -> Conversation:
+    conversation = db_session.get(Conversation, conversation_id)
+    if conversation is None or conversation.user_id != user.id:
+        raise NotFound(f"Conversation {conversation_id} does not exist.")
+    return conversation
+
+
+def conversation_messages(*, db_session: Session, user: User, conversation_id: int) -> list[Message]:
+    get_conversation(db_session=db_session, user=user, conversation_id=conversation_id)
+    statement = select(Message).where(Message.conversation_id == conversation_id).order_by(col(Message.id))
+    return list(db_session.exec(statement))
+
+
+def delete_conversation(*, db_session: Session, user: User, conversation_id: int) -> None:
+    conversation = get_conversation(db_session=db_session, user=user, conversation_id=conversation_id)
+    for message in db_session.exec(select(Message).where(Message.conversation_id == conversation_id)):
+        db_session.delete(message)
+    db_session.delete(conversation)
+
+
+def rate_answer(*, db_session: Session, user: User, message_id: int, rating: int, comment: str = "") -> Message:
+    if rating not in (1, -1):
+        raise InvalidInput("Rate an answer with 1 (thumbs up) or -1 (thumbs down).")
+    message = db_session.get(Message, message_id)
+    if message is None or message.role != "assistant":
+        raise NotFound(f"Answer {message_id} does not exist.")
+    get_conversation(db_session=db_session, user=user, conversation_id=message.conversation_id)
+    message.rating = rating
+    message.feedback_comment = comment.strip()[:2000] or None
+    message.rated_at = utcnow()
+    db_session.add(message)
+    return message
+
+
+def readable_ids(*, db_session: Session, user: User, knowledge_base_ids: list[int]) -> dict[int, str]:
+    """The chosen knowledge bases by id and name; refuses any the user may not read, without
+    telling whether it exists."""
+    if not knowledge_base_ids:
+        raise InvalidInput("Choose at least one knowledge base to ask.")
+    readable = {kb.id: kb.name for kb in knowledge.readable_knowledge_bases(db_session=db_session, user=user)}
+    for kb_id in knowledge_base_ids:
+        if kb_id not in readable:
+            raise NotFound(f"Knowledge base {kb_id} does not exist or you may not read it.")
+    return {kb_id: readable[kb_id] for kb_id in knowledge_base_ids}
+
+
+def record_question(
+    *, db_session: Session, user: User, conversation_id: int | None, question: str, knowledge_base_ids: list[int]
+) -> tuple[int, list[ChatMessage]]:
+    """Stores the question (in a new conversation unless one is given) and returns the
+    conversation id and the messages before it, for follow-ups."""
+    if conversation_id is None:
+        conversation = Conversation(user_id=user.id, title=question[:120], knowledge_base_ids=knowledge_base_ids)
+        history: list[ChatMessage] = []
+    else:
+        conversation = get_conversation(db_session=db_session, user=user, conversation_id=conversation_id)
+        earlier = conversation_messages(db_session=db_session, user=user, conversation_id=conversation_id)
+        history = [
+            ChatMessage(role=message.role, content=message.content)
+            for message in earlier[-HISTORY_MESSAGES:]
+            if message.content
+        ]
+        conversation.knowledge_base_ids = knowledge_base_ids
+        conversation.updated_at = utcnow()
+    db_session.add(conversation)
+    db_session.flush()
+    db_session.add(Message(conversation_id=conversation.id, role="user", content=question))
+    return conversation.id, history
+
+
+def record_answer(
+    *, db_session: Session, conversation_id: int, content: str, passages: list[Passage], status: AnswerStatus,
+    generator: str,
+) -> Message:
+    message = Message(
+        conversation_id=conversation_id,
+        role="assistant",
+        content=content,
+        passages=[passage.model_dump() for passage in passages],
+        status=status.value,
+        generator=generator,
+    )
+    db_session.add(message)
+    conversation = db_session.get(Conversation, conversation_id)
+    if conversation is not None:
+        conversation.updated_at = utcnow()
+        db_session.add(conversation)
+    db_session.flush()
+    return message
+
+
+def _retrieval_query(question: str, history: list[ChatMessage]) -> str:
+    """A follow-up like "and who wrote it?" is searched together with the question before it."""
+    previous = next((message.content for message in reversed(history) if message.role == "user"), "")
+    return f"{previous}\n{question}" if previous else question
+
+
+def _unready_notice(unready: list, names: dict[int, str]) -> str:
+    count = len(unready)
+    where = ", ".join(sorted({names.get(doc.knowledge_base_id, str(doc.knowledge_base_id)) for doc in unready}))
+    noun = "document is" if count == 1 else "documents are"
+    return f"{count} {noun} still being ingested in {where}; this answer cannot use them yet."
+
+
+async def ask(
+    *, user: User, question: str, knowledge_base_ids: list[int], conversation_id: int | None = None,
+    top_k: int | None = None,
+) -> AsyncIterator[AskEvent]:
+    """Answers a question as a stream of events. Closing the stream stops generation; the
+    answer so far is saved as stopped."""
+    question = question.strip()
+    if not question:
+        raise InvalidInput("Type a question.")
+    if len(question) > MAX_QUESTION_CHARS:
+        raise InvalidInput(f"Questions are limited to {MAX_QUESTION_CHARS} characters.")
+    knowledge_base_ids = list(dict.fromkeys(knowledge_base_ids))
+    names = await run_in_session(readable_ids, user=user, knowledge_base_ids=knowledge_base_ids)
+    conversation_id, history = await run_in_session(
+        record_question, user=user, conversation_id=conversation_id, question=question,
+        knowledge_base_ids=knowledge_base_ids,
+    )
+    yield AskEvent("conversation", {"conversation_id": conversation_id})
+
+    unready = await run_in_session(knowledge.unready_documents, knowledge_base_ids=knowledge_base_ids)
+    if unready:
+        yield AskEvent("notice", {"message": _unready_notice(unready, names)})
+
+    yield AskEvent("step", {"step": "searching", "message": f"Searching {', '.join(names.values())}…"})
+    passages = await run_in_session(
+        knowledge.search, user=user, knowledge_base_ids=knowledge_base_ids,
+        query=_retrieval_query(question, history), top_k=top_k,
+    )
+    noun = "passage" if len(passages) == 1 else "passages"
+    yield AskEvent(
+        "passages",
+        {"message": f"{len(passages)} {noun} found", "passages": [passage.model_dump() for passage in passages]},
+    )
+
+    generator = generation.describe_generator()
+    answer, status = "", AnswerStatus.complete
+    try:
+        if not passages:
+            answer = NOTHING_FOUND
+            yield AskEvent("token", {"text": answer})
+        else:
+            yield AskEvent(
+                "step", {"step": "writing", "message": f"Writing the answer ({generator.model})", **generator.model_dump()}
+            )
+            async for piece in generation.stream_answer(question=question, passages=passages, history=history):
+                answer += piece
+                yield AskEvent("token", {"text": piece})
+    except (GeneratorExit, asyncio.CancelledError):
+        status = AnswerStatus.stopped
+        raise
+    except Exception:
+        status = AnswerStatus.failed
+        log.exception("ask.generation_failed", conversation_id=conversation_id)
+        yield AskEvent("error", {"message": "Writing the answer failed; the passages above are what was found."})
+    finally:
+        message = await run_in_session(
+            record_answer, conversation_id=conversation_id, content=answer, passages=passages, status=status,
+            generator=generator.model,
+        )
+    yield AskEvent(
+        "done",
+        {
+            "message_id": message.id,
+            "conversation_id": conversation_id,
+            "status": status.value,
+            "generator": generator.model,
+            "cited": cited_numbers(answer, len(passages)),
+        },
+    )

@@ -1,0 +1,316 @@
+"""The Ask page: choose knowledge bases, ask, watch the steps and the answer stream in."""
+
+from dataclasses import dataclass, field, replace
+
+import reflex as rx
+
+from app.ask import service
+from app.ask.service import AskEvent
+from app.ask.tables import Message
+from app.auth.state import AuthState, acting_user, guarded
+from app.auth.tables import Role
+from app.core.db import run_in_session
+from app.core.errors import StrataError
+from app.knowledge import service as knowledge
+from app.knowledge.schemas import Passage
+
+
+@dataclass
+class KnowledgeBaseOption:
+    id: int
+    name: str
+    chosen: bool
+    unready: int
+
+
+@dataclass
+class PassageView:
+    number: int
+    document_name: str
+    knowledge_base_name: str
+    where: str
+    text: str
+    score: str
+    file_url: str
+
+
+@dataclass
+class Segment:
+    """A piece of an answer: plain text, or a citation [number] (number > 0)."""
+
+    text: str
+    number: int
+
+
+@dataclass
+class Turn:
+    role: str
+    text: str
+    segments: list[Segment] = field(default_factory=list)
+    passages: list[PassageView] = field(default_factory=list)
+    message_id: int = 0
+    status: str = ""
+    rating: int = 0
+
+
+@dataclass
+class ConversationRow:
+    id: int
+    title: str
+    updated: str
+
+
+def passage_view(number: int, passage: Passage) -> PassageView:
+    where = " · ".join(
+        part for part in (f"page {passage.page}" if passage.page else "", passage.heading or "") if part
+    )
+    anchor = f"#page={passage.page}" if passage.page else ""
+    return PassageView(
+        number=number,
+        document_name=passage.document_name,
+        knowledge_base_name=passage.knowledge_base_name,
+        where=where,
+        text=passage.text,
+        score=f"{passage.score:.3f}",
+        file_url=f"/api/v1/knowledge/documents/{passage.document_id}/file{anchor}",
+    )
+
+
+def segments(text: str, passage_count: int) -> list[Segment]:
+    pieces: list[Segment] = []
+    position = 0
+    for match in service.CITATION.finditer(text):
+        number = int(match.group(1))
+        if not 1 <= number <= passage_count:
+            continue
+        if match.start() > position:
+            pieces.append(Segment(text[position : match.start()], 0))
+        pieces.append(Segment(f"[{number}]", number))
+        position = match.end()
+    if position < len(text):
+        pieces.append(Segment(text[position:], 0))
+    return pieces
+
+
+def _turn(message: Message) -> Turn:
+    passages = [passage_view(n, Passage(**p)) for n, p in enumerate(message.passages, start=1)]
+    return Turn(
+        role=message.role,
+        text=message.content,
+        segments=segments(message.content, len(passages)) if message.role == "assistant" else [],
+        passages=passages,
+        message_id=message.id,
+        status=message.status,
+        rating=message.rating or 0,
+    )
+
+
+class AskState(AuthState):
+    knowledge_bases: list[KnowledgeBaseOption] = []
+    conversations: list[ConversationRow] = []
+    conversation_id: int = 0
+    turns: list[Turn] = []
+    # The answer being written, kept apart from `turns` so each token sends only itself.
+    generating: bool = False
+    live_question: str = ""
+    live_steps: list[str] = []
+    live_notice: str = ""
+    live_error: str = ""
+    live_passages: list[PassageView] = []
+    live_text: str = ""
+    citation: PassageView = PassageView(0, "", "", "", "", "", "")
+    citation_open: bool = False
+    feedback_message_id: int = 0
+    feedback_rating: int = 0
+    _stop_requested: bool = False
+
+    @rx.var
+    def live_segments(self) -> list[Segment]:
+        return segments(self.live_text, len(self.live_passages))
+
+    @rx.var
+    def chosen_ids(self) -> list[int]:
+        return [kb.id for kb in self.knowledge_bases if kb.chosen]
+
+    @rx.var
+    def unready_notice(self) -> str:
+        count = sum(kb.unready for kb in self.knowledge_bases if kb.chosen)
+        if not count:
+            return ""
+        return f"{count} document{'s are' if count != 1 else ' is'} still being ingested; answers cannot use them yet."
+
+    async def _load_lists(self) -> None:
+        user = acting_user()
+        chosen = set(self.chosen_ids)
+
+        def lists(*, db_session):
+            bases = knowledge.readable_knowledge_bases(db_session=db_session, user=user)
+            unready = knowledge.unready_documents(db_session=db_session, knowledge_base_ids=[kb.id for kb in bases])
+            conversations = service.list_conversations(db_session=db_session, user=user)
+            return bases, unready, conversations
+
+        bases, unready, conversations = await run_in_session(lists)
+        if not chosen and bases:
+            chosen = {bases[0].id}
+        self.knowledge_bases = [
+            KnowledgeBaseOption(
+                id=kb.id, name=kb.name, chosen=kb.id in chosen,
+                unready=sum(1 for doc in unready if doc.knowledge_base_id == kb.id),
+            )
+            for kb in bases
+        ]
+        self.conversations = [
+            ConversationRow(id=c.id, title=c.title, updated=f"{c.updated_at:%Y-%m-%d %H:%M}") for c in conversations
+        ]
+
+    @rx.event
+    @guarded(Role.viewer)
+    async def load(self):
+        await self._load_lists()
+
+    @rx.event
+    @guarded(Role.viewer)
+    async def toggle_knowledge_base(self, kb_id: int):
+        self.knowledge_bases = [
+            KnowledgeBaseOption(kb.id, kb.name, (not kb.chosen) if kb.id == kb_id else kb.chosen, kb.unready)
+            for kb in self.knowledge_bases
+        ]
+
+    @rx.event
+    @guarded(Role.viewer)
+    async def new_conversation(self):
+        self.conversation_id = 0
+        self.turns = []
+        self._clear_live()
+
+    @rx.event
+    @guarded(Role.viewer)
+    async def open_conversation(self, conversation_id: int):
+        user = acting_user()
+        conversation = await run_in_session(service.get_conversation, user=user, conversation_id=conversation_id)
+        messages = await run_in_session(service.conversation_messages, user=user, conversation_id=conversation_id)
+        self.conversation_id = conversation.id
+        self.turns = [_turn(message) for message in messages]
+        chosen = set(conversation.knowledge_base_ids)
+        self.knowledge_bases = [
+            KnowledgeBaseOption(kb.id, kb.name, kb.id in chosen, kb.unready) for kb in self.knowledge_bases
+        ]
+        self._clear_live()
+
+    @rx.event
+    @guarded(Role.viewer)
+    async def delete_conversation(self, conversation_id: int):
+        await run_in_session(service.delete_conversation, user=acting_user(), conversation_id=conversation_id)
+        if conversation_id == self.conversation_id:
+            self.conversation_id = 0
+            self.turns = []
+            self._clear_live()
+        await self._load_lists()
+
+    def _clear_live(self) -> None:
+        self.live_question = self.live_notice = self.live_error = self.live_text = ""
+        self.live_steps, self.live_passages = [], []
+
+    @rx.event(background=True)
+    @guarded(Role.viewer, background=True)
+    async def ask(self, form: dict):
+        question = str(form.get("question", "")).strip()
+        async with self:
+            if self.generating or not question:
+                return
+            self._clear_live()
+            self.generating, self._stop_requested = True, False
+            self.live_question = question
+            conversation_id, chosen_ids = self.conversation_id or None, self.chosen_ids
+        events = service.ask(
+            user=acting_user(), question=question, knowledge_base_ids=chosen_ids, conversation_id=conversation_id
+        )
+        try:
+            async for event in events:
+                async with self:
+                    if self._stop_requested:
+                        break
+                    self._apply(event)
+        except StrataError as exc:
+            async with self:
+                self.live_error = exc.message
+        finally:
+            await events.aclose()
+            async with self:
+                self.generating = False
+        await self._show_saved_conversation()
+
+    async def _show_saved_conversation(self) -> None:
+        async with self:
+            conversation_id = self.conversation_id
+            failed = bool(self.live_error) and not conversation_id
+        if failed:
+            return
+        messages = await run_in_session(
+            service.conversation_messages, user=acting_user(), conversation_id=conversation_id
+        )
+        async with self:
+            self.turns = [_turn(message) for message in messages]
+            self.live_question = self.live_text = ""
+            self.live_steps, self.live_passages = [], []
+            await self._load_lists()
+
+    def _apply(self, event: AskEvent) -> None:
+        match event.type:
+            case "conversation":
+                self.conversation_id = event.data["conversation_id"]
+            case "notice":
+                self.live_notice = event.data["message"]
+            case "step":
+                self.live_steps = [*self.live_steps, event.data["message"]]
+            case "passages":
+                self.live_steps = [*self.live_steps, event.data["message"]]
+                self.live_passages = [
+                    passage_view(n, Passage(**p)) for n, p in enumerate(event.data["passages"], start=1)
+                ]
+            case "token":
+                self.live_text += event.data["text"]
+            case "error":
+                self.live_error = event.data["message"]
+
+    @rx.event
+    @guarded(Role.viewer)
+    async def stop(self):
+        self._stop_requested = True
+
+    @rx.event
+    @guarded(Role.viewer)
+    async def show_citation(self, turn_index: int, number: int):
+        passages = self.live_passages if turn_index < 0 else self.turns[turn_index].passages
+        if 1 <= number <= len(passages):
+            self.citation, self.citation_open = passages[number - 1], True
+
+    @rx.event
+    @guarded(Role.viewer)
+    async def close_citation(self):
+        self.citation_open = False
+
+    @rx.event
+    @guarded(Role.viewer)
+    async def rate(self, message_id: int, rating: int):
+        await run_in_session(service.rate_answer, user=acting_user(), message_id=message_id, rating=rating)
+        self.turns = [
+            replace(turn, rating=rating) if turn.message_id == message_id else turn
+            for turn in self.turns
+        ]
+        self.feedback_message_id, self.feedback_rating = message_id, rating
+
+    @rx.event
+    @guarded(Role.viewer)
+    async def send_feedback_comment(self, form: dict):
+        await run_in_session(
+            service.rate_answer, user=acting_user(), message_id=self.feedback_message_id,
+            rating=self.feedback_rating, comment=str(form.get("comment", "")),
+        )
+        self.feedback_message_id = 0
+        return rx.toast.success("Thanks, your feedback is saved.")
+
+    @rx.event
+    @guarded(Role.viewer)
+    async def close_feedback(self):
+        self.feedback_message_id = 0
