@@ -36,8 +36,11 @@ async def collect_answer(events: AsyncIterator[AskEvent]) -> AnswerOut:
                 answer["passages"] = [Passage(**passage) for passage in event.data["passages"]]
             case "done":
                 answer.update(
-                    conversation_id=event.data["conversation_id"], message_id=event.data["message_id"],
-                    status=event.data["status"], cited=event.data["cited"], generator=event.data["generator"],
+                    conversation_id=event.data["conversation_id"],
+                    message_id=event.data["message_id"],
+                    status=event.data["status"],
+                    cited=event.data["cited"],
+                    generator=event.data["generator"],
                 )
     return AnswerOut(**answer)
 
@@ -51,15 +54,16 @@ async def ask(body: AskIn, user: CurrentUser):
         return await collect_answer(events)
     # The first event is awaited here so that a bad request gets its HTTP error, not a broken stream.
     first = await anext(events)
-    return StreamingResponse(
-        _sse(first, events), media_type="text/event-stream", headers={"Cache-Control": "no-cache"}
-    )
+    return StreamingResponse(_sse(first, events), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
 
 
 def _events(body: AskIn, user: User) -> AsyncIterator[AskEvent]:
     return service.ask(
-        user=user, question=body.question, knowledge_base_ids=body.knowledge_base_ids,
-        conversation_id=body.conversation_id, top_k=body.top_k,
+        user=user,
+        question=body.question,
+        knowledge_base_ids=body.knowledge_base_ids,
+        conversation_id=body.conversation_id,
+        top_k=body.top_k,
     )
 
 

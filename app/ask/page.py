@@ -36,9 +36,19 @@ def _passage_item(passage: PassageView, turn_index: int | rx.Var[int]) -> rx.Com
                 on_click=AskState.show_citation(turn_index, passage.number),
                 cursor="pointer",
             ),
-            rx.text(passage.text, size="1", color_scheme="gray", trim="both", class_name="passage-text",
-                    style={"display": "-webkit-box", "-webkit-line-clamp": "2", "-webkit-box-orient": "vertical",
-                           "overflow": "hidden"}),
+            rx.text(
+                passage.text,
+                size="1",
+                color_scheme="gray",
+                trim="both",
+                class_name="passage-text",
+                style={
+                    "display": "-webkit-box",
+                    "-webkit-line-clamp": "2",
+                    "-webkit-box-orient": "vertical",
+                    "overflow": "hidden",
+                },
+            ),
             spacing="0",
         ),
         rx.spacer(),
@@ -112,8 +122,9 @@ def _live_answer() -> rx.Component:
         rx.vstack(
             rx.foreach(
                 AskState.live_steps,
-                lambda step: rx.hstack(rx.icon("check", size=14, color="green"), rx.text(step, size="2"),
-                                       class_name="ask-step"),
+                lambda step: rx.hstack(
+                    rx.icon("check", size=14, color="green"), rx.text(step, size="2"), class_name="ask-step"
+                ),
             ),
             spacing="1",
             id="ask-steps",
@@ -124,8 +135,10 @@ def _live_answer() -> rx.Component:
             rx.cond(AskState.generating, rx.spinner(size="1")),
             width="100%",
         ),
-        rx.cond(AskState.live_error, rx.callout(AskState.live_error, color_scheme="red", icon="triangle-alert",
-                                                id="ask-error")),
+        rx.cond(
+            AskState.live_error,
+            rx.callout(AskState.live_error, color_scheme="red", icon="triangle-alert", id="ask-error"),
+        ),
         width="100%",
         id="live",
     )
@@ -145,8 +158,12 @@ def _citation_dialog() -> rx.Component:
                 margin_y="3",
             ),
             rx.hstack(
-                rx.link("Open the document at this page", href=passage.file_url, is_external=True,
-                        id="citation-open-document"),
+                rx.link(
+                    "Open the document at this page",
+                    href=passage.file_url,
+                    is_external=True,
+                    id="citation-open-document",
+                ),
                 rx.spacer(),
                 rx.dialog.close(rx.button("Close", variant="soft")),
             ),
@@ -163,7 +180,9 @@ def _feedback_dialog() -> rx.Component:
             rx.dialog.title("Thanks for rating this answer"),
             rx.form(
                 rx.vstack(
-                    rx.text_area(name="comment", placeholder="What was good or wrong? (optional)", id="feedback-comment"),
+                    rx.text_area(
+                        name="comment", placeholder="What was good or wrong? (optional)", id="feedback-comment"
+                    ),
                     rx.hstack(
                         rx.button("Send", type="submit", id="feedback-send"),
                         rx.dialog.close(rx.button("Skip", variant="soft", type="button")),
@@ -179,8 +198,12 @@ def _feedback_dialog() -> rx.Component:
 
 def _knowledge_base_choice(kb: KnowledgeBaseOption) -> rx.Component:
     return rx.hstack(
-        rx.checkbox(kb.name, checked=kb.chosen, on_change=lambda _checked: AskState.toggle_knowledge_base(kb.id),
-                    id=f"kb-choice-{kb.id}"),
+        rx.checkbox(
+            kb.name,
+            checked=kb.chosen,
+            on_change=lambda _checked: AskState.toggle_knowledge_base(kb.id),
+            id=f"kb-choice-{kb.id}",
+        ),
         rx.cond(kb.unready > 0, rx.badge(kb.unready, " ingesting", color_scheme="amber", size="1")),
         align="center",
     )
@@ -189,15 +212,26 @@ def _knowledge_base_choice(kb: KnowledgeBaseOption) -> rx.Component:
 def _conversation_row(row: ConversationRow) -> rx.Component:
     return rx.hstack(
         rx.link(
-            rx.text(row.title, size="2", trim="both", style={"overflow": "hidden", "text-overflow": "ellipsis",
-                                                             "white-space": "nowrap"}, max_width="170px"),
+            rx.text(
+                row.title,
+                size="2",
+                trim="both",
+                style={"overflow": "hidden", "text-overflow": "ellipsis", "white-space": "nowrap"},
+                max_width="170px",
+            ),
             on_click=AskState.open_conversation(row.id),
             cursor="pointer",
             weight=rx.cond(row.id == AskState.conversation_id, "bold", "regular"),
         ),
         rx.spacer(),
-        rx.icon_button(rx.icon("trash-2", size=12), size="1", variant="ghost", color_scheme="gray",
-                       on_click=AskState.delete_conversation(row.id), class_name="delete-conversation"),
+        rx.icon_button(
+            rx.icon("trash-2", size=12),
+            size="1",
+            variant="ghost",
+            color_scheme="gray",
+            on_click=AskState.delete_conversation(row.id),
+            class_name="delete-conversation",
+        ),
         width="100%",
         class_name="conversation-row",
     )
@@ -205,8 +239,15 @@ def _conversation_row(row: ConversationRow) -> rx.Component:
 
 def _sidebar() -> rx.Component:
     return rx.vstack(
-        rx.button(rx.icon("plus", size=14), "New conversation", variant="soft", size="2",
-                  on_click=AskState.new_conversation, id="new-conversation", width="100%"),
+        rx.button(
+            rx.icon("plus", size=14),
+            "New conversation",
+            variant="soft",
+            size="2",
+            on_click=AskState.new_conversation,
+            id="new-conversation",
+            width="100%",
+        ),
         rx.text("Knowledge bases", weight="bold", size="2", margin_top="3"),
         rx.cond(
             AskState.knowledge_bases,
@@ -214,8 +255,7 @@ def _sidebar() -> rx.Component:
             rx.text("No knowledge base you may read yet.", size="2", color_scheme="gray", id="no-knowledge-bases"),
         ),
         rx.text("Conversations", weight="bold", size="2", margin_top="3"),
-        rx.vstack(rx.foreach(AskState.conversations, _conversation_row), spacing="1", width="100%",
-                  id="conversations"),
+        rx.vstack(rx.foreach(AskState.conversations, _conversation_row), spacing="1", width="100%", id="conversations"),
         width="240px",
         min_width="240px",
     )
@@ -224,12 +264,25 @@ def _sidebar() -> rx.Component:
 def _question_form() -> rx.Component:
     return rx.form(
         rx.hstack(
-            rx.input(name="question", placeholder="Ask a question about your documents…", size="3", width="100%",
-                     id="question", disabled=AskState.generating),
+            rx.input(
+                name="question",
+                placeholder="Ask a question about your documents…",
+                size="3",
+                width="100%",
+                id="question",
+                disabled=AskState.generating,
+            ),
             rx.cond(
                 AskState.generating,
-                rx.button(rx.icon("square", size=14), "Stop", type="button", color_scheme="red", size="3",
-                          on_click=AskState.stop, id="stop"),
+                rx.button(
+                    rx.icon("square", size=14),
+                    "Stop",
+                    type="button",
+                    color_scheme="red",
+                    size="3",
+                    on_click=AskState.stop,
+                    id="stop",
+                ),
                 rx.button("Ask", type="submit", size="3", id="ask"),
             ),
             width="100%",
@@ -246,8 +299,12 @@ def ask_page() -> rx.Component:
         rx.hstack(
             _sidebar(),
             rx.vstack(
-                rx.cond(AskState.unready_notice, rx.callout(AskState.unready_notice, icon="loader",
-                                                            color_scheme="amber", size="1", id="unready-notice")),
+                rx.cond(
+                    AskState.unready_notice,
+                    rx.callout(
+                        AskState.unready_notice, icon="loader", color_scheme="amber", size="1", id="unready-notice"
+                    ),
+                ),
                 rx.vstack(rx.foreach(AskState.turns, _turn), width="100%", spacing="3", id="turns"),
                 rx.cond(AskState.live_question, _live_answer()),
                 _question_form(),

@@ -128,7 +128,12 @@ def record_question(
 
 
 def record_answer(
-    *, db_session: Session, conversation_id: int, content: str, passages: list[Passage], status: AnswerStatus,
+    *,
+    db_session: Session,
+    conversation_id: int,
+    content: str,
+    passages: list[Passage],
+    status: AnswerStatus,
     generator: str,
 ) -> Message:
     message = Message(
@@ -162,7 +167,11 @@ def _unready_notice(unready: list, names: dict[int, str]) -> str:
 
 
 async def ask(
-    *, user: User, question: str, knowledge_base_ids: list[int], conversation_id: int | None = None,
+    *,
+    user: User,
+    question: str,
+    knowledge_base_ids: list[int],
+    conversation_id: int | None = None,
     top_k: int | None = None,
 ) -> AsyncIterator[AskEvent]:
     """Answers a question as a stream of events. Closing the stream stops generation; the
@@ -175,7 +184,10 @@ async def ask(
     knowledge_base_ids = list(dict.fromkeys(knowledge_base_ids))
     names = await run_in_session(readable_ids, user=user, knowledge_base_ids=knowledge_base_ids)
     conversation_id, history = await run_in_session(
-        record_question, user=user, conversation_id=conversation_id, question=question,
+        record_question,
+        user=user,
+        conversation_id=conversation_id,
+        question=question,
         knowledge_base_ids=knowledge_base_ids,
     )
     yield AskEvent("conversation", {"conversation_id": conversation_id})
@@ -186,8 +198,11 @@ async def ask(
 
     yield AskEvent("step", {"step": "searching", "message": f"Searching {', '.join(names.values())}…"})
     passages = await run_in_session(
-        knowledge.search, user=user, knowledge_base_ids=knowledge_base_ids,
-        query=_retrieval_query(question, history), top_k=top_k,
+        knowledge.search,
+        user=user,
+        knowledge_base_ids=knowledge_base_ids,
+        query=_retrieval_query(question, history),
+        top_k=top_k,
     )
     noun = "passage" if len(passages) == 1 else "passages"
     yield AskEvent(
@@ -203,7 +218,8 @@ async def ask(
             yield AskEvent("token", {"text": answer})
         else:
             yield AskEvent(
-                "step", {"step": "writing", "message": f"Writing the answer ({generator.model})", **generator.model_dump()}
+                "step",
+                {"step": "writing", "message": f"Writing the answer ({generator.model})", **generator.model_dump()},
             )
             async for piece in generation.stream_answer(question=question, passages=passages, history=history):
                 answer += piece
@@ -217,7 +233,11 @@ async def ask(
         yield AskEvent("error", {"message": "Writing the answer failed; the passages above are what was found."})
     finally:
         message = await run_in_session(
-            record_answer, conversation_id=conversation_id, content=answer, passages=passages, status=status,
+            record_answer,
+            conversation_id=conversation_id,
+            content=answer,
+            passages=passages,
+            status=status,
             generator=generator.model,
         )
     yield AskEvent(

@@ -61,9 +61,7 @@ class ConversationRow:
 
 
 def passage_view(number: int, passage: Passage) -> PassageView:
-    where = " · ".join(
-        part for part in (f"page {passage.page}" if passage.page else "", passage.heading or "") if part
-    )
+    where = " · ".join(part for part in (f"page {passage.page}" if passage.page else "", passage.heading or "") if part)
     anchor = f"#page={passage.page}" if passage.page else ""
     return PassageView(
         number=number,
@@ -154,7 +152,9 @@ class AskState(AuthState):
             chosen = {bases[0].id}
         self.knowledge_bases = [
             KnowledgeBaseOption(
-                id=kb.id, name=kb.name, chosen=kb.id in chosen,
+                id=kb.id,
+                name=kb.name,
+                chosen=kb.id in chosen,
                 unready=sum(1 for doc in unready if doc.knowledge_base_id == kb.id),
             )
             for kb in bases
@@ -294,18 +294,18 @@ class AskState(AuthState):
     @guarded(Role.viewer)
     async def rate(self, message_id: int, rating: int):
         await run_in_session(service.rate_answer, user=acting_user(), message_id=message_id, rating=rating)
-        self.turns = [
-            replace(turn, rating=rating) if turn.message_id == message_id else turn
-            for turn in self.turns
-        ]
+        self.turns = [replace(turn, rating=rating) if turn.message_id == message_id else turn for turn in self.turns]
         self.feedback_message_id, self.feedback_rating = message_id, rating
 
     @rx.event
     @guarded(Role.viewer)
     async def send_feedback_comment(self, form: dict):
         await run_in_session(
-            service.rate_answer, user=acting_user(), message_id=self.feedback_message_id,
-            rating=self.feedback_rating, comment=str(form.get("comment", "")),
+            service.rate_answer,
+            user=acting_user(),
+            message_id=self.feedback_message_id,
+            rating=self.feedback_rating,
+            comment=str(form.get("comment", "")),
         )
         self.feedback_message_id = 0
         return rx.toast.success("Thanks, your feedback is saved.")
