@@ -9,6 +9,8 @@ from app.auth.tables import Role
 from app.core.logging import configure_logging
 from app.core.settings import get_settings
 from app.jobs_board.page import jobs_page
+from app.predict.page import models_page, predict_page
+from app.predict.state import ModelsState, PredictState
 from app.system.page import system_page
 from app.ui.layout import page_guard
 
@@ -25,3 +27,7 @@ app.add_page(
 app.add_page(
     keys_page, route="/admin/keys", title="API keys · Strata", on_load=[page_guard(Role.admin), KeysState.load]
 )
+app.add_page(
+    predict_page, route="/predict", title="Predict · Strata", on_load=[page_guard(Role.viewer), PredictState.load]
+)
+app.add_page(models_page, route="/models", title="Models · Strata", on_load=[page_guard(Role.viewer), ModelsState.load])

@@ -18,6 +18,8 @@ class NavItem:
 
 NAV = (
     NavItem("Home", "/", "house", Role.viewer),
+    NavItem("Predict", "/predict", "sparkles", Role.viewer),
+    NavItem("Models", "/models", "boxes", Role.viewer),
     NavItem("Jobs", "/jobs", "list-checks", Role.staff),
     NavItem("System", "/system", "activity", Role.staff),
     NavItem("Users", "/admin/users", "users", Role.admin),

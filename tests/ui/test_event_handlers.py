@@ -12,6 +12,9 @@ OPEN_HANDLERS = {
     # watch() re-checks the staff role on every refresh.
     "SystemState": {"setvar", "watch", "stop_watching"},
     "JobsState": {"setvar", "watch", "stop_watching"},
+    # watch() re-checks the viewer role on every refresh.
+    "ModelsState": {"setvar", "watch", "stop_watching"},
+    "PredictState": {"setvar"},
 }
 
 
