@@ -61,6 +61,8 @@ bun: $(TOOLS)/.bun-$(BUN_VERSION)
 # the script skips the build when its inputs did not change.
 models: install
 	scripts/build-models.sh
+	scripts/fetch-bbc-news.sh
+	$(BIN)/python -m models.classifier "$$($(BIN)/python -c 'from app.core.settings import get_settings; print(get_settings().resolved_models_dir)')"
 
 # The production frontend (Reflex export), rebuilt only when its inputs change.
 frontend: install bun
@@ -85,6 +87,8 @@ chromium: /usr/bin/chromium
 
 test-models: install
 	scripts/build-models.sh $(TEST_MODELS_DIR)
+	scripts/fetch-bbc-news.sh
+	$(BIN)/python -m models.classifier $(TEST_MODELS_DIR)
 
 test: install bun chromium test-models frontend
 	STRATA_MODELS_DIR=$(TEST_MODELS_DIR) $(BIN)/python -m pytest -q

@@ -44,6 +44,18 @@ class Settings(BaseSettings):
     job_timeout_seconds: int = 3600
     worker_heartbeat_seconds: float = 5.0
 
+    # Requests a minute per user and per API key (an admin can set another per key).
+    rate_limit_per_minute: int = 120
+    # Predictions: cached per (model version, input) in Redis; a sample of them logged.
+    prediction_cache_ttl_seconds: int = 3600
+    prediction_log_sample_rate: float = 0.1
+    # Serving: concurrent requests are gathered for up to serving_batch_wait_ms into one
+    # model call of at most serving_max_batch inputs; at most serving_max_loaded_versions
+    # model versions stay in memory (least recently used goes first).
+    serving_max_batch: int = 32
+    serving_batch_wait_ms: float = 3.0
+    serving_max_loaded_versions: int = 4
+
     log_level: str = "INFO"
 
     @model_validator(mode="after")
