@@ -14,6 +14,7 @@ from app.auth.api import router as auth_router
 from app.core.errors import StrataError, TooManyAttempts
 from app.core.metrics import HTTP_LATENCY, HTTP_REQUESTS, render_metrics
 from app.jobs_board.api import router as jobs_router
+from app.knowledge.api import router as knowledge_router
 from app.system.api import router as system_router
 
 log = structlog.get_logger("strata.api")
@@ -34,7 +35,7 @@ def build_api() -> FastAPI:
         redoc_url=None,
         openapi_url="/api/openapi.json",
     )
-    for router in (auth_router, jobs_router, system_router):
+    for router in (auth_router, jobs_router, knowledge_router, system_router):
         api.include_router(router)
 
     @api.get("/metrics", include_in_schema=False)

@@ -2,8 +2,10 @@
 
 from sqlmodel import SQLModel
 
+from app.ask.tables import Conversation, Message
 from app.auth.tables import ApiKey, User, UserSession
 from app.jobs_board.tables import Job
+from app.knowledge.tables import Chunk, Document, KnowledgeBase
 from app.predict.tables import ApiKeyRateLimit, ModelVersion, PredictionLog, RegisteredModel, RegistryChange
 
 metadata = SQLModel.metadata
@@ -11,7 +13,12 @@ metadata = SQLModel.metadata
 __all__ = [
     "ApiKey",
     "ApiKeyRateLimit",
+    "Chunk",
+    "Conversation",
+    "Document",
     "Job",
+    "KnowledgeBase",
+    "Message",
     "ModelVersion",
     "PredictionLog",
     "RegisteredModel",

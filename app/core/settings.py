@@ -44,6 +44,15 @@ class Settings(BaseSettings):
     job_timeout_seconds: int = 3600
     worker_heartbeat_seconds: float = 5.0
 
+    # Knowledge bases: uploads above this size are refused before anything is stored.
+    upload_max_mb: float = 50.0
+    # Chunks in embedder word pieces (the embedder reads at most 256); overlap keeps
+    # a sentence cut at a chunk border whole in one of the two.
+    chunk_tokens: int = 200
+    chunk_overlap_tokens: int = 40
+    embed_batch_size: int = 32
+    retrieval_top_k: int = 8
+
     # Requests a minute per user and per API key (an admin can set another per key).
     rate_limit_per_minute: int = 120
     # Predictions: cached per (model version, input) in Redis; a sample of them logged.

@@ -1,0 +1,131 @@
+from typing import Annotated
+
+from fastapi import APIRouter, File, UploadFile, status
+from fastapi.responses import FileResponse
+
+from app.core.db import run_in_session
+from app.core.deps import CurrentUser, SessionDep, SettingsDep, StaffUser
+from app.knowledge import service
+from app.knowledge.schemas import (
+    DocumentOut,
+    KnowledgeBaseIn,
+    KnowledgeBaseOut,
+    KnowledgeBaseUpdate,
+    Passage,
+    SearchIn,
+)
+
+router = APIRouter(prefix="/api/v1", tags=["knowledge"])
+
+MEDIA_TYPES = {
+    "pdf": "application/pdf",
+    "docx": "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+    "html": "text/html; charset=utf-8",
+    "markdown": "text/markdown; charset=utf-8",
+    "text": "text/plain; charset=utf-8",
+}
+
+
+@router.get("/knowledge")
+def list_knowledge_bases(user: CurrentUser, db_session: SessionDep) -> list[KnowledgeBaseOut]:
+    return [KnowledgeBaseOut.of(kb) for kb in service.readable_knowledge_bases(db_session=db_session, user=user)]
+
+
+@router.post("/knowledge", status_code=status.HTTP_201_CREATED)
+def create_knowledge_base(body: KnowledgeBaseIn, user: StaffUser, db_session: SessionDep) -> KnowledgeBaseOut:
+    return KnowledgeBaseOut.of(
+        service.create_knowledge_base(
+            db_session=db_session,
+            user=user,
+            name=body.name,
+            description=body.description,
+            reader_roles=body.reader_roles,
+        )
+    )
+
+
+@router.get("/knowledge/documents/{document_id:int}")
+def get_document(document_id: int, user: CurrentUser, db_session: SessionDep) -> DocumentOut:
+    return DocumentOut.of(service.get_document(db_session=db_session, user=user, document_id=document_id))
+
+
+@router.get("/knowledge/documents/{document_id:int}/file")
+def get_document_file(document_id: int, user: CurrentUser, db_session: SessionDep, settings: SettingsDep):
+    """The original file, shown inline so that a link can open a PDF at `#page=N`."""
+    document, path = service.document_file(db_session=db_session, settings=settings, user=user, document_id=document_id)
+    return FileResponse(
+        path,
+        media_type=MEDIA_TYPES.get(document.content_type, "application/octet-stream"),
+        filename=document.filename,
+        content_disposition_type="inline",
+    )
+
+
+@router.delete("/knowledge/documents/{document_id:int}", status_code=status.HTTP_204_NO_CONTENT)
+def delete_document(document_id: int, user: StaffUser, db_session: SessionDep, settings: SettingsDep) -> None:
+    service.delete_document(db_session=db_session, settings=settings, user=user, document_id=document_id)
+
+
+@router.get("/knowledge/{knowledge_base_id:int}")
+def get_knowledge_base(knowledge_base_id: int, user: CurrentUser, db_session: SessionDep) -> KnowledgeBaseOut:
+    return KnowledgeBaseOut.of(
+        service.get_knowledge_base(db_session=db_session, user=user, knowledge_base_id=knowledge_base_id)
+    )
+
+
+@router.patch("/knowledge/{knowledge_base_id:int}")
+def update_knowledge_base(
+    knowledge_base_id: int, body: KnowledgeBaseUpdate, user: StaffUser, db_session: SessionDep
+) -> KnowledgeBaseOut:
+    return KnowledgeBaseOut.of(
+        service.update_knowledge_base(
+            db_session=db_session,
+            user=user,
+            knowledge_base_id=knowledge_base_id,
+            name=body.name,
+            description=body.description,
+            reader_roles=body.reader_roles,
+        )
+    )
+
+
+@router.delete("/knowledge/{knowledge_base_id:int}", status_code=status.HTTP_204_NO_CONTENT)
+def delete_knowledge_base(
+    knowledge_base_id: int, user: StaffUser, db_session: SessionDep, settings: SettingsDep
+) -> None:
+    service.delete_knowledge_base(
+        db_session=db_session, settings=settings, user=user, knowledge_base_id=knowledge_base_id
+    )
+
+
+@router.get("/knowledge/{knowledge_base_id:int}/documents")
+def list_documents(knowledge_base_id: int, user: CurrentUser, db_session: SessionDep) -> list[DocumentOut]:
+    documents = service.list_documents(db_session=db_session, user=user, knowledge_base_id=knowledge_base_id)
+    return [DocumentOut.of(document) for document in documents]
+
+
+@router.post("/knowledge/{knowledge_base_id:int}/documents", status_code=status.HTTP_202_ACCEPTED)
+async def upload_documents(
+    knowledge_base_id: int, user: StaffUser, settings: SettingsDep, files: Annotated[list[UploadFile], File()]
+) -> list[DocumentOut]:
+    """Upload one or more files (multipart field `files`); each becomes a document with its ingestion job.
+    A file over the size limit (413) or already in the knowledge base (409) refuses the upload; nothing is stored."""
+    documents = await service.upload_documents(
+        user=user, settings=settings, knowledge_base_id=knowledge_base_id, uploads=files
+    )
+    return [DocumentOut.of(document) for document in documents]
+
+
+@router.post("/search")
+async def search(body: SearchIn, user: CurrentUser) -> list[Passage]:
+    """Ranked passages from ready documents of the given knowledge bases (default: every one you may read)."""
+    return await run_in_session(_search, user=user, body=body)
+
+
+def _search(*, db_session, user, body: SearchIn) -> list[Passage]:
+    ids = body.knowledge_base_ids
+    if ids is None:
+        ids = [kb.id for kb in service.readable_knowledge_bases(db_session=db_session, user=user)]
+    return service.search(
+        db_session=db_session, user=user, knowledge_base_ids=ids, query=body.query, top_k=body.top_k, mode=body.mode
+    )
