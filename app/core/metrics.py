@@ -20,6 +20,18 @@ MODEL_INFERENCE_LATENCY = Histogram(
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
 )
 
+SERVING_BATCH_SIZE = Histogram(
+    "strata_serving_batch_size",
+    "Inputs per model call after dynamic batching",
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128),
+)
+PREDICTION_CACHE = Counter(
+    "strata_prediction_cache_total", "Prediction inputs answered from the cache (hit) or computed (miss)", ["result"]
+)
+PREDICTIONS_SERVED = Counter(
+    "strata_predictions_total", "Prediction inputs answered, by model and version", ["model", "version"]
+)
+
 
 class JobsCollector(Collector):
     """Jobs by kind and status, read from the durable job table at scrape time, so

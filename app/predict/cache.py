@@ -1,0 +1,111 @@
+"""Redis for predictions: cached answers per (version, input) and served counters.
+Redis is an accelerator here, never a dependency: when it is down, predictions are
+computed uncached and Redis is left alone for a few seconds before the next try."""
+
+import asyncio
+import hashlib
+import json
+import time
+
+import redis
+import redis.asyncio as aioredis
+import structlog
+
+from app.core.clients import get_async_redis
+from app.core.metrics import PREDICTION_CACHE
+from app.core.settings import get_settings
+from app.predict.serving import Output
+
+log = structlog.get_logger("strata.predict")
+
+RETRY_AFTER_FAILURE_SECONDS = 5.0
+_PREFIX = "strata:predict"
+
+_clients: dict[int, aioredis.Redis] = {}
+_down_until = 0.0
+
+
+def input_sha256(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _answer_key(version_id: int, text: str) -> str:
+    return f"{_PREFIX}:answer:{version_id}:{input_sha256(text)}"
+
+
+def served_key(version_id: int) -> str:
+    return f"{_PREFIX}:served:{version_id}"
+
+
+def _client() -> aioredis.Redis | None:
+    """One client per event loop (async clients are bound to theirs), or None while Redis is down."""
+    if time.monotonic() < _down_until:
+        return None
+    loop_id = id(asyncio.get_running_loop())
+    if loop_id not in _clients:
+        _clients[loop_id] = get_async_redis()
+    return _clients[loop_id]
+
+
+def _failed(exc: Exception) -> None:
+    global _down_until
+    _down_until = time.monotonic() + RETRY_AFTER_FAILURE_SECONDS
+    log.warning("predict.redis_unavailable", error=str(exc))
+
+
+async def lookup(version_id: int, texts: list[str]) -> list[Output | None]:
+    """Cached answers, None where there is none (or Redis is down)."""
+    client = _client()
+    answers: list[Output | None] = [None] * len(texts)
+    if client is not None:
+        try:
+            raw = await client.mget([_answer_key(version_id, text) for text in texts])
+            answers = [json.loads(value) if value else None for value in raw]
+        except (redis.RedisError, OSError) as exc:
+            _failed(exc)
+    hits = sum(answer is not None for answer in answers)
+    if hits:
+        PREDICTION_CACHE.labels("hit").inc(hits)
+    if len(texts) - hits:
+        PREDICTION_CACHE.labels("miss").inc(len(texts) - hits)
+    return answers
+
+
+async def store(version_id: int, computed: dict[str, Output], served: int) -> None:
+    """Caches freshly computed answers and counts what the version served."""
+    client = _client()
+    if client is None:
+        return
+    ttl = get_settings().prediction_cache_ttl_seconds
+    try:
+        async with client.pipeline(transaction=False) as pipe:
+            for text, output in computed.items():
+                if ttl > 0:
+                    pipe.set(_answer_key(version_id, text), json.dumps(output), ex=ttl)
+            pipe.incrby(served_key(version_id), served)
+            await pipe.execute()
+    except (redis.RedisError, OSError) as exc:
+        _failed(exc)
+
+
+def served_counts(version_ids: list[int]) -> dict[int, int] | None:
+    """Served counters for the registry pages (sync: services run in threads); None if Redis is down."""
+    if not version_ids:
+        return {}
+    client = redis.Redis.from_url(
+        get_settings().effective_redis_url, socket_timeout=1, socket_connect_timeout=1, decode_responses=True
+    )
+    try:
+        values = client.mget([served_key(version_id) for version_id in version_ids])
+    except (redis.RedisError, OSError):
+        return None
+    finally:
+        client.close()
+    return {version_id: int(value or 0) for version_id, value in zip(version_ids, values, strict=True)}
+
+
+def reset() -> None:
+    """Forget clients and the down mark (tests switch Redis servers)."""
+    global _down_until
+    _clients.clear()
+    _down_until = 0.0

@@ -1,0 +1,195 @@
+"""The serving runtime: model versions loaded lazily into a bounded LRU, and a dynamic
+batcher per version that gathers concurrent requests into one model call, run in a
+worker thread so the event loop stays free."""
+
+import asyncio
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from app.core import ml
+from app.core.metrics import MODEL_INFERENCE_LATENCY, SERVING_BATCH_SIZE
+from app.core.settings import get_settings
+from models.classifier import ZeroShotClassifier
+from models.embedder import Embedder
+
+# One input's answer, as cached: {"label", "confidence", "scores": [[label, p], ...], "embedding"}.
+Output = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class VersionRef:
+    """What the runtime needs to know about a version to load and serve it."""
+
+    id: int
+    model_name: str
+    kind: str
+    artifact: str
+
+
+class LoadedVersion:
+    def __init__(self, ref: VersionRef) -> None:
+        self.ref = ref
+        self._classifier = ZeroShotClassifier.load(ref.artifact) if ref.kind == "classifier" else None
+        # Classifiers and the built-in embedder share the process's embedder; an embedder
+        # version elsewhere (another artifact) gets its own.
+        default_dir = get_settings().resolved_models_dir
+        is_default = ref.kind == "classifier" or Path(ref.artifact).resolve().parent == default_dir
+        self._embedder = None if is_default else Embedder.load(ref.artifact)
+
+    def _embed(self, texts: list[str]) -> np.ndarray:
+        if self._embedder is None:
+            return ml.embed(texts)
+        started = time.perf_counter()
+        vectors = self._embedder.embed(texts)
+        MODEL_INFERENCE_LATENCY.labels(self.ref.model_name).observe(time.perf_counter() - started)
+        return vectors
+
+    def run(self, texts: list[str]) -> list[Output]:
+        vectors = self._embed(texts)
+        if self._classifier is None:
+            return [
+                {"label": None, "confidence": None, "scores": [], "embedding": vector.tolist()} for vector in vectors
+            ]
+        names = self._classifier.names
+        outputs = []
+        for row in self._classifier.probabilities(vectors):
+            best = int(row.argmax())
+            outputs.append(
+                {
+                    "label": names[best],
+                    "confidence": float(row[best]),
+                    "scores": sorted(
+                        ([name, float(p)] for name, p in zip(names, row, strict=True)), key=lambda s: -s[1]
+                    ),
+                    "embedding": None,
+                }
+            )
+        return outputs
+
+
+class LoadedVersions:
+    """At most `capacity` loaded versions; the least recently used one is dropped first."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = max(1, capacity)
+        self._loaded: OrderedDict[int, LoadedVersion] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, ref: VersionRef) -> LoadedVersion:
+        """Called from worker threads: loading reads files and may build an ONNX session."""
+        with self._lock:
+            if ref.id in self._loaded:
+                self._loaded.move_to_end(ref.id)
+                return self._loaded[ref.id]
+            loaded = LoadedVersion(ref)
+            self._loaded[ref.id] = loaded
+            while len(self._loaded) > self.capacity:
+                self._loaded.popitem(last=False)
+            return loaded
+
+    def loaded_ids(self) -> list[int]:
+        with self._lock:
+            return list(self._loaded)
+
+
+@dataclass
+class _Request:
+    texts: list[str]
+    future: asyncio.Future
+
+
+class Batcher:
+    """Gathers what arrives for one version within `wait_ms` (up to `max_batch` inputs)
+    into one model call. One per version and event loop."""
+
+    def __init__(self, ref: VersionRef, versions: LoadedVersions, max_batch: int, wait_ms: float) -> None:
+        self.ref = ref
+        self._versions = versions
+        self._max_batch = max(1, max_batch)
+        self._wait = max(0.0, wait_ms) / 1000
+        self._queue: asyncio.Queue[_Request] = asyncio.Queue()
+        self._task: asyncio.Task | None = None
+
+    async def run(self, texts: list[str]) -> list[Output]:
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._serve())
+        future = asyncio.get_running_loop().create_future()
+        await self._queue.put(_Request(texts, future))
+        return await future
+
+    async def _gather(self) -> list[_Request]:
+        batch = [await self._queue.get()]
+        size = len(batch[0].texts)
+        deadline = asyncio.get_running_loop().time() + self._wait
+        while size < self._max_batch:
+            remaining = deadline - asyncio.get_running_loop().time()
+            try:
+                request = (
+                    self._queue.get_nowait() if remaining <= 0 else await asyncio.wait_for(self._queue.get(), remaining)
+                )
+            except (asyncio.QueueEmpty, TimeoutError):
+                break
+            batch.append(request)
+            size += len(request.texts)
+        return batch
+
+    async def _serve(self) -> None:
+        while True:
+            batch = await self._gather()
+            texts = [text for request in batch for text in request.texts]
+            SERVING_BATCH_SIZE.observe(len(texts))
+            try:
+                outputs = await asyncio.to_thread(self._infer, texts)
+            except Exception as exc:  # noqa: BLE001 - every waiting request gets the error
+                for request in batch:
+                    if not request.future.done():
+                        request.future.set_exception(exc)
+                continue
+            start = 0
+            for request in batch:
+                if not request.future.done():
+                    request.future.set_result(outputs[start : start + len(request.texts)])
+                start += len(request.texts)
+
+    def _infer(self, texts: list[str]) -> list[Output]:
+        return self._versions.get(self.ref).run(texts)
+
+
+class Runtime:
+    """The process's serving runtime."""
+
+    def __init__(self) -> None:
+        settings = get_settings()
+        self.versions = LoadedVersions(settings.serving_max_loaded_versions)
+        self._max_batch = settings.serving_max_batch
+        self._wait_ms = settings.serving_batch_wait_ms
+        self._batchers: dict[tuple[int, int], Batcher] = {}
+
+    async def run(self, ref: VersionRef, texts: list[str]) -> list[Output]:
+        key = (id(asyncio.get_running_loop()), ref.id)
+        batcher = self._batchers.get(key)
+        if batcher is None or batcher.ref != ref:
+            batcher = self._batchers[key] = Batcher(ref, self.versions, self._max_batch, self._wait_ms)
+        return await batcher.run(texts)
+
+
+_runtime: Runtime | None = None
+
+
+def get_runtime() -> Runtime:
+    global _runtime
+    if _runtime is None:
+        _runtime = Runtime()
+    return _runtime
+
+
+def reset_runtime() -> None:
+    """Forget loaded versions and batchers (settings changed, e.g. in tests)."""
+    global _runtime
+    _runtime = None
