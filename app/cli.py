@@ -26,8 +26,9 @@ def _fail(message: str) -> None:
 
 @cli.command()
 def migrate() -> None:
-    """Apply database migrations and create the first admin if there is no user."""
+    """Apply database migrations, create the first admin if there is no user and register the built-in models."""
     from app.core import migrations
+    from app.predict import service as predict_service
 
     settings = get_settings()
     if settings.effective_database_url.startswith("sqlite"):
@@ -43,6 +44,9 @@ def migrate() -> None:
             "STRATA_ADMIN_EMAIL / STRATA_ADMIN_PASSWORD before the first start.\n",
             fg=typer.colors.YELLOW,
         )
+    with session_scope() as db_session:
+        for name in predict_service.ensure_builtin_models(db_session=db_session, settings=settings):
+            typer.echo(f"Registered the built-in model {name}.")
 
 
 @cli.command()
