@@ -15,6 +15,7 @@ from app.core.errors import StrataError, TooManyAttempts
 from app.core.metrics import HTTP_LATENCY, HTTP_REQUESTS, render_metrics
 from app.jobs_board.api import router as jobs_router
 from app.knowledge.api import router as knowledge_router
+from app.predict.api import router as predict_router
 from app.system.api import router as system_router
 
 log = structlog.get_logger("strata.api")
@@ -35,7 +36,7 @@ def build_api() -> FastAPI:
         redoc_url=None,
         openapi_url="/api/openapi.json",
     )
-    for router in (auth_router, jobs_router, knowledge_router, system_router):
+    for router in (auth_router, jobs_router, knowledge_router, predict_router, system_router):
         api.include_router(router)
 
     @api.get("/metrics", include_in_schema=False)

@@ -1,6 +1,7 @@
 """Clients for Redis and Chroma, built from the settings. Short timeouts: a dead
 service must turn into a clear error quickly, never a hung page."""
 
+import asyncio
 from functools import lru_cache
 from urllib.parse import urlparse
 
@@ -28,6 +29,23 @@ def _fail_fast() -> dict:
 def get_async_redis() -> aioredis.Redis:
     """A fresh async client: async clients are bound to the event loop that created them."""
     return aioredis.Redis.from_url(get_settings().effective_redis_url, decode_responses=True, **_fail_fast())
+
+
+_loop_clients: dict[int, aioredis.Redis] = {}
+
+
+def loop_redis() -> aioredis.Redis:
+    """The async client of the running event loop, kept for its life: for per-request
+    work (rate limits, caches), where a fresh client per call would cost a connection."""
+    loop_id = id(asyncio.get_running_loop())
+    if loop_id not in _loop_clients:
+        _loop_clients[loop_id] = get_async_redis()
+    return _loop_clients[loop_id]
+
+
+def reset_loop_redis() -> None:
+    """Forget the kept clients (tests switch Redis servers)."""
+    _loop_clients.clear()
 
 
 def get_job_queue() -> ArqRedis:

@@ -1,6 +1,7 @@
 """FastAPI dependencies: database session and the caller, by API key or session."""
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Annotated
 
 import structlog
@@ -9,6 +10,7 @@ from sqlmodel import Session
 
 from app.auth import service as auth_service
 from app.auth.tables import Role, User
+from app.core import ratelimit
 from app.core.db import run_in_session, session_scope
 from app.core.errors import Unauthorized
 from app.core.security import API_KEY_PREFIX
@@ -68,3 +70,34 @@ def role_at_least(minimum: Role):
 
 StaffUser = Annotated[User, role_at_least(Role.staff)]
 AdminUser = Annotated[User, role_at_least(Role.admin)]
+
+
+@dataclass(frozen=True)
+class Caller:
+    user: User
+    # "key:<api key id>" for API keys, else "user:<user id>": whom the rate limit counts.
+    identity: str
+
+
+async def rate_limited_caller(request: Request, user: CurrentUser, settings: SettingsDep) -> Caller:
+    """The caller, after taking one request from their rate limit (429 with Retry-After when none is left)."""
+    credential = bearer_credential(request)
+    limit = settings.rate_limit_per_minute
+    if credential.startswith(API_KEY_PREFIX):
+        key_id, key_limit = await run_in_session(ratelimit.api_key_identity, plaintext=credential)
+        identity = f"key:{key_id}"
+        limit = key_limit or limit
+    else:
+        identity = f"user:{user.id}"
+    await ratelimit.take_token(identity, limit)
+    return Caller(user=user, identity=identity)
+
+
+RateLimitedCaller = Annotated[Caller, Depends(rate_limited_caller)]
+
+
+def _rate_limited_user(caller: RateLimitedCaller) -> User:
+    return caller.user
+
+
+RateLimitedUser = Annotated[User, Depends(_rate_limited_user)]

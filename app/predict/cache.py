@@ -2,7 +2,6 @@
 Redis is an accelerator here, never a dependency: when it is down, predictions are
 computed uncached and Redis is left alone for a few seconds before the next try."""
 
-import asyncio
 import hashlib
 import json
 import time
@@ -11,7 +10,7 @@ import redis
 import redis.asyncio as aioredis
 import structlog
 
-from app.core.clients import get_async_redis
+from app.core.clients import loop_redis
 from app.core.metrics import PREDICTION_CACHE
 from app.core.settings import get_settings
 from app.predict.serving import Output
@@ -21,7 +20,6 @@ log = structlog.get_logger("strata.predict")
 RETRY_AFTER_FAILURE_SECONDS = 5.0
 _PREFIX = "strata:predict"
 
-_clients: dict[int, aioredis.Redis] = {}
 _down_until = 0.0
 
 
@@ -38,13 +36,10 @@ def served_key(version_id: int) -> str:
 
 
 def _client() -> aioredis.Redis | None:
-    """One client per event loop (async clients are bound to theirs), or None while Redis is down."""
+    """None while Redis is marked down."""
     if time.monotonic() < _down_until:
         return None
-    loop_id = id(asyncio.get_running_loop())
-    if loop_id not in _clients:
-        _clients[loop_id] = get_async_redis()
-    return _clients[loop_id]
+    return loop_redis()
 
 
 def _failed(exc: Exception) -> None:
@@ -105,7 +100,6 @@ def served_counts(version_ids: list[int]) -> dict[int, int] | None:
 
 
 def reset() -> None:
-    """Forget clients and the down mark (tests switch Redis servers)."""
+    """Forget the down mark (tests restart Redis)."""
     global _down_until
-    _clients.clear()
     _down_until = 0.0

@@ -1,0 +1,88 @@
+from fastapi import APIRouter, status
+
+from app.core import ratelimit
+from app.core.deps import AdminUser, CurrentUser, RateLimitedCaller, SessionDep, StaffUser
+from app.core.errors import NotFound
+from app.predict import service
+from app.predict.schemas import (
+    CanaryRequest,
+    LabelSetRequest,
+    ModelSummary,
+    PredictionResponse,
+    PredictRequest,
+    RateLimitRequest,
+    RegistryEvent,
+    VersionSummary,
+)
+
+router = APIRouter(prefix="/api/v1", tags=["models"])
+
+
+def _summary(db_session, model_name: str) -> ModelSummary:
+    for model in service.list_models(db_session=db_session):
+        if model.name == model_name:
+            return model
+    raise NotFound(f"No model named {model_name!r}.")
+
+
+@router.get("/models")
+def list_models(_: CurrentUser, db_session: SessionDep) -> list[ModelSummary]:
+    return service.list_models(db_session=db_session)
+
+
+@router.get("/models/{model_name}")
+def get_model(model_name: str, _: CurrentUser, db_session: SessionDep) -> ModelSummary:
+    return _summary(db_session, model_name)
+
+
+@router.get("/models/{model_name}/versions")
+def list_versions(model_name: str, _: CurrentUser, db_session: SessionDep) -> list[VersionSummary]:
+    return service.list_versions(db_session=db_session, model_name=model_name)
+
+
+@router.get("/models/{model_name}/events")
+def registry_events(model_name: str, _: CurrentUser, db_session: SessionDep, limit: int = 20) -> list[RegistryEvent]:
+    return service.registry_events(db_session=db_session, model_name=model_name, limit=min(max(limit, 1), 500))
+
+
+@router.post("/models/{model_name}/versions", status_code=status.HTTP_201_CREATED)
+def create_version(model_name: str, body: LabelSetRequest, user: StaffUser, db_session: SessionDep) -> VersionSummary:
+    return service.create_classifier_version(
+        db_session=db_session, actor=user, model_name=model_name, labels=body.labels
+    )
+
+
+@router.put("/models/{model_name}/versions/{version_number}/canary")
+def set_canary(
+    model_name: str, version_number: int, body: CanaryRequest, user: StaffUser, db_session: SessionDep
+) -> ModelSummary:
+    service.set_canary(
+        db_session=db_session, actor=user, model_name=model_name, version_number=version_number, percent=body.percent
+    )
+    return _summary(db_session, model_name)
+
+
+@router.post("/models/{model_name}/versions/{version_number}/promote")
+def promote(model_name: str, version_number: int, user: StaffUser, db_session: SessionDep) -> ModelSummary:
+    service.promote(db_session=db_session, actor=user, model_name=model_name, version_number=version_number)
+    return _summary(db_session, model_name)
+
+
+@router.post("/models/{model_name}/rollback")
+def rollback(model_name: str, user: StaffUser, db_session: SessionDep) -> ModelSummary:
+    service.rollback(db_session=db_session, actor=user, model_name=model_name)
+    return _summary(db_session, model_name)
+
+
+@router.post("/models/{model_name}/predict")
+async def predict(model_name: str, body: PredictRequest, caller: RateLimitedCaller) -> PredictionResponse:
+    return await service.predict(
+        model_name=model_name, inputs=body.input_list(), caller=caller.identity, version_number=body.version
+    )
+
+
+@router.put("/api-keys/{key_id}/rate-limit", status_code=status.HTTP_204_NO_CONTENT)
+def set_api_key_rate_limit(key_id: int, body: RateLimitRequest, user: AdminUser, db_session: SessionDep) -> None:
+    ratelimit.set_api_key_limit(
+        db_session=db_session, actor=user, key_id=key_id, requests_per_minute=body.requests_per_minute
+    )
