@@ -228,13 +228,18 @@ def _event_row(event: EventRow) -> rx.Component:
     )
 
 
-def models_page() -> rx.Component:
-    return shell(
-        "Models",
+def _registry_view() -> rx.Component:
+    return rx.vstack(
         rx.hstack(
             _model_select(ModelsState.models, ModelsState.model_name, ModelsState.choose_model, "models-model"),
             rx.badge(
-                "production: version ", ModelsState.production_version, color_scheme="green", id="production-version"
+                rx.cond(
+                    ModelsState.production_version,
+                    "production: version " + ModelsState.production_version.to_string(),
+                    "no production version",
+                ),
+                color_scheme="green",
+                id="production-version",
             ),
             rx.button(
                 "Roll back",
@@ -282,6 +287,19 @@ def models_page() -> rx.Component:
             rx.table.body(rx.foreach(ModelsState.events, _event_row)),
             width="100%",
             id="registry-events",
+        ),
+        spacing="5",
+        width="100%",
+    )
+
+
+def models_page() -> rx.Component:
+    return shell(
+        "Models",
+        rx.cond(
+            ModelsState.model_name,
+            _registry_view(),
+            rx.callout("No models are registered yet.", icon="info", color_scheme="gray", id="no-models"),
         ),
         on_mount=ModelsState.watch,
         on_unmount=ModelsState.stop_watching,

@@ -8,8 +8,10 @@ import reflex as rx
 
 from app.auth.state import AuthState, acting_user, guarded
 from app.auth.tables import Role
+from app.core import ratelimit
 from app.core.db import run_in_session
 from app.core.errors import StrataError
+from app.core.settings import get_settings
 from app.predict import service
 from app.predict.schemas import LabelSpec, ModelSummary, PredictionResponse, RegistryEvent, VersionSummary
 from app.ui.live import refresh_while_open
@@ -100,10 +102,11 @@ class PredictState(AuthState):
         if not inputs:
             self.error = "Type or paste some text: one input per line."
             return
+        caller = f"user:{acting_user().id}"
         try:
-            response = await service.predict(
-                model_name=self.model_name, inputs=inputs, caller=f"user:{acting_user().id}"
-            )
+            # The same per-user budget as the user's API calls.
+            await ratelimit.take_token(caller, get_settings().rate_limit_per_minute)
+            response = await service.predict(model_name=self.model_name, inputs=inputs, caller=caller)
         except StrataError as exc:
             self.error = exc.message
             self.results = []
