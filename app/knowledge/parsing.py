@@ -6,6 +6,7 @@ wrong with the file; nothing here knows about databases or jobs."""
 
 import io
 import re
+import unicodedata
 import zipfile
 from dataclasses import dataclass
 from html.parser import HTMLParser
@@ -150,9 +151,9 @@ _SPACES = re.compile(r"\s+")
 
 
 def clean(text: str) -> str:
-    """One line of text: control characters, soft hyphens and words hyphenated across
-    line breaks undone, whitespace collapsed."""
-    text = _CONTROL.sub(" ", text)
+    """One line of text: ligatures (PDF's "ﬁ") and compatibility forms unfolded, control
+    characters, soft hyphens and words hyphenated across line breaks undone, whitespace collapsed."""
+    text = _CONTROL.sub(" ", unicodedata.normalize("NFKC", text))
     text = _HYPHENATED_BREAK.sub(r"\1", text)
     return _SPACES.sub(" ", text).strip()
 
