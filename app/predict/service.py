@@ -339,7 +339,9 @@ def rollback(*, db_session: Session, actor: User, model_name: str) -> None:
     require_role(actor, Role.staff)
     model = _get_model(db_session, model_name, for_update=True)
     current = _production(db_session, model)
-    previous = db_session.get(ModelVersion, current.replaced_version_id) if current else None
+    previous = (
+        db_session.get(ModelVersion, current.replaced_version_id) if current and current.replaced_version_id else None
+    )
     if current is None or previous is None:
         raise Conflict(f"{model_name!r} has no previous production version to roll back to.")
     current.stage = "archived"
