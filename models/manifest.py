@@ -22,10 +22,12 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 EMBEDDER_NAME = "all-MiniLM-L6-v2"
+GENERATOR_NAME = "SmolLM2-135M-Instruct"
 MANIFEST_FILENAME = "manifest.json"
 
 __all__ = [
     "EMBEDDER_NAME",
+    "GENERATOR_NAME",
     "MANIFEST_FILENAME",
     "ManifestError",
     "ModelManifest",

@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from models.embedder import Embedder
-from models.manifest import model_dirs, read_manifest, sha256_file
+from models.generator import DecodeOptions, Generator
+from models.manifest import ModelManifest, model_dirs, read_manifest, sha256_file
 
 __all__ = ["verify_all", "verify_model"]
 
@@ -31,6 +32,7 @@ THROUGHPUT_BUDGET_S = 2.0
 THROUGHPUT_BATCH = 32
 SPEED_MAX_TOKENS = 64
 THROUGHPUT_CALL = 64  # texts per embed() call: sorting by length works across 2 batches
+DECODE_TOKENS = 48  # generated for the chat model's speed figures
 
 
 def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -50,6 +52,8 @@ def verify_model(model_dir: Path | str, *, on_progress: Progress | None = None) 
     model_dir = Path(model_dir)
     progress = on_progress or (lambda fraction, message: None)
     manifest = read_manifest(model_dir)
+    if manifest.task == "generation":
+        return _verify_generator(model_dir, manifest, progress)
     report: dict = {
         "name": manifest.name,
         "file": manifest.file,
@@ -165,3 +169,87 @@ def verify_all(models_dir: Path | str, on_progress: Progress | None = None) -> l
     if on_progress is not None:
         on_progress(1.0, f"verified {n} model(s)" if n else f"no built models in {models_dir}")
     return reports
+
+
+def _verify_generator(model_dir: Path, manifest: ModelManifest, progress: Progress) -> dict:
+    """The chat model: sha256, then PyTorch's recorded greedy tokens and first logits through the
+    runtime decode loop, then time to first token and decode speed."""
+    report: dict = {
+        "name": manifest.name,
+        "file": manifest.file,
+        "sha256_expected": manifest.sha256,
+        "sha256_actual": None,
+        "sha256_ok": False,
+        "parity_min_cosine": None,
+        "parity_threshold": manifest.parity.threshold,
+        "greedy_agreement": None,
+        "parity_ok": False,
+        "load_seconds": None,
+        "time_to_first_token_ms": None,
+        "tokens_per_s": None,
+        "passed": False,
+        "error": None,
+    }
+    progress(0.0, f"{manifest.name}: checking sha256 of {manifest.file}")
+    try:
+        report["sha256_actual"] = sha256_file(model_dir / manifest.file)
+    except OSError as exc:
+        report["error"] = f"cannot read {model_dir / manifest.file}: {exc}"
+        progress(1.0, f"{manifest.name}: failed ({report['error']})")
+        return report
+    report["sha256_ok"] = report["sha256_actual"] == manifest.sha256
+
+    progress(0.15, f"{manifest.name}: loading model")
+    try:
+        generator = Generator.load(model_dir)
+    except Exception as exc:  # a tampered file may not even parse
+        report["error"] = f"cannot load model: {type(exc).__name__}: {exc}"
+        progress(1.0, f"{manifest.name}: failed ({report['error']})")
+        return report
+    report["load_seconds"] = round(generator.load_seconds, 4)
+
+    progress(0.3, f"{manifest.name}: comparing with PyTorch's greedy tokens")
+    try:
+        with np.load(model_dir / manifest.reference_file, allow_pickle=False) as ref:
+            prompt_ids = np.split(ref["prompt_ids"], np.cumsum(ref["prompt_lengths"])[:-1])
+            expected = np.split(ref["continuations"], np.cumsum(ref["continuation_lengths"])[:-1])
+            first_logits = np.asarray(ref["first_logits"], dtype=np.float32)
+        cosines, agreements = [], []
+        for ids, continuation, logits in zip(prompt_ids, expected, first_logits, strict=True):
+            actual = generator.teacher_forced_logits(ids.tolist(), continuation[:1].tolist())[0]
+            cosines.append(float(_cosines(actual[None], logits[None])[0]))
+            options = DecodeOptions(max_new_tokens=len(continuation), repetition_penalty=1.0, no_repeat_ngram=0)
+            tokens = list(generator.token_ids(ids.tolist(), options))
+            # PyTorch's sequence ends with <|im_end|> when it stopped; token_ids stops before it.
+            wanted = [t for t in continuation.tolist() if t != generator.end_token_id]
+            agreements.append(1.0 if tokens == wanted else 0.0)
+    except Exception as exc:
+        report["error"] = f"parity check failed to run: {type(exc).__name__}: {exc}"
+        progress(1.0, f"{manifest.name}: failed ({report['error']})")
+        return report
+    report["parity_min_cosine"] = min(cosines)
+    report["greedy_agreement"] = min(agreements)
+    report["parity_ok"] = bool(min(cosines) >= manifest.parity.threshold and min(agreements) == 1.0)
+    if not report["sha256_ok"]:
+        report["error"] = "model file does not match the manifest's sha256 (modified or corrupted)"
+        progress(1.0, f"{manifest.name}: FAILED ({report['error']})")
+        return report
+
+    progress(0.6, f"{manifest.name}: measuring decode speed")
+    ids = generator.encode_chat([("user", "Describe a typical day at a busy harbour.")])
+    speed = DecodeOptions(max_new_tokens=DECODE_TOKENS, repetition_penalty=1.0, no_repeat_ngram=0)
+    started = time.perf_counter()
+    first = None
+    count = 0
+    for _token in generator.token_ids(ids, speed):
+        count += 1
+        if first is None:
+            first = time.perf_counter()
+    finished = time.perf_counter()
+    report["time_to_first_token_ms"] = round(((first or finished) - started) * 1000.0, 1)
+    if count > 1:
+        report["tokens_per_s"] = round((count - 1) / (finished - first), 2)
+
+    report["passed"] = bool(report["sha256_ok"] and report["parity_ok"])
+    progress(1.0, f"{manifest.name}: {'passed' if report['passed'] else 'FAILED'}")
+    return report

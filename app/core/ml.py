@@ -10,12 +10,18 @@ import numpy as np
 from app.core.metrics import MODEL_INFERENCE_LATENCY
 from app.core.settings import get_settings
 from models.embedder import Embedder
-from models.manifest import EMBEDDER_NAME
+from models.generator import Generator
+from models.manifest import EMBEDDER_NAME, GENERATOR_NAME
 
 
 @lru_cache
 def get_embedder() -> Embedder:
     return Embedder.load(get_settings().resolved_models_dir / EMBEDDER_NAME)
+
+
+@lru_cache
+def get_generator() -> Generator:
+    return Generator.load(get_settings().resolved_models_dir / GENERATOR_NAME)
 
 
 def embed(texts: Sequence[str]) -> np.ndarray:

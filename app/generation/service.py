@@ -1,0 +1,326 @@
+"""Answer generation: grounded answers over passages, and plain chat.
+
+Generators, in order of preference:
+
+1. remote: an OpenAI-compatible server (STRATA_LLM_BASE_URL: vLLM, TGI, Ollama,
+   llama.cpp, or another Strata), streamed over SSE;
+2. local: the built-in SmolLM2-135M-Instruct (models.generator, onnxruntime),
+   decoding in its own thread per stream;
+3. extractive: the passages' own best sentences, cited (answers only).
+
+A generator that cannot start (server unreachable, model not built) before its
+first piece hands over to the next one. Closing a stream stops its generation:
+the remote request is closed, the local decode thread stops within one token.
+"""
+
+import asyncio
+import itertools
+import json
+import re
+import threading
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+
+import httpx
+import structlog
+
+from app.core import ml
+from app.core.errors import InvalidInput, ServiceUnavailable
+from app.core.settings import get_settings
+from app.generation.schemas import ChatMessage, GeneratorInfo
+from app.knowledge.schemas import Passage
+from models.generator import DecodeOptions
+from models.manifest import GENERATOR_NAME, MANIFEST_FILENAME
+
+log = structlog.get_logger("strata.generation")
+
+GROUNDED_SYSTEM_PROMPT = (
+    "You answer questions using only the numbered passages the user gives you. "
+    "After each fact, cite the passage it comes from in square brackets, like [1]. "
+    "If the passages do not contain the answer, say that the documents do not say."
+)
+EXTRACTIVE_PREFIX = "Extractive answer (no language model is available; these are sentences quoted from the passages): "
+EXTRACTIVE_SENTENCES = 3
+HISTORY_TURNS = 4
+CHARS_PER_TOKEN = 4  # rough budget for English text; the prompt is trimmed by characters
+_CITATION = re.compile(r"\[\d+\]")
+ATTRIBUTION_MIN_SHARED_WORDS = 3
+_WORD = re.compile(r"\w+", re.UNICODE)
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+_STOP_WORDS = frozenset(
+    "a an and are as at be by can did do does for from had has have how i in is it its of on or the this to was "
+    "were what when where which who why will with you your".split()
+)
+_thread_numbers = itertools.count(1)
+
+
+class GeneratorUnavailable(ServiceUnavailable):
+    """This generator cannot run (server unreachable, model not built); the next one may."""
+
+
+# ------------------------------------------------------------------ selection
+
+
+def _local_model_built() -> bool:
+    return (get_settings().resolved_models_dir / GENERATOR_NAME / MANIFEST_FILENAME).is_file()
+
+
+def describe_generator() -> GeneratorInfo:
+    """The generator answers will come from, by configuration (cheap: loads nothing)."""
+    settings = get_settings()
+    if settings.llm_base_url:
+        return GeneratorInfo(kind="remote", model=settings.llm_model or settings.llm_base_url)
+    if _local_model_built():
+        return GeneratorInfo(kind="local", model=GENERATOR_NAME)
+    return GeneratorInfo(kind="extractive", model="extractive")
+
+
+@dataclass(frozen=True)
+class _Request:
+    messages: list[ChatMessage]
+    max_tokens: int
+    temperature: float
+
+
+def _generators() -> list[Callable[[_Request], AsyncIterator[str]]]:
+    candidates = []
+    if get_settings().llm_base_url:
+        candidates.append(_remote_stream)
+    if _local_model_built():
+        candidates.append(_local_stream)
+    return candidates
+
+
+async def _first_that_runs(
+    candidates: list[Callable[[_Request], AsyncIterator[str]]], request: _Request
+) -> AsyncIterator[str]:
+    """Stream from the first candidate that produces a first piece."""
+    for make in candidates:
+        stream = make(request)
+        try:
+            try:
+                first = await anext(stream)
+            except StopAsyncIteration:
+                return
+            except GeneratorUnavailable as exc:
+                log.warning("generation.unavailable", generator=make.__name__, reason=exc.message)
+                continue
+            yield first
+            async for piece in stream:
+                yield piece
+            return
+        finally:
+            await stream.aclose()
+    raise GeneratorUnavailable(
+        "No generator can run: set STRATA_LLM_BASE_URL or build the models (`strata models build`)."
+    )
+
+
+# ------------------------------------------------------------------ public API
+
+
+async def stream_answer(
+    *,
+    question: str,
+    passages: list[Passage],
+    history: list[ChatMessage],
+    max_tokens: int | None = None,
+) -> AsyncIterator[str]:
+    """A grounded answer to ``question`` from ``passages`` (cited [1]..[n]), as text pieces."""
+    settings = get_settings()
+    request = _Request(
+        messages=grounded_messages(question=question, passages=passages, history=history),
+        max_tokens=max_tokens or settings.llm_max_tokens,
+        temperature=settings.llm_temperature,
+    )
+    stream = _first_that_runs([*_generators(), _extractive_stream_for(question, passages)], request)
+    answer = ""
+    try:
+        async for piece in stream:
+            answer += piece
+            yield piece
+    finally:
+        await stream.aclose()
+    if citations := attribution(answer, passages):
+        yield citations
+
+
+async def stream_chat(
+    *,
+    messages: list[ChatMessage],
+    max_tokens: int | None = None,
+    temperature: float | None = None,
+) -> AsyncIterator[str]:
+    """Plain chat (no passages), as text pieces. ServiceUnavailable when no generator can run."""
+    if not messages or messages[-1].role != "user":
+        raise InvalidInput("The last message must be the user's.")
+    settings = get_settings()
+    request = _Request(
+        messages=messages,
+        max_tokens=max_tokens or settings.llm_max_tokens,
+        temperature=settings.llm_temperature if temperature is None else temperature,
+    )
+    stream = _first_that_runs(_generators(), request)
+    try:
+        async for piece in stream:
+            yield piece
+    finally:
+        await stream.aclose()
+
+
+# ------------------------------------------------------------------ prompt
+
+
+def _passage_source(passage: Passage) -> str:
+    where = passage.document_name
+    if passage.page is not None:
+        where += f", page {passage.page}"
+    return where
+
+
+def grounded_messages(*, question: str, passages: list[Passage], history: list[ChatMessage]) -> list[ChatMessage]:
+    """System instructions, the last few turns, then the passages numbered [1]..[n] with the question.
+
+    Passage texts are cut to fit the prompt budget, shared equally.
+    """
+    budget = get_settings().llm_max_prompt_tokens * CHARS_PER_TOKEN
+    turns = [m for m in history if m.role in ("user", "assistant")][-HISTORY_TURNS:]
+    fixed = len(GROUNDED_SYSTEM_PROMPT) + len(question) + sum(len(m.content) for m in turns) + 200
+    per_passage = max(200, (budget - fixed) // max(1, len(passages)))
+    blocks = []
+    for number, passage in enumerate(passages, 1):
+        text = " ".join(passage.text.split())
+        if len(text) > per_passage:
+            text = text[:per_passage].rsplit(" ", 1)[0] + " …"
+        blocks.append(f"[{number}] ({_passage_source(passage)}) {text}")
+    user = "Passages:\n" + "\n\n".join(blocks) + f"\n\nQuestion: {question}"
+    return [ChatMessage(role="system", content=GROUNDED_SYSTEM_PROMPT), *turns, ChatMessage(role="user", content=user)]
+
+
+# ------------------------------------------------------------------ remote
+
+
+async def _remote_stream(request: _Request) -> AsyncIterator[str]:
+    settings = get_settings()
+    url = settings.llm_base_url.rstrip("/") + "/chat/completions"
+    headers = {"Authorization": f"Bearer {settings.llm_api_key}"} if settings.llm_api_key else {}
+    body = {
+        "model": settings.llm_model,
+        "messages": [m.model_dump() for m in request.messages],
+        "stream": True,
+        "max_tokens": request.max_tokens,
+        "temperature": request.temperature,
+    }
+    timeout = httpx.Timeout(settings.llm_timeout_seconds, connect=5.0)
+    try:
+        async with httpx.AsyncClient(timeout=timeout) as client:
+            async with client.stream("POST", url, json=body, headers=headers) as response:
+                if response.status_code != 200:
+                    detail = (await response.aread()).decode(errors="replace")[:300]
+                    raise GeneratorUnavailable(f"{url} answered {response.status_code}: {detail}")
+                async for line in response.aiter_lines():
+                    if not line.startswith("data:"):
+                        continue  # SSE comments, event names and blank separators
+                    data = line.removeprefix("data:").strip()
+                    if data == "[DONE]":
+                        return
+                    for choice in json.loads(data).get("choices", []):
+                        piece = (choice.get("delta") or {}).get("content")
+                        if piece:
+                            yield piece
+    except httpx.HTTPError as exc:
+        raise GeneratorUnavailable(f"cannot reach the language model server {url}: {exc}") from exc
+
+
+# ------------------------------------------------------------------ local
+
+
+_END = object()
+
+
+async def _local_stream(request: _Request) -> AsyncIterator[str]:
+    """Decode in a thread of its own; pieces cross to the event loop through a queue.
+
+    Closing this iterator sets the stop event and waits for the thread, which
+    checks it before every token.
+    """
+    try:
+        generator = await asyncio.to_thread(ml.get_generator)
+    except Exception as exc:
+        raise GeneratorUnavailable(f"the built-in model cannot load: {type(exc).__name__}: {exc}") from exc
+    settings = get_settings()
+    prompt = [(m.role, m.content) for m in request.messages]
+    prompt_ids = await asyncio.to_thread(generator.encode_chat, prompt)
+    options = DecodeOptions(
+        max_new_tokens=request.max_tokens,
+        temperature=request.temperature,
+        repetition_penalty=settings.llm_repetition_penalty,
+    )
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue = asyncio.Queue()
+    stop = threading.Event()
+
+    def hand_over(item: object) -> None:
+        if not loop.is_closed():
+            loop.call_soon_threadsafe(queue.put_nowait, item)
+
+    def decode() -> None:
+        try:
+            for piece in generator.stream(prompt_ids, options, stop):
+                hand_over(piece)
+        except Exception as exc:  # surfaced to the consumer, not lost in a thread
+            hand_over(exc)
+        finally:
+            hand_over(_END)
+
+    thread = threading.Thread(target=decode, name=f"strata-generate-{next(_thread_numbers)}", daemon=True)
+    thread.start()
+    try:
+        while (item := await queue.get()) is not _END:
+            if isinstance(item, Exception):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        await asyncio.to_thread(thread.join)
+
+
+# ------------------------------------------------------------------ extractive
+
+
+def _words(text: str) -> set[str]:
+    return {w for w in _WORD.findall(text.lower()) if w not in _STOP_WORDS and len(w) > 1}
+
+
+def extractive_answer(question: str, passages: list[Passage]) -> str:
+    """The sentences of the passages that share the most words with the question, each cited [n]."""
+    wanted = _words(question)
+    scored = []
+    for number, passage in enumerate(passages, 1):
+        for position, sentence in enumerate(_SENTENCE_END.split(" ".join(passage.text.split()))):
+            if sentence:
+                overlap = len(wanted & _words(sentence))
+                # Ties go to the better-ranked passage, then to the earlier sentence.
+                scored.append((-overlap, number, position, sentence, number))
+    best = sorted(scored)[:EXTRACTIVE_SENTENCES]
+    best.sort(key=lambda item: (item[1], item[2]))
+    return EXTRACTIVE_PREFIX + " ".join(f"{sentence} [{number}]" for *_, sentence, number in best)
+
+
+def attribution(answer: str, passages: list[Passage]) -> str:
+    """Citations for an answer that cites nothing (small models often forget): the passages
+    sharing the most words with it, at least ATTRIBUTION_MIN_SHARED_WORDS, best two."""
+    if _CITATION.search(answer):
+        return ""
+    words = _words(answer)
+    shared = [(len(words & _words(p.text)), n) for n, p in enumerate(passages, 1)]
+    best = sorted((n for count, n in sorted(shared, reverse=True)[:2] if count >= ATTRIBUTION_MIN_SHARED_WORDS))
+    return " " + "".join(f"[{n}]" for n in best) if best else ""
+
+
+def _extractive_stream_for(question: str, passages: list[Passage]) -> Callable[[_Request], AsyncIterator[str]]:
+    async def _extractive_stream(_request: _Request) -> AsyncIterator[str]:
+        answer = await asyncio.to_thread(extractive_answer, question, passages)
+        yield answer
+
+    return _extractive_stream
