@@ -65,6 +65,21 @@ class Settings(BaseSettings):
     serving_batch_wait_ms: float = 3.0
     serving_max_loaded_versions: int = 4
 
+    # Answer generation: an OpenAI-compatible server when llm_base_url is set (vLLM,
+    # TGI, Ollama, llama.cpp: e.g. http://host:8000/v1), else the built-in SmolLM2,
+    # else an extractive answer. Temperature 0 decodes greedily.
+    llm_base_url: str = ""
+    llm_model: str = ""
+    llm_api_key: str = ""
+    llm_timeout_seconds: float = 60.0
+    llm_max_tokens: int = 384
+    llm_temperature: float = 0.0
+    # Penalising repeated tokens garbles copied figures (11:30 -> 12:30) in a small model;
+    # loops are stopped by a no-repeat n-gram rule instead. 1.0 = off.
+    llm_repetition_penalty: float = 1.0
+    # Prompt budget for the built-in model (its context is 8k, but prompt time grows with it).
+    llm_max_prompt_tokens: int = 1536
+
     log_level: str = "INFO"
 
     @model_validator(mode="after")
