@@ -13,6 +13,7 @@ import app.job_kinds  # noqa: F401 - the jobs API validates kinds against the re
 from app.auth.api import router as auth_router
 from app.core.errors import StrataError, TooManyAttempts
 from app.core.metrics import HTTP_LATENCY, HTTP_REQUESTS, render_metrics
+from app.generation.openai_api import build_openai_api
 from app.jobs_board.api import router as jobs_router
 from app.knowledge.api import router as knowledge_router
 from app.predict.api import router as predict_router
@@ -39,6 +40,9 @@ def build_api() -> FastAPI:
     for router in (auth_router, jobs_router, knowledge_router, predict_router, system_router):
         api.include_router(router)
 
+    # OpenAI-compatible API, a sub-application with OpenAI's error shape.
+    api.mount("/v1", build_openai_api())
+
     @api.get("/metrics", include_in_schema=False)
     def metrics() -> Response:
         body, content_type = render_metrics()
@@ -56,9 +60,7 @@ def build_api() -> FastAPI:
             response = await call_next(request)
         except Exception:
             log.exception("request.failed", method=request.method, path=request.url.path)
-            response = JSONResponse(
-                {"detail": "Internal server error", "request_id": request_id}, status_code=500
-            )
+            response = JSONResponse({"detail": "Internal server error", "request_id": request_id}, status_code=500)
         elapsed = time.perf_counter() - started
         route = _route_label(request)
         HTTP_REQUESTS.labels(request.method, route, str(response.status_code)).inc()

