@@ -9,6 +9,8 @@ from app.auth.tables import Role
 from app.core.logging import configure_logging
 from app.core.settings import get_settings
 from app.jobs_board.page import jobs_page
+from app.knowledge.page import knowledge_page
+from app.knowledge.state import KnowledgeState
 from app.predict.page import models_page, predict_page
 from app.predict.state import ModelsState, PredictState
 from app.system.page import system_page
@@ -19,6 +21,12 @@ configure_logging(get_settings().log_level)
 app = rx.App(api_transformer=build_api())
 app.add_page(login_page, route="/login", title="Sign in · Strata")
 app.add_page(home_page, route="/", title="Strata", on_load=page_guard(Role.viewer))
+app.add_page(
+    knowledge_page,
+    route="/knowledge",
+    title="Knowledge · Strata",
+    on_load=[page_guard(Role.viewer), KnowledgeState.load],
+)
 app.add_page(jobs_page, route="/jobs", title="Jobs · Strata", on_load=page_guard(Role.staff))
 app.add_page(system_page, route="/system", title="System · Strata", on_load=page_guard(Role.staff))
 app.add_page(

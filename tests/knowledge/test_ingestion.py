@@ -36,9 +36,12 @@ def db_chunks(document_id: int) -> int:
         return db_session.exec(select(func.count()).select_from(Chunk).where(Chunk.document_id == document_id)).one()
 
 
-def stored_files() -> list[str]:
+def stored_files(kb_id: int) -> list[str]:
+    """Files kept for this knowledge base, and any upload still being received."""
     root = get_settings().resolved_data_dir / "knowledge"
-    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()) if root.exists() else []
+    return sorted(
+        str(p) for folder in (root / str(kb_id), root / "incoming") if folder.exists() for p in folder.iterdir()
+    )
 
 
 async def test_pdf_and_bad_files_uploaded_together(client, workers, staff, alice_pdf):
@@ -112,7 +115,7 @@ async def test_deleting_documents_and_knowledge_bases_removes_their_vectors(clie
         collection_name = db_session.get(KnowledgeBase, kb["id"]).collection
     assert (await client.delete(f"/api/v1/knowledge/{kb['id']}", headers=headers)).status_code == 204
     assert collection_name not in [c.name for c in get_chroma().list_collections()]
-    assert stored_files() == []
+    assert stored_files(kb["id"]) == []
     assert (await client.get(f"/api/v1/knowledge/{kb['id']}/documents", headers=headers)).status_code == 404
 
 
@@ -125,7 +128,7 @@ async def test_a_file_over_the_size_limit_is_refused_and_nothing_is_stored(clien
     assert response.status_code == 413
     assert response.json()["detail"] == "big.txt is larger than the limit of 0.01 MB a file; nothing was stored."
     assert (await client.get(f"/api/v1/knowledge/{kb['id']}/documents", headers=headers)).json() == []
-    assert stored_files() == []
+    assert stored_files(kb["id"]) == []
     monkeypatch.delenv("STRATA_UPLOAD_MAX_MB")
     get_settings.cache_clear()
 

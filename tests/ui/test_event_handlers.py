@@ -15,6 +15,8 @@ OPEN_HANDLERS = {
     # watch() re-checks the viewer role on every refresh.
     "ModelsState": {"setvar", "watch", "stop_watching"},
     "PredictState": {"setvar"},
+    # watch() re-checks the viewer role on every refresh.
+    "KnowledgeState": {"setvar", "watch", "stop_watching"},
 }
 
 
