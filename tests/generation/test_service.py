@@ -1,0 +1,132 @@
+"""Answers through the generation service: grounded and cited, stoppable, concurrent, and
+falling back to an extractive answer when no model can run. The remote generator is a
+second Strata process's own /v1/chat/completions."""
+
+import asyncio
+import threading
+
+import pytest
+
+from app.core.errors import ServiceUnavailable
+from app.core.settings import get_settings
+from app.generation import service
+from app.generation.schemas import ChatMessage
+from app.knowledge.schemas import Passage
+
+WAREHOUSE = "The Strata warehouse in Lyon opens at 7:30 on weekdays and closes at 18:00."
+CANTEEN = "The canteen is open from 11:30 to 14:00 and serves a vegetarian dish every day."
+
+
+def passage(text: str, n: int = 1, document: str = "Facilities.pdf") -> Passage:
+    return Passage(
+        chunk_id=f"c{n}",
+        knowledge_base_id=1,
+        knowledge_base_name="Facilities",
+        document_id=n,
+        document_name=document,
+        page=n,
+        text=text,
+        score=1.0 / n,
+    )
+
+
+async def answer(question: str, passages: list[Passage], history: list[ChatMessage] | None = None) -> str:
+    return "".join(
+        [piece async for piece in service.stream_answer(question=question, passages=passages, history=history or [])]
+    )
+
+
+def decode_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.startswith("strata-generate") and t.is_alive()]
+
+
+@pytest.fixture
+def llm_settings(monkeypatch):
+    """Switch generation settings for one test (env vars, as an admin would)."""
+
+    def configure(**env: str) -> None:
+        for name, value in env.items():
+            monkeypatch.setenv(f"STRATA_{name.upper()}", value)
+        get_settings.cache_clear()
+
+    yield configure
+    monkeypatch.undo()
+    get_settings.cache_clear()
+
+
+async def test_local_model_answers_from_the_passage_and_cites_it(llm_settings):
+    llm_settings(llm_base_url="")
+    assert service.describe_generator().kind == "local"
+    text = await answer("When does the Lyon warehouse open?", [passage(WAREHOUSE)])
+    assert "7:30" in text
+    assert "[1]" in text
+
+
+async def test_stop_ends_the_decode_thread(llm_settings):
+    llm_settings(llm_base_url="")
+    stream = service.stream_answer(
+        question="Describe everything about the warehouse and the canteen in detail.",
+        passages=[passage(WAREHOUSE), passage(CANTEEN, 2)],
+        history=[],
+        max_tokens=300,
+    )
+    first = await anext(stream)
+    assert first
+    assert decode_threads(), "the answer should still be being written"
+    await stream.aclose()
+    assert decode_threads() == []
+
+
+async def test_two_askers_each_get_their_own_answer(llm_settings):
+    llm_settings(llm_base_url="")
+    warehouse, canteen = await asyncio.gather(
+        answer("When does the Lyon warehouse open?", [passage(WAREHOUSE)]),
+        answer("When is the canteen open?", [passage(CANTEEN)]),
+    )
+    assert "7:30" in warehouse and "11:30" not in warehouse
+    assert "11:30" in canteen and "7:30" not in canteen
+    assert decode_threads() == []
+
+
+async def test_without_a_model_the_answer_is_extractive_and_cited(llm_settings, tmp_path):
+    llm_settings(llm_base_url="", models_dir=str(tmp_path / "no-models"))
+    assert service.describe_generator().kind == "extractive"
+    text = await answer(
+        "When does the Lyon warehouse open?",
+        [passage(CANTEEN, 1), passage("Parking is free for visitors. " + WAREHOUSE, 2)],
+    )
+    assert text.startswith("Extractive answer")
+    assert "opens at 7:30 on weekdays" in text and "[2]" in text
+
+    with pytest.raises(ServiceUnavailable, match="No generator"):
+        await anext(service.stream_chat(messages=[ChatMessage(role="user", content="Hello")]))
+
+
+async def test_remote_server_answers_when_configured(llm_settings, strata_api, make_api_key):
+    key, _ = make_api_key()
+    llm_settings(llm_base_url=strata_api, llm_model="strata-chat", llm_api_key=key)
+    info = service.describe_generator()
+    assert (info.kind, info.model) == ("remote", "strata-chat")
+    text = await answer("When does the Lyon warehouse open?", [passage(WAREHOUSE)])
+    assert "7:30" in text and "[1]" in text
+    assert decode_threads() == []  # the other process did the decoding
+
+    chat = "".join(
+        [
+            p
+            async for p in service.stream_chat(
+                messages=[ChatMessage(role="user", content="What is the capital of France?")]
+            )
+        ]
+    )
+    assert "Paris" in chat
+
+
+async def test_unreachable_or_refusing_remote_falls_back_before_the_first_token(llm_settings, strata_api):
+    from tests.conftest import free_port
+
+    llm_settings(llm_base_url=f"http://127.0.0.1:{free_port()}/v1", llm_model="strata-chat")
+    assert "7:30" in await answer("When does the Lyon warehouse open?", [passage(WAREHOUSE)])
+
+    llm_settings(llm_base_url=strata_api, llm_api_key="sk-strata-wrong")  # a 401 from the server
+    assert "7:30" in await answer("When does the Lyon warehouse open?", [passage(WAREHOUSE)])
