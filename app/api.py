@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import app.job_kinds  # noqa: F401 - the jobs API validates kinds against the registry
+from app.ask.api import router as ask_router
 from app.auth.api import router as auth_router
 from app.core.errors import StrataError, TooManyAttempts
 from app.core.metrics import HTTP_LATENCY, HTTP_REQUESTS, render_metrics
@@ -37,7 +38,7 @@ def build_api() -> FastAPI:
         redoc_url=None,
         openapi_url="/api/openapi.json",
     )
-    for router in (auth_router, jobs_router, knowledge_router, predict_router, system_router):
+    for router in (ask_router, auth_router, jobs_router, knowledge_router, predict_router, system_router):
         api.include_router(router)
 
     # OpenAI-compatible API, a sub-application with OpenAI's error shape.

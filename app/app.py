@@ -3,6 +3,8 @@
 import reflex as rx
 
 from app.api import build_api
+from app.ask.page import ask_page
+from app.ask.state import AskState
 from app.auth.page import home_page, keys_page, login_page, users_page
 from app.auth.state import KeysState, UsersState
 from app.auth.tables import Role
@@ -21,6 +23,7 @@ configure_logging(get_settings().log_level)
 app = rx.App(api_transformer=build_api())
 app.add_page(login_page, route="/login", title="Sign in · Strata")
 app.add_page(home_page, route="/", title="Strata", on_load=page_guard(Role.viewer))
+app.add_page(ask_page, route="/ask", title="Ask · Strata", on_load=[page_guard(Role.viewer), AskState.load])
 app.add_page(
     knowledge_page,
     route="/knowledge",

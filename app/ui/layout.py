@@ -18,6 +18,7 @@ class NavItem:
 
 NAV = (
     NavItem("Home", "/", "house", Role.viewer),
+    NavItem("Ask", "/ask", "message-circle-question", Role.viewer),
     NavItem("Knowledge", "/knowledge", "library", Role.viewer),
     NavItem("Predict", "/predict", "sparkles", Role.viewer),
     NavItem("Models", "/models", "boxes", Role.viewer),

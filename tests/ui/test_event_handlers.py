@@ -7,6 +7,7 @@ from app.auth.state import AuthState
 OPEN_HANDLERS = {
     "AuthState": {"setvar", "open_page", "sign_out"},
     "LoginState": {"setvar", "sign_in"},
+    "AskState": {"setvar"},
     "UsersState": {"setvar", "dismiss_notice"},
     "KeysState": {"setvar", "dismiss_key"},
     # watch() re-checks the staff role on every refresh.
