@@ -9,13 +9,12 @@ STAGE_COLORS = {"production": "green", "staging": "amber", "archived": "gray"}
 
 def _model_select(options: rx.Var[list[ModelOption]], value: rx.Var[str], on_change, element_id: str) -> rx.Component:
     return rx.select.root(
-        rx.select.trigger(placeholder="Choose a model", min_width="260px"),
+        rx.select.trigger(placeholder="Choose a model", min_width="260px", id=element_id),
         rx.select.content(
             rx.foreach(options, lambda model: rx.select.item(model.name + " (" + model.kind + ")", value=model.name))
         ),
         value=value,
         on_change=on_change,
-        id=element_id,
     )
 
 
