@@ -10,11 +10,11 @@ import pytest
 
 import models.build as build
 from models.build import build_models, check_up_to_date
-from models.manifest import EMBEDDER_NAME, ManifestError, list_manifests, read_manifest, sha256_file
+from models.manifest import EMBEDDER_NAME, GENERATOR_NAME, ManifestError, list_manifests, read_manifest, sha256_file
 
 
 def test_built_model_has_manifest_and_passing_parity(built_manifests, model_dir: Path):
-    (manifest,) = built_manifests
+    manifest = next(m for m in built_manifests if m.name == EMBEDDER_NAME)
     assert manifest.name == EMBEDDER_NAME
     assert manifest.task == "embedding"
     assert manifest.dimensions == 384
@@ -84,7 +84,7 @@ def test_interrupted_swap_restores_the_complete_previous_model(model_copy: Path,
     os.rename(model_copy, tmp_path / f".{EMBEDDER_NAME}.old-123-456")
     lines: list[str] = []
 
-    (manifest,) = build_models(tmp_path, log=lines.append)
+    (manifest,) = build_models(tmp_path, names=[EMBEDDER_NAME], log=lines.append)
 
     assert check_up_to_date(model_copy)[0]
     assert manifest == read_manifest(model_copy)
@@ -103,7 +103,7 @@ def test_manifest_errors_are_clear(tmp_path: Path, model_copy: Path):
 
 
 def test_list_manifests_lists_built_models_only(models_dir: Path, built_manifests, tmp_path: Path):
-    assert [m.name for m in list_manifests(models_dir)] == [EMBEDDER_NAME]
+    assert [m.name for m in list_manifests(models_dir)] == sorted([EMBEDDER_NAME, GENERATOR_NAME])
     (tmp_path / "stray-folder").mkdir()
     assert list_manifests(tmp_path) == []
     assert list_manifests(tmp_path / "does-not-exist") == []
