@@ -40,13 +40,12 @@ class LoadedVersion:
         # version elsewhere (another artifact) gets its own.
         default_dir = get_settings().resolved_models_dir
         is_default = ref.kind == "classifier" or Path(ref.artifact).resolve().parent == default_dir
-        self._embedder = None if is_default else Embedder.load(ref.artifact)
+        self._embedder = ml.get_embedder() if is_default else Embedder.load(ref.artifact)
+        self._batch_size = max(1, get_settings().serving_max_batch)
 
     def _embed(self, texts: list[str]) -> np.ndarray:
-        if self._embedder is None:
-            return ml.embed(texts)
         started = time.perf_counter()
-        vectors = self._embedder.embed(texts)
+        vectors = self._embedder.embed(texts, batch_size=self._batch_size)
         MODEL_INFERENCE_LATENCY.labels(self.ref.model_name).observe(time.perf_counter() - started)
         return vectors
 
@@ -106,7 +105,11 @@ class _Request:
 
 class Batcher:
     """Gathers what arrives for one version within `wait_ms` (up to `max_batch` inputs)
-    into one model call. One per version and event loop."""
+    into one model call. One per version and event loop.
+
+    The wait only happens under concurrency (the previous call served more than one
+    request): a lone caller is served at once instead of paying the wait for nothing.
+    What arrives while the model runs is taken as the next batch in any case."""
 
     def __init__(self, ref: VersionRef, versions: LoadedVersions, max_batch: int, wait_ms: float) -> None:
         self.ref = ref
@@ -115,6 +118,7 @@ class Batcher:
         self._wait = max(0.0, wait_ms) / 1000
         self._queue: asyncio.Queue[_Request] = asyncio.Queue()
         self._task: asyncio.Task | None = None
+        self._concurrent = False
 
     async def run(self, texts: list[str]) -> list[Output]:
         if self._task is None or self._task.done():
@@ -126,7 +130,7 @@ class Batcher:
     async def _gather(self) -> list[_Request]:
         batch = [await self._queue.get()]
         size = len(batch[0].texts)
-        deadline = asyncio.get_running_loop().time() + self._wait
+        deadline = asyncio.get_running_loop().time() + (self._wait if self._concurrent else 0)
         while size < self._max_batch:
             remaining = deadline - asyncio.get_running_loop().time()
             try:
@@ -137,6 +141,7 @@ class Batcher:
                 break
             batch.append(request)
             size += len(request.texts)
+        self._concurrent = len(batch) > 1
         return batch
 
     async def _serve(self) -> None:
