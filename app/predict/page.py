@@ -27,7 +27,13 @@ def _error_callout(message: rx.Var[str], element_id: str) -> rx.Component:
 
 def _score_chart(row: ResultRow) -> rx.Component:
     return rx.recharts.bar_chart(
-        rx.recharts.bar(data_key="percent", fill="var(--iris-9)", is_animation_active=False, unit="%"),
+        rx.recharts.bar(
+            data_key="percent",
+            fill="var(--iris-9)",
+            is_animation_active=False,
+            unit="%",
+            label={"position": "right", "fontSize": 11},
+        ),
         rx.recharts.x_axis(type_="number", domain=[0, 100], hide=True),
         rx.recharts.y_axis(data_key="label", type_="category", width=130),
         rx.recharts.graphing_tooltip(),
@@ -35,7 +41,7 @@ def _score_chart(row: ResultRow) -> rx.Component:
         layout="vertical",
         width=360,
         height=row.chart_height,
-        margin={"top": 0, "right": 10, "bottom": 0, "left": 0},
+        margin={"top": 0, "right": 40, "bottom": 0, "left": 0},
     )
 
 
@@ -97,7 +103,9 @@ def predict_page() -> rx.Component:
                 rx.table.root(
                     rx.table.header(
                         rx.table.row(
-                            *[rx.table.column_header_cell(h) for h in ("Text", "Label", "Confidence per label")]
+                            rx.table.column_header_cell("Text"),
+                            rx.table.column_header_cell(rx.cond(PredictState.is_embedder, "Embedding", "Label")),
+                            rx.table.column_header_cell(rx.cond(PredictState.is_embedder, "", "Confidence per label")),
                         )
                     ),
                     rx.table.body(rx.foreach(PredictState.results, _result_row)),

@@ -80,6 +80,10 @@ class PredictState(AuthState):
     def model_description(self) -> str:
         return next((m.description for m in self.models if m.name == self.model_name), "")
 
+    @rx.var
+    def is_embedder(self) -> bool:
+        return any(m.kind == "embedder" for m in self.models if m.name == self.model_name)
+
     @rx.event
     @guarded(Role.viewer)
     async def load(self):

@@ -15,6 +15,7 @@ from app.predict import service
 from app.predict.schemas import LabelSpec
 from app.predict.state import ModelsState, PredictState
 from models.classifier import CLASSIFIER_NAME
+from models.manifest import EMBEDDER_NAME
 
 STAFF_ONLY = "This needs the staff role; you are viewer."
 
@@ -149,6 +150,12 @@ async def test_a_viewer_predicts_one_result_per_line_with_a_score_per_label(regi
 
     await send(viewer, PredictState.predict, {"inputs": lines})
     assert viewer.cached == 2
+
+    await send(viewer, PredictState.choose_model, EMBEDDER_NAME)
+    assert viewer.results == [] and viewer.is_embedder
+    await send(viewer, PredictState.predict, {"inputs": lines})
+    assert [(r.label, r.scores) for r in viewer.results] == [("", []), ("", [])]
+    assert viewer.results[0].embedding.startswith("384 dimensions: [")
 
 
 @pytest.fixture
