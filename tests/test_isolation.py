@@ -3,7 +3,7 @@ import subprocess
 
 from tests.conftest import REPO
 
-BUILD_ONLY = ["torch", "transformers", "optimum", "sentence_transformers"]
+BUILD_ONLY = ["torch", "transformers", "optimum", "sentence_transformers", "gguf", "accelerate"]
 
 
 def test_web_app_and_worker_never_import_build_only_packages():
