@@ -13,6 +13,7 @@ from app.core.clients import get_async_redis, get_chroma
 from app.core.db import get_engine
 from app.core.settings import get_settings
 from app.core.time import utcnow
+from app.generation.service import describe_generator
 from app.jobs_board.service import WORKER_HEARTBEAT_PREFIX
 from jobs.runtime import ARQ_QUEUE
 from models.manifest import list_manifests
@@ -102,6 +103,8 @@ def _models() -> dict[str, str]:
     ml.embed([PROBE_SENTENCE])
     details["embedder load time"] = f"{ml.get_embedder().load_seconds:.2f} s"
     details["probe inference"] = f"{(time.perf_counter() - started) * 1000:.1f} ms"
+    generator = describe_generator()
+    details["answers written by"] = f"{generator.model} ({generator.kind})"
     return details
 
 
