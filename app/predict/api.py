@@ -6,6 +6,7 @@ from app.core.errors import NotFound
 from app.predict import service
 from app.predict.schemas import (
     CanaryRequest,
+    ImportRequest,
     LabelSetRequest,
     ModelSummary,
     PredictionResponse,
@@ -49,6 +50,13 @@ def registry_events(model_name: str, _: CurrentUser, db_session: SessionDep, lim
 def create_version(model_name: str, body: LabelSetRequest, user: StaffUser, db_session: SessionDep) -> VersionSummary:
     return service.create_classifier_version(
         db_session=db_session, actor=user, model_name=model_name, labels=body.labels
+    )
+
+
+@router.post("/models/{model_name}/versions/import", status_code=status.HTTP_201_CREATED)
+def import_version(model_name: str, body: ImportRequest, user: AdminUser, db_session: SessionDep) -> VersionSummary:
+    return service.import_embedder_version(
+        db_session=db_session, actor=user, model_name=model_name, source_dir=body.path
     )
 
 

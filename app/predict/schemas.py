@@ -91,5 +91,9 @@ class LabelSetRequest(BaseModel):
     labels: list[LabelSpec]
 
 
+class ImportRequest(BaseModel):
+    path: str = Field(description="A built ONNX model folder on the server (manifest.json, model, tokenizer.json)")
+
+
 class RateLimitRequest(BaseModel):
     requests_per_minute: int | None = Field(description="None restores the default limit")

@@ -8,6 +8,7 @@ runtime; a sample is logged for monitoring."""
 
 import asyncio
 import random
+import shutil
 import time
 from pathlib import Path
 
@@ -36,6 +37,7 @@ from app.predict.schemas import (
 from app.predict.serving import Output, VersionRef, get_runtime
 from app.predict.tables import ModelVersion, PredictionLog, RegisteredModel, RegistryChange
 from models.classifier import CLASSIFIER_NAME, DEFAULT_LABELS, ZeroShotClassifier, read_calibration
+from models.embedder import Embedder
 from models.manifest import EMBEDDER_NAME, ManifestError, read_manifest, sha256_file
 
 MAX_INPUTS_PER_REQUEST = 64
@@ -292,6 +294,57 @@ def create_classifier_version(
         stage="staging",
     )
     _record(db_session, model, actor, "create_version", version.number, f"{len(cleaned)} labels")
+    return next(v for v in list_versions(db_session=db_session, model_name=model_name) if v.id == version.id)
+
+
+def import_embedder_version(*, db_session: Session, actor: User, model_name: str, source_dir: str) -> VersionSummary:
+    """A new staging version of an embedder from a built ONNX model folder on the server
+    (manifest.json, the ONNX file, tokenizer.json; see models/build.py) (admin: it reads
+    server files). The folder is checked against its manifest, copied under the data
+    directory and loaded once before it is registered."""
+    require_role(actor, Role.admin)
+    model = _get_model(db_session, model_name, for_update=True)
+    if model.kind != "embedder":
+        raise InvalidInput(f"{model_name!r} is a classifier; ONNX imports are embedder versions.")
+    source = Path(source_dir)
+    try:
+        manifest = read_manifest(source)
+    except ManifestError as exc:
+        raise InvalidInput(str(exc)) from None
+    onnx_file = source / manifest.file
+    if not onnx_file.is_file() or sha256_file(onnx_file) != manifest.sha256:
+        raise InvalidInput(f"{onnx_file} does not match the sha256 in its manifest.")
+    base = _production(db_session, model)
+    if base is not None and read_manifest(base.artifact).dimensions != manifest.dimensions:
+        raise InvalidInput(
+            f"The import has {manifest.dimensions} dimensions, production has "
+            f"{read_manifest(base.artifact).dimensions}: vectors stored so far would stop matching."
+        )
+    number = _next_number(db_session, model)
+    destination = get_settings().resolved_data_dir / "predict" / model.name / f"v{number}"
+    if destination.exists():
+        shutil.rmtree(destination)
+    shutil.copytree(source, destination)
+    try:
+        Embedder.load(destination, threads=1).embed(["a test sentence"])
+    except Exception as exc:  # noqa: BLE001 - any failure to load or run means the import is unusable
+        shutil.rmtree(destination, ignore_errors=True)
+        raise InvalidInput(f"The imported model does not run: {exc}") from None
+    version = ModelVersion(
+        model_id=model.id,
+        number=number,
+        stage="staging",
+        artifact=str(destination),
+        sha256=manifest.sha256,
+        size_bytes=manifest.size_bytes,
+        source="imported",
+        metrics={"parity_min_cosine": manifest.parity.min_cosine, "parity_mean_cosine": manifest.parity.mean_cosine},
+        created_by_id=actor.id,
+        created_by=actor.email,
+    )
+    db_session.add(version)
+    db_session.flush()
+    _record(db_session, model, actor, "import_version", number, f"ONNX from {source}")
     return next(v for v in list_versions(db_session=db_session, model_name=model_name) if v.id == version.id)
 
 

@@ -17,6 +17,7 @@ from app.core.metrics import MODEL_INFERENCE_LATENCY, SERVING_BATCH_SIZE
 from app.core.settings import get_settings
 from models.classifier import ZeroShotClassifier
 from models.embedder import Embedder
+from models.manifest import EMBEDDER_NAME
 
 # One input's answer, as cached: {"label", "confidence", "scores": [[label, p], ...], "embedding"}.
 Output = dict[str, Any]
@@ -38,8 +39,8 @@ class LoadedVersion:
         self._classifier = ZeroShotClassifier.load(ref.artifact) if ref.kind == "classifier" else None
         # Classifiers and the built-in embedder share the process's embedder; an embedder
         # version elsewhere (another artifact) gets its own.
-        default_dir = get_settings().resolved_models_dir
-        is_default = ref.kind == "classifier" or Path(ref.artifact).resolve().parent == default_dir
+        default_dir = get_settings().resolved_models_dir / EMBEDDER_NAME
+        is_default = ref.kind == "classifier" or Path(ref.artifact).resolve() == default_dir
         self._embedder = ml.get_embedder() if is_default else Embedder.load(ref.artifact)
         self._batch_size = max(1, get_settings().serving_max_batch)
 

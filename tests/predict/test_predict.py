@@ -1,6 +1,7 @@
 """Predictions: answers, routing by canary weight (sticky per caller), cache, batching, the log."""
 
 import asyncio
+import shutil
 
 import pytest
 from prometheus_client import REGISTRY
@@ -232,3 +233,18 @@ def test_loaded_versions_are_bounded_least_recently_used_first(staff):
     loaded.get(first)
     loaded.get(third)
     assert loaded.loaded_ids() == [first.id, third.id]
+
+
+async def test_an_imported_embedder_version_serves_from_its_own_files(settings, make_user, tmp_path):
+    admin = make_user("admin@x.io", role="admin")
+    source = tmp_path / "minilm-copy"
+    shutil.copytree(settings.resolved_models_dir / EMBEDDER_NAME, source)
+    with session_scope() as db_session:
+        service.import_embedder_version(
+            db_session=db_session, actor=admin, model_name=EMBEDDER_NAME, source_dir=str(source)
+        )
+    shutil.rmtree(source)  # served from the registry's copy
+    builtin = await service.predict(model_name=EMBEDDER_NAME, inputs=["same model"], caller="user:1", version_number=1)
+    imported = await service.predict(model_name=EMBEDDER_NAME, inputs=["same model"], caller="user:1", version_number=2)
+    assert imported.version == 2 and imported.cached == 0
+    assert imported.results[0].embedding == pytest.approx(builtin.results[0].embedding, abs=1e-5)

@@ -1,5 +1,6 @@
 """The model registry: built-ins at install, label-set versions, canary, promote, roll back, who did what."""
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -179,3 +180,33 @@ def test_unknown_model_or_version_is_not_found(staff):
             service.create_classifier_version(
                 db_session=db_session, actor=staff, model_name=EMBEDDER_NAME, labels=SENTIMENT
             )
+
+
+def test_an_admin_imports_an_onnx_embedder_as_a_staging_version(settings, make_user, staff, tmp_path):
+    admin = make_user("admin@x.io", role="admin")
+    source = tmp_path / "minilm-copy"
+    shutil.copytree(settings.resolved_models_dir / EMBEDDER_NAME, source)
+    with session_scope() as db_session:
+        with pytest.raises(Forbidden):
+            service.import_embedder_version(
+                db_session=db_session, actor=staff, model_name=EMBEDDER_NAME, source_dir=str(source)
+            )
+        imported = service.import_embedder_version(
+            db_session=db_session, actor=admin, model_name=EMBEDDER_NAME, source_dir=str(source)
+        )
+    assert (imported.number, imported.stage, imported.source) == (2, "staging", "imported")
+    assert imported.sha256 == read_manifest(source).sha256
+
+    manifest = read_manifest(source)
+    with (source / manifest.file).open("r+b") as onnx_file:
+        onnx_file.seek(1000)
+        onnx_file.write(b"tampered")
+    with session_scope() as db_session, pytest.raises(InvalidInput, match="sha256"):
+        service.import_embedder_version(
+            db_session=db_session, actor=admin, model_name=EMBEDDER_NAME, source_dir=str(source)
+        )
+    with session_scope() as db_session, pytest.raises(InvalidInput, match="no model manifest"):
+        service.import_embedder_version(
+            db_session=db_session, actor=admin, model_name=EMBEDDER_NAME, source_dir=str(tmp_path)
+        )
+    assert [v.number for v in versions(EMBEDDER_NAME)] == [2, 1]
