@@ -17,7 +17,7 @@ from app.predict.schemas import LabelSpec, ModelSummary, PredictionResponse, Reg
 from app.ui.live import refresh_while_open
 
 # Served counts and traffic shares move while the Models page is open.
-REFRESH_SECONDS = 1.0
+REFRESH_SECONDS = 2.0
 
 
 @dataclass
