@@ -505,7 +505,7 @@ def ingest_document(document_id: int, *, on_progress: Callable[[float, str], Non
     with session_scope() as db_session:
         document = db_session.get(Document, document_id)
         if document is None:
-            collection.delete(where={"document_id": document_id})
+            _forget_vectors(collection, document_id)
             raise DocumentGone(f"document {document_id}")
         db_session.add_all(chunks)
         document.status = DocumentStatus.ready.value
@@ -518,6 +518,14 @@ def ingest_document(document_id: int, *, on_progress: Callable[[float, str], Non
     LEXICAL_INDEXES.forget(knowledge_base.id)
     on_progress(1.0, f"Ready: {len(chunks)} passages")
     return document
+
+
+def _forget_vectors(collection, document_id: int) -> None:
+    """Best effort: the whole collection may have gone with its knowledge base."""
+    try:
+        collection.delete(where={"document_id": document_id})
+    except Exception:  # noqa: BLE001 - vectors of a deleted document are never searched anyway
+        log.warning("document.vectors_left", document_id=document_id)
 
 
 def _indexed_text(chunk: Chunk) -> str:
