@@ -14,7 +14,7 @@ from sqlmodel import Session, col, select
 from app.ask.tables import AnswerStatus, Conversation, Message
 from app.auth.tables import User
 from app.core.db import run_in_session
-from app.core.errors import InvalidInput, NotFound
+from app.core.errors import InvalidInput, NotFound, StrataError
 from app.core.time import utcnow
 from app.generation import service as generation
 from app.generation.schemas import ChatMessage
@@ -166,6 +166,73 @@ def _unready_notice(unready: list, names: dict[int, str]) -> str:
     return f"{count} {noun} still being ingested in {where}; this answer cannot use them yet."
 
 
+@dataclass
+class Answer:
+    """What an answer stream produced, filled in as it goes."""
+
+    text: str = ""
+    passages: list[Passage] = field(default_factory=list)
+    status: AnswerStatus = AnswerStatus.complete
+    generator: str = ""
+
+
+def _checked_question(question: str) -> str:
+    question = question.strip()
+    if not question:
+        raise InvalidInput("Type a question.")
+    if len(question) > MAX_QUESTION_CHARS:
+        raise InvalidInput(f"Questions are limited to {MAX_QUESTION_CHARS} characters.")
+    return question
+
+
+async def _answer_events(
+    *, user: User, question: str, names: dict[int, str], history: list[ChatMessage], top_k: int | None, answer: Answer
+) -> AsyncIterator[AskEvent]:
+    """Retrieval then generation over the knowledge bases in `names`, which the user may read."""
+    knowledge_base_ids = list(names)
+    unready = await run_in_session(knowledge.unready_documents, knowledge_base_ids=knowledge_base_ids)
+    if unready:
+        yield AskEvent("notice", {"message": _unready_notice(unready, names)})
+
+    yield AskEvent("step", {"step": "searching", "message": f"Searching {', '.join(names.values())}…"})
+    answer.passages = await run_in_session(
+        knowledge.search,
+        user=user,
+        knowledge_base_ids=knowledge_base_ids,
+        query=_retrieval_query(question, history),
+        top_k=top_k,
+    )
+    count = len(answer.passages)
+    yield AskEvent(
+        "passages",
+        {
+            "message": f"{count} {'passage' if count == 1 else 'passages'} found",
+            "passages": [passage.model_dump() for passage in answer.passages],
+        },
+    )
+    if not answer.passages:
+        answer.text = NOTHING_FOUND
+        yield AskEvent("token", {"text": answer.text})
+        return
+
+    generator = generation.describe_generator()
+    answer.generator = generator.model
+    yield AskEvent(
+        "step", {"step": "writing", "message": f"Writing the answer ({generator.model})", **generator.model_dump()}
+    )
+    try:
+        async for piece in generation.stream_answer(question=question, passages=answer.passages, history=history):
+            answer.text += piece
+            yield AskEvent("token", {"text": piece})
+    except StrataError as exc:
+        answer.status = AnswerStatus.failed
+        yield AskEvent("error", {"message": exc.message})
+    except Exception:
+        answer.status = AnswerStatus.failed
+        log.exception("ask.generation_failed")
+        yield AskEvent("error", {"message": "Writing the answer failed; the passages above are what was found."})
+
+
 async def ask(
     *,
     user: User,
@@ -174,13 +241,9 @@ async def ask(
     conversation_id: int | None = None,
     top_k: int | None = None,
 ) -> AsyncIterator[AskEvent]:
-    """Answers a question as a stream of events. Closing the stream stops generation; the
-    answer so far is saved as stopped."""
-    question = question.strip()
-    if not question:
-        raise InvalidInput("Type a question.")
-    if len(question) > MAX_QUESTION_CHARS:
-        raise InvalidInput(f"Questions are limited to {MAX_QUESTION_CHARS} characters.")
+    """Answers a question as a stream of events, saved in the user's conversation. Closing
+    the stream stops generation; the answer so far is saved as stopped."""
+    question = _checked_question(question)
     knowledge_base_ids = list(dict.fromkeys(knowledge_base_ids))
     names = await run_in_session(readable_ids, user=user, knowledge_base_ids=knowledge_base_ids)
     conversation_id, history = await run_in_session(
@@ -192,61 +255,64 @@ async def ask(
     )
     yield AskEvent("conversation", {"conversation_id": conversation_id})
 
-    unready = await run_in_session(knowledge.unready_documents, knowledge_base_ids=knowledge_base_ids)
-    if unready:
-        yield AskEvent("notice", {"message": _unready_notice(unready, names)})
-
-    yield AskEvent("step", {"step": "searching", "message": f"Searching {', '.join(names.values())}…"})
-    passages = await run_in_session(
-        knowledge.search,
-        user=user,
-        knowledge_base_ids=knowledge_base_ids,
-        query=_retrieval_query(question, history),
-        top_k=top_k,
-    )
-    noun = "passage" if len(passages) == 1 else "passages"
-    yield AskEvent(
-        "passages",
-        {"message": f"{len(passages)} {noun} found", "passages": [passage.model_dump() for passage in passages]},
-    )
-
-    generator = generation.describe_generator()
-    answer, status = "", AnswerStatus.complete
+    answer = Answer()
+    events = _answer_events(user=user, question=question, names=names, history=history, top_k=top_k, answer=answer)
     try:
-        if not passages:
-            answer = NOTHING_FOUND
-            yield AskEvent("token", {"text": answer})
-        else:
-            yield AskEvent(
-                "step",
-                {"step": "writing", "message": f"Writing the answer ({generator.model})", **generator.model_dump()},
-            )
-            async for piece in generation.stream_answer(question=question, passages=passages, history=history):
-                answer += piece
-                yield AskEvent("token", {"text": piece})
+        async for event in events:
+            yield event
     except (GeneratorExit, asyncio.CancelledError):
-        status = AnswerStatus.stopped
+        answer.status = AnswerStatus.stopped
         raise
-    except Exception:
-        status = AnswerStatus.failed
-        log.exception("ask.generation_failed", conversation_id=conversation_id)
-        yield AskEvent("error", {"message": "Writing the answer failed; the passages above are what was found."})
     finally:
+        await events.aclose()
         message = await run_in_session(
             record_answer,
             conversation_id=conversation_id,
-            content=answer,
-            passages=passages,
-            status=status,
-            generator=generator.model,
+            content=answer.text,
+            passages=answer.passages,
+            status=answer.status,
+            generator=answer.generator,
         )
     yield AskEvent(
         "done",
         {
             "message_id": message.id,
             "conversation_id": conversation_id,
-            "status": status.value,
-            "generator": generator.model,
-            "cited": cited_numbers(answer, len(passages)),
+            "status": answer.status.value,
+            "generator": answer.generator,
+            "cited": cited_numbers(answer.text, len(answer.passages)),
         },
     )
+
+
+async def answer_chat(
+    *, user: User, messages: list[ChatMessage], knowledge_base_ids: list[int] | None = None
+) -> AsyncIterator[str]:
+    """A chat turn answered from the knowledge bases (all the user may read unless chosen),
+    as text ending with its sources; not saved as a conversation. For OpenAI-style clients."""
+    if not messages or messages[-1].role != "user":
+        raise InvalidInput("The last message must be the user's question.")
+    question = _checked_question(messages[-1].content)
+    history = [message for message in messages[:-1] if message.role != "system"][-HISTORY_MESSAGES:]
+    if knowledge_base_ids is None:
+        readable = await run_in_session(knowledge.readable_knowledge_bases, user=user)
+        if not readable:
+            raise NotFound("You may not read any knowledge base.")
+        knowledge_base_ids = [kb.id for kb in readable]
+    names = await run_in_session(readable_ids, user=user, knowledge_base_ids=list(dict.fromkeys(knowledge_base_ids)))
+    answer = Answer()
+    events = _answer_events(user=user, question=question, names=names, history=history, top_k=None, answer=answer)
+    try:
+        async for event in events:
+            if event.type in ("token", "notice", "error"):
+                yield event.data["text"] if event.type == "token" else f"({event.data['message']})\n\n"
+    finally:
+        await events.aclose()
+    cited = cited_numbers(answer.text, len(answer.passages))
+    if cited:
+        yield "\n\nSources:\n" + "\n".join(f"[{n}] {_source(answer.passages[n - 1])}" for n in cited)
+
+
+def _source(passage: Passage) -> str:
+    where = f", page {passage.page}" if passage.page else ""
+    return f"{passage.document_name}{where} ({passage.knowledge_base_name})"
