@@ -84,7 +84,9 @@ async def rate_limited_caller(request: Request, user: CurrentUser, settings: Set
     credential = bearer_credential(request)
     limit = settings.rate_limit_per_minute
     if credential.startswith(API_KEY_PREFIX):
-        key_id, key_limit = await run_in_session(ratelimit.api_key_identity, plaintext=credential)
+        key_id, key_limit = ratelimit.remembered_api_key_identity(credential) or await run_in_session(
+            ratelimit.api_key_identity, plaintext=credential
+        )
         identity = f"key:{key_id}"
         limit = key_limit or limit
     else:

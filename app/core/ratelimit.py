@@ -66,12 +66,17 @@ async def take_token(identity: str, limit_per_minute: int) -> None:
         )
 
 
-def api_key_identity(*, db_session: Session, plaintext: str) -> tuple[int, int | None]:
-    """The key's id and its own limit (None: the default). Kept per process for a few seconds."""
-    digest = token_hash(plaintext)
-    cached = _key_limits.get(digest)
+def remembered_api_key_identity(plaintext: str) -> tuple[int, int | None] | None:
+    """What api_key_identity read for this key in the last few seconds, without a database trip."""
+    cached = _key_limits.get(token_hash(plaintext))
     if cached and time.monotonic() - cached[0] < KEY_LIMIT_TTL_SECONDS:
         return cached[1], cached[2]
+    return None
+
+
+def api_key_identity(*, db_session: Session, plaintext: str) -> tuple[int, int | None]:
+    """The key's id and its own limit (None: the default), remembered for a few seconds."""
+    digest = token_hash(plaintext)
     row = db_session.exec(
         select(ApiKey.id, ApiKeyRateLimit.requests_per_minute)
         .join(ApiKeyRateLimit, ApiKeyRateLimit.api_key_id == ApiKey.id, isouter=True)

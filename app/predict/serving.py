@@ -6,6 +6,7 @@ import asyncio
 import threading
 import time
 from collections import OrderedDict
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,9 @@ from app.core.settings import get_settings
 from models.classifier import ZeroShotClassifier
 from models.embedder import Embedder
 from models.manifest import EMBEDDER_NAME
+
+# Model calls running at once (each uses all cores through onnxruntime's own threads).
+INFERENCE_THREADS = 2
 
 # One input's answer, as cached: {"label", "confidence", "scores": [[label, p], ...], "embedding"}.
 Output = dict[str, Any]
@@ -112,9 +116,12 @@ class Batcher:
     request): a lone caller is served at once instead of paying the wait for nothing.
     What arrives while the model runs is taken as the next batch in any case."""
 
-    def __init__(self, ref: VersionRef, versions: LoadedVersions, max_batch: int, wait_ms: float) -> None:
+    def __init__(
+        self, ref: VersionRef, versions: LoadedVersions, executor: Executor, max_batch: int, wait_ms: float
+    ) -> None:
         self.ref = ref
         self._versions = versions
+        self._executor = executor
         self._max_batch = max(1, max_batch)
         self._wait = max(0.0, wait_ms) / 1000
         self._queue: asyncio.Queue[_Request] = asyncio.Queue()
@@ -151,7 +158,7 @@ class Batcher:
             texts = [text for request in batch for text in request.texts]
             SERVING_BATCH_SIZE.observe(len(texts))
             try:
-                outputs = await asyncio.to_thread(self._infer, texts)
+                outputs = await asyncio.get_running_loop().run_in_executor(self._executor, self._infer, texts)
             except Exception as exc:  # noqa: BLE001 - every waiting request gets the error
                 for request in batch:
                     if not request.future.done():
@@ -176,13 +183,19 @@ class Runtime:
         self._max_batch = settings.serving_max_batch
         self._wait_ms = settings.serving_batch_wait_ms
         self._batchers: dict[tuple[int, int], Batcher] = {}
+        # Model calls get threads of their own: in the default executor they would queue
+        # behind database calls (auth, logs) while the model sits idle.
+        self._executor = ThreadPoolExecutor(max_workers=INFERENCE_THREADS, thread_name_prefix="strata-inference")
 
     async def run(self, ref: VersionRef, texts: list[str]) -> list[Output]:
         key = (id(asyncio.get_running_loop()), ref.id)
         batcher = self._batchers.get(key)
         if batcher is None or batcher.ref != ref:
-            batcher = self._batchers[key] = Batcher(ref, self.versions, self._max_batch, self._wait_ms)
+            batcher = self._batchers[key] = Batcher(ref, self.versions, self._executor, self._max_batch, self._wait_ms)
         return await batcher.run(texts)
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=False)
 
 
 _runtime: Runtime | None = None
@@ -198,4 +211,6 @@ def get_runtime() -> Runtime:
 def reset_runtime() -> None:
     """Forget loaded versions and batchers (settings changed, e.g. in tests)."""
     global _runtime
+    if _runtime is not None:
+        _runtime.close()
     _runtime = None
