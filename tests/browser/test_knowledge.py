@@ -8,6 +8,7 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.browser.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, sign_in
+from tests.conftest import wait_until
 from tests.knowledge.conftest import ALICE_PDF
 
 pytestmark = pytest.mark.browser
@@ -21,12 +22,18 @@ def create_user(stack, role: str) -> tuple[str, str]:
         token = client.post("/api/v1/auth/login", json={"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD}).json()[
             "token"
         ]
-        created = client.post(
-            "/api/v1/users",
-            headers={"Authorization": f"Bearer {token}"},
-            json={"email": email, "role": role, "password": password},
-        )
-        assert created.status_code == 201, created.text
+
+        def created() -> bool:
+            # The login's session row may be committed just after its response; a 401 creates nothing.
+            response = client.post(
+                "/api/v1/users",
+                headers={"Authorization": f"Bearer {token}"},
+                json={"email": email, "role": role, "password": password},
+            )
+            assert response.status_code in (201, 401), response.text
+            return response.status_code == 201
+
+        wait_until(created, 10, f"the {role} user to be created")
     return email, password
 
 
@@ -53,10 +60,25 @@ def test_staff_drop_a_pdf_and_a_bad_file_and_watch_one_ready_one_failed(stack, n
     expect(alice.locator(".doc-status")).to_have_text("ready", timeout=240_000)
     expect(alice).to_contain_text("83")
 
+    public = f"Handbook {uuid.uuid4().hex[:6]}"
+    staff.fill("#kb-new-name", public)
+    staff.click("#kb-create")
+    expect(staff.locator("#kb-readers")).to_have_text("Readers: admin, viewer, staff")
+
     viewer = new_page()
     sign_in(viewer, *create_user(stack, "viewer"))
     viewer.wait_for_url("**/")
     viewer.click("#nav-knowledge")
-    expect(viewer.locator("#kb-list")).to_be_visible()
+    expect(viewer.locator(".kb-item", has_text=public)).to_be_visible()
     expect(viewer.locator(".kb-item", has_text=name)).to_have_count(0)
     expect(viewer.locator("#kb-create")).to_have_count(0)
+
+    renamed = f"Staff handbook {uuid.uuid4().hex[:6]}"
+    staff.locator(".kb-item", has_text=public).click()
+    staff.fill("#kb-rename-name", renamed)
+    staff.click("#kb-rename")
+    expect(staff.locator("#kb-title")).to_have_text(renamed)
+    staff.click("#kb-delete")
+    staff.click("#kb-delete-confirm")
+    expect(staff.locator(".kb-item", has_text=renamed)).to_have_count(0)
+    expect(staff.locator(".kb-item", has_text=name)).to_be_visible()
