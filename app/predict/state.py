@@ -44,6 +44,13 @@ def _options(models: list[ModelSummary]) -> list[ModelOption]:
     return [ModelOption(m.name, m.kind, m.description) for m in models]
 
 
+def _chosen(models: list[ModelSummary], name: str) -> ModelSummary | None:
+    """The model of that name; else the first classifier, else any model (what a page opens on)."""
+    by_name = {m.name: m for m in models}
+    fallback = next((m for m in models if m.kind == "classifier"), models[0] if models else None)
+    return by_name.get(name, fallback)
+
+
 def _result_rows(inputs: list[str], response: PredictionResponse) -> list[ResultRow]:
     rows = []
     for result in response.results:
@@ -87,10 +94,10 @@ class PredictState(AuthState):
     @rx.event
     @guarded(Role.viewer)
     async def load(self):
-        self.models = _options(await run_in_session(service.list_models))
-        if self.model_name not in {m.name for m in self.models}:
-            classifiers = [m.name for m in self.models if m.kind == "classifier"]
-            self.model_name = (classifiers or [m.name for m in self.models] or [""])[0]
+        models = await run_in_session(service.list_models)
+        self.models = _options(models)
+        model = _chosen(models, self.model_name)
+        self.model_name = model.name if model else ""
 
     @rx.event
     @guarded(Role.viewer)
@@ -182,11 +189,8 @@ class Registry:
 
 
 def _registry(*, db_session, model_name: str) -> Registry:
-    """The chosen model, or the first classifier (else any model) if none is chosen yet."""
     models = service.list_models(db_session=db_session)
-    by_name = {m.name: m for m in models}
-    model = by_name.get(model_name) or next((m for m in models if m.kind == "classifier"), None)
-    model = model or (models[0] if models else None)
+    model = _chosen(models, model_name)
     if model is None:
         return Registry(models, None, [], [])
     return Registry(
