@@ -13,8 +13,9 @@ Text comes out incrementally and never as broken UTF-8: a piece is emitted only
 once the decoded text no longer ends in a partial multi-byte character.
 
 One ``Generator`` may be shared by any number of threads; each ``stream`` call
-keeps its own cache. ``stream`` checks ``stop`` (a threading.Event) before each
-step, so setting it ends generation within one decode step.
+keeps its own cache. ``stream`` checks ``stop`` before each step; a ``StopSignal``
+also aborts the graph run in progress, so even a long prompt's first pass ends
+as soon as it is set.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from tokenizers import Tokenizer
 from models.embedder import _session_options, default_threads
 from models.manifest import ModelManifest, read_manifest
 
-__all__ = ["DecodeOptions", "Generator", "PromptTooLong", "render_chat"]
+__all__ = ["DecodeOptions", "Generator", "PromptTooLong", "StopSignal", "render_chat"]
 
 IM_START = "<|im_start|>"
 IM_END = "<|im_end|>"
@@ -43,6 +44,18 @@ _PARTIAL_UTF8 = "\ufffd"
 
 class PromptTooLong(ValueError):
     """The prompt leaves no room for an answer in the model's context."""
+
+
+class StopSignal(threading.Event):
+    """A stop event that also terminates the onnxruntime run in progress when set."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.run_options = ort.RunOptions()
+
+    def set(self) -> None:
+        super().set()
+        self.run_options.terminate = True
 
 
 @dataclass(frozen=True)
@@ -144,7 +157,9 @@ class Generator:
     def _empty_cache(self) -> dict[str, np.ndarray]:
         return {name: np.zeros(self._cache_shape, dtype=self._cache_dtype) for name in self._cache_names}
 
-    def _forward(self, ids: Sequence[int], cache: dict[str, np.ndarray], past: int) -> tuple[np.ndarray, dict]:
+    def _forward(
+        self, ids: Sequence[int], cache: dict[str, np.ndarray], past: int, run_options: ort.RunOptions | None = None
+    ) -> tuple[np.ndarray, dict]:
         """Logits (len(ids), vocab) for ``ids`` following ``past`` cached tokens, and the new cache."""
         n = len(ids)
         feeds = {
@@ -153,9 +168,8 @@ class Generator:
             "position_ids": np.arange(past, past + n, dtype=np.int64)[None, :],
             **cache,
         }
-        outputs = self._session.run(
-            ["logits", *self._present_names], {k: v for k, v in feeds.items() if k in self._input_names}
-        )
+        feeds = {k: v for k, v in feeds.items() if k in self._input_names}
+        outputs = self._session.run(["logits", *self._present_names], feeds, run_options)
         new_cache = dict(zip(self._cache_names, outputs[1:], strict=True))
         return outputs[0][0], new_cache
 
@@ -193,10 +207,16 @@ class Generator:
         cache = self._empty_cache()
         step_ids = list(prompt_ids)
         past = 0
+        run_options = stop.run_options if isinstance(stop, StopSignal) else None
         while len(generated) < budget:
             if stop is not None and stop.is_set():
                 return
-            logits, cache = self._forward(step_ids, cache, past)
+            try:
+                logits, cache = self._forward(step_ids, cache, past, run_options)
+            except Exception:
+                if stop is not None and stop.is_set():
+                    return  # the run was terminated by the stop signal
+                raise
             past += len(step_ids)
             token = self._choose(logits[-1].astype(np.float64), generated, options, rng)
             if token == self.end_token_id:

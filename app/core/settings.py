@@ -78,8 +78,9 @@ class Settings(BaseSettings):
     # Penalising repeated tokens garbles copied figures (11:30 -> 12:30) in a small model;
     # loops are stopped by a no-repeat n-gram rule instead. 1.0 = off.
     llm_repetition_penalty: float = 1.0
-    # Prompt budget for the built-in model (its context is 8k, but prompt time grows with it).
-    llm_max_prompt_tokens: int = 1536
+    # Prompt budget (passages are cut to fit): the built-in model reads 8k tokens, but on
+    # 2 CPU cores its first pass over ~1000 prompt tokens already takes about a second.
+    llm_max_prompt_tokens: int = 1024
 
     log_level: str = "INFO"
 

@@ -29,7 +29,7 @@ from app.core.errors import InvalidInput, ServiceUnavailable
 from app.core.settings import get_settings
 from app.generation.schemas import ChatMessage, GeneratorInfo
 from app.knowledge.schemas import Passage
-from models.generator import DecodeOptions
+from models.generator import DecodeOptions, StopSignal
 from models.manifest import GENERATOR_NAME, MANIFEST_FILENAME
 
 log = structlog.get_logger("strata.generation")
@@ -258,7 +258,7 @@ async def _local_stream(request: _Request) -> AsyncIterator[str]:
     )
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue = asyncio.Queue()
-    stop = threading.Event()
+    stop = StopSignal()
 
     def hand_over(item: object) -> None:
         if not loop.is_closed():
@@ -293,18 +293,25 @@ def _words(text: str) -> set[str]:
 
 
 def extractive_answer(question: str, passages: list[Passage]) -> str:
-    """The sentences of the passages that share the most words with the question, each cited [n]."""
+    """The sentences of the passages that share the most words with the question, each cited [n].
+
+    When no sentence shares a word with the question, it says so and quotes the top passage's opening.
+    """
     wanted = _words(question)
     scored = []
     for number, passage in enumerate(passages, 1):
         for position, sentence in enumerate(_SENTENCE_END.split(" ".join(passage.text.split()))):
-            if sentence:
-                overlap = len(wanted & _words(sentence))
+            if overlap := len(wanted & _words(sentence)):
                 # Ties go to the better-ranked passage, then to the earlier sentence.
-                scored.append((-overlap, number, position, sentence, number))
-    best = sorted(scored)[:EXTRACTIVE_SENTENCES]
-    best.sort(key=lambda item: (item[1], item[2]))
-    return EXTRACTIVE_PREFIX + " ".join(f"{sentence} [{number}]" for *_, sentence, number in best)
+                scored.append((-overlap, number, position, sentence))
+    if not scored:
+        opening = _SENTENCE_END.split(" ".join(passages[0].text.split()))[0] if passages else ""
+        return EXTRACTIVE_PREFIX + f"no passage mentions what you asked; the best match begins: {opening} [1]"
+    # Sentences sharing less than half as many words as the best one are off the point.
+    top = -min(scored)[0]
+    relevant = [item for item in sorted(scored)[:EXTRACTIVE_SENTENCES] if -item[0] * 2 > top]
+    best = sorted(relevant, key=lambda item: (item[1], item[2]))
+    return EXTRACTIVE_PREFIX + " ".join(f"{sentence} [{number}]" for _, number, _, sentence in best)
 
 
 def attribution(answer: str, passages: list[Passage]) -> str:

@@ -97,6 +97,10 @@ async def test_without_a_model_the_answer_is_extractive_and_cited(llm_settings, 
     )
     assert text.startswith("Extractive answer")
     assert "opens at 7:30 on weekdays" in text and "[2]" in text
+    assert "canteen" not in text  # nothing about the question in it
+
+    nothing = await answer("Who founded the company?", [passage(CANTEEN)])
+    assert "no passage mentions" in nothing and "[1]" in nothing
 
     with pytest.raises(ServiceUnavailable, match="No generator"):
         await anext(service.stream_chat(messages=[ChatMessage(role="user", content="Hello")]))

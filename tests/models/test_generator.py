@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from models.generator import IM_START, DecodeOptions, Generator, render_chat
+from models.generator import IM_START, DecodeOptions, Generator, StopSignal, render_chat
 from models.manifest import GENERATOR_NAME
 from models.verify import verify_model
 
@@ -81,3 +81,16 @@ def test_stop_event_ends_generation_at_the_next_token(generator):
         if len(produced) == 3:
             stop.set()
     assert len(produced) == 3
+
+
+def test_stop_signal_aborts_a_long_prompt_before_its_first_token(generator):
+    # ~1900 prompt tokens: their single forward pass takes seconds on a 2-core CPU.
+    text = " ".join(["Each delivery record lists the date, the driver, the goods and the signature."] * 110)
+    ids = generator.encode_chat([("user", text + " Summarise the records.")])
+    stop = StopSignal()
+    timer = threading.Timer(0.2, stop.set)
+    timer.start()
+    produced = list(generator.token_ids(ids, DecodeOptions(max_new_tokens=5), stop))
+    timer.join()
+    # A plain Event would only be seen after the prompt pass, which yields a first token.
+    assert produced == []
