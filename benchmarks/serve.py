@@ -1,19 +1,21 @@
 """Serving throughput: Strata's predict endpoint vs a plain one-request-at-a-time endpoint.
 
-    python benchmarks/serve.py [--seconds 8] [--concurrency 1 8 32]
+    python benchmarks/serve.py [--seconds 5] [--rounds 2] [--concurrency 1 8 32] [--auth key|session]
 
 Both servers run the built-in zero-shot classifier (same artifact, same embedder) in
 their own uvicorn process on loopback, started by this script:
 
-* strata: the real API (`app.api:build_api`): API key auth, rate limit in Redis (set
-  high enough not to refuse), route choice, Redis cache lookup, dynamic batching, a
-  sampled prediction log in SQLite;
+* strata: the real API (`app.api:build_api`, logging as in production): API key (or
+  session) auth, rate limit in Redis (set high enough not to refuse), route choice,
+  Redis cache lookup, dynamic batching, a sampled prediction log in SQLite;
 * plain: one FastAPI route that classifies one request at a time (an asyncio lock
   around the model call, run in a thread), no auth, no cache.
 
 Every request carries a text never sent before, so the cache never answers. Each
-concurrency level runs for --seconds against each server, alternating; requests/s and
-p50/p99 latency are printed with the Strata/plain ratios. Prints numbers, asserts nothing.
+concurrency level runs --rounds times for --seconds against each server, alternating
+(other load on the machine hits both alike); requests/s and p50/p99 latency over the
+pooled rounds are printed with the Strata/plain ratios, and the CPU time each server
+process spent per request (model threads included). Prints numbers, asserts nothing.
 Needs the test models (`make test-models`) or STRATA_MODELS_DIR pointing at built ones.
 """
 
@@ -36,7 +38,18 @@ sys.path.insert(0, str(REPO))
 import httpx  # noqa: E402
 from pydantic import BaseModel  # noqa: E402
 
+STRATA_APP = "benchmarks.serve:strata_app"
 PLAIN_APP = "benchmarks.serve:plain_app"
+
+
+def strata_app():
+    """Strata's API as the web process serves it: with its logging set up."""
+    from app.api import build_api
+    from app.core.logging import configure_logging
+    from app.core.settings import get_settings
+
+    configure_logging(get_settings().log_level)
+    return build_api()
 
 
 class PlainBody(BaseModel):
@@ -117,14 +130,15 @@ def start_server(app: str, port: int, env: dict[str, str], log: Path, factory: b
     raise RuntimeError(f"{app} did not start; see {log}")
 
 
-async def load(url: str, headers: dict, concurrency: int, seconds: float, texts) -> tuple[float, list[float], int]:
+async def load(url: str, headers: dict, concurrency: int, seconds: float, texts) -> tuple[list[float], float, int]:
+    """`concurrency` clients sending one new text per request for `seconds`: latencies, elapsed, errors."""
     latencies: list[float] = []
     errors = 0
     deadline = time.monotonic() + seconds
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     async with httpx.AsyncClient(headers=headers, limits=limits, timeout=60) as client:
 
-        async def worker() -> None:
+        async def client_loop() -> None:
             nonlocal errors
             while time.monotonic() < deadline:
                 started = time.perf_counter()
@@ -135,9 +149,15 @@ async def load(url: str, headers: dict, concurrency: int, seconds: float, texts)
                 latencies.append(time.perf_counter() - started)
 
         started = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        await asyncio.gather(*(client_loop() for _ in range(concurrency)))
         elapsed = time.perf_counter() - started
-    return len(latencies) / elapsed, latencies, errors
+    return latencies, elapsed, errors
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def free_port() -> int:
@@ -153,7 +173,8 @@ def percentile(values: list[float], q: float) -> float:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=8.0)
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
     parser.add_argument(
         "--auth", choices=["key", "session"], default="key", help="call Strata with an API key or a session token"
@@ -171,7 +192,6 @@ def main() -> int:
         "STRATA_MODELS_DIR": os.environ.get("STRATA_MODELS_DIR", str(REPO / ".cache" / "models")),
         "STRATA_REDIS_URL": f"redis://127.0.0.1:{valkey.port}/0",
         "STRATA_RATE_LIMIT_PER_MINUTE": "100000000",
-        "STRATA_LOG_LEVEL": "WARNING",
         "ORT_DISABLE_TELEMETRY": "1",
     }
     env.pop("STRATA_DATABASE_URL", None)
@@ -179,7 +199,7 @@ def main() -> int:
     try:
         key, artifact = prepare(root, env, args.auth)
         strata_port, plain_port = free_port(), free_port()
-        servers.append(start_server("app.api:build_api", strata_port, env, root / "strata.log", factory=True))
+        servers.append(start_server(STRATA_APP, strata_port, env, root / "strata.log", factory=True))
         servers.append(
             start_server(PLAIN_APP, plain_port, {**env, "PLAIN_ARTIFACT": artifact}, root / "plain.log", factory=True)
         )
@@ -196,15 +216,27 @@ def main() -> int:
         for url, headers in targets.values():  # warm up: load the model, open connections
             asyncio.run(load(url, headers, 4, 1.5, texts))
 
-        print(f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores; {args.seconds:.0f} s per run")
-        print(f"{'server':<8}{'conc':>5}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}")
+        print(
+            f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores; "
+            f"{args.rounds} alternating rounds of {args.seconds:.0f} s per server and concurrency"
+        )
+        print(f"{'server':<8}{'conc':>5}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}{'CPU ms/req':>12}")
         results: dict[tuple[str, int], tuple[float, float, float]] = {}
+        pids = {"strata": servers[0].pid, "plain": servers[1].pid}
         for concurrency in args.concurrency:
-            for name, (url, headers) in targets.items():
-                rate, latencies, errors = asyncio.run(load(url, headers, concurrency, args.seconds, texts))
-                p50, p99 = percentile(latencies, 0.50), percentile(latencies, 0.99)
+            pooled = {name: ([], 0.0, 0, 0.0) for name in targets}
+            for _ in range(args.rounds):
+                for name, (url, headers) in targets.items():
+                    cpu_before = cpu_seconds(pids[name])
+                    latencies, elapsed, errors = asyncio.run(load(url, headers, concurrency, args.seconds, texts))
+                    kept, total, failed, cpu = pooled[name]
+                    cpu += cpu_seconds(pids[name]) - cpu_before
+                    pooled[name] = (kept + latencies, total + elapsed, failed + errors, cpu)
+            for name, (latencies, elapsed, errors, cpu) in pooled.items():
+                rate, p50, p99 = len(latencies) / elapsed, percentile(latencies, 0.50), percentile(latencies, 0.99)
                 results[(name, concurrency)] = (rate, p50, p99)
-                print(f"{name:<8}{concurrency:>5}{rate:>9.1f}{p50:>9.1f}{p99:>9.1f}{errors:>8}")
+                per_request = cpu * 1000 / max(1, len(latencies))
+                print(f"{name:<8}{concurrency:>5}{rate:>9.1f}{p50:>9.1f}{p99:>9.1f}{errors:>8}{per_request:>12.1f}")
         metrics = httpx.get(f"http://127.0.0.1:{strata_port}/metrics").text
         samples = dict(
             line.rsplit(" ", 1) for line in metrics.splitlines() if line.startswith("strata_serving_batch_size_")
