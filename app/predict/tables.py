@@ -13,7 +13,10 @@ class RegisteredModel(SQLModel, table=True):
     name: str = Field(max_length=100, unique=True, index=True)
     kind: str = Field(max_length=16)
     description: str = Field(default="", max_length=500)
-    # The staging version that takes a share of live traffic, if any.
+    # The staging version that takes a share of live traffic, if any. No foreign key (nor on
+    # replaced_version_id below): model_version already points here, and a cycle of keys
+    # would make deleting a model and migrating both tables harder for nothing the
+    # service does not already check.
     canary_version_id: int | None = Field(default=None)
     canary_percent: int = 0
     created_at: datetime = Field(default_factory=utcnow)
