@@ -31,11 +31,15 @@ def list_knowledge_bases(user: CurrentUser, db_session: SessionDep) -> list[Know
     return [KnowledgeBaseOut.of(kb) for kb in service.readable_knowledge_bases(db_session=db_session, user=user)]
 
 
+# Writes go through run_in_session, which commits before the response leaves: a SessionDep
+# commits only after the response is sent, so a client's next request could miss the change.
+
+
 @router.post("/knowledge", status_code=status.HTTP_201_CREATED)
-def create_knowledge_base(body: KnowledgeBaseIn, user: StaffUser, db_session: SessionDep) -> KnowledgeBaseOut:
+async def create_knowledge_base(body: KnowledgeBaseIn, user: StaffUser) -> KnowledgeBaseOut:
     return KnowledgeBaseOut.of(
-        service.create_knowledge_base(
-            db_session=db_session,
+        await run_in_session(
+            service.create_knowledge_base,
             user=user,
             name=body.name,
             description=body.description,
@@ -62,8 +66,8 @@ def get_document_file(document_id: int, user: CurrentUser, db_session: SessionDe
 
 
 @router.delete("/knowledge/documents/{document_id:int}", status_code=status.HTTP_204_NO_CONTENT)
-def delete_document(document_id: int, user: StaffUser, db_session: SessionDep, settings: SettingsDep) -> None:
-    service.delete_document(db_session=db_session, settings=settings, user=user, document_id=document_id)
+async def delete_document(document_id: int, user: StaffUser, settings: SettingsDep) -> None:
+    await run_in_session(service.delete_document, settings=settings, user=user, document_id=document_id)
 
 
 @router.get("/knowledge/{knowledge_base_id:int}")
@@ -74,12 +78,10 @@ def get_knowledge_base(knowledge_base_id: int, user: CurrentUser, db_session: Se
 
 
 @router.patch("/knowledge/{knowledge_base_id:int}")
-def update_knowledge_base(
-    knowledge_base_id: int, body: KnowledgeBaseUpdate, user: StaffUser, db_session: SessionDep
-) -> KnowledgeBaseOut:
+async def update_knowledge_base(knowledge_base_id: int, body: KnowledgeBaseUpdate, user: StaffUser) -> KnowledgeBaseOut:
     return KnowledgeBaseOut.of(
-        service.update_knowledge_base(
-            db_session=db_session,
+        await run_in_session(
+            service.update_knowledge_base,
             user=user,
             knowledge_base_id=knowledge_base_id,
             name=body.name,
@@ -90,11 +92,9 @@ def update_knowledge_base(
 
 
 @router.delete("/knowledge/{knowledge_base_id:int}", status_code=status.HTTP_204_NO_CONTENT)
-def delete_knowledge_base(
-    knowledge_base_id: int, user: StaffUser, db_session: SessionDep, settings: SettingsDep
-) -> None:
-    service.delete_knowledge_base(
-        db_session=db_session, settings=settings, user=user, knowledge_base_id=knowledge_base_id
+async def delete_knowledge_base(knowledge_base_id: int, user: StaffUser, settings: SettingsDep) -> None:
+    await run_in_session(
+        service.delete_knowledge_base, settings=settings, user=user, knowledge_base_id=knowledge_base_id
     )
 
 

@@ -101,6 +101,8 @@ def _management() -> rx.Component:
             id=UPLOAD_ID,
             multiple=True,
             accept=ACCEPTED,
+            # The browser refuses larger files at once; the server checks again while it receives them.
+            max_size=KnowledgeState.upload_limit_bytes,
             on_drop=KnowledgeState.upload(rx.upload_files(upload_id=UPLOAD_ID)),
             border="2px dashed var(--gray-7)",
             border_radius="8px",

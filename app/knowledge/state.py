@@ -89,6 +89,7 @@ class KnowledgeState(AuthState):
     selected_id: int = 0
     documents: list[DocumentRow] = []
     upload_limit_mb: float = get_settings().upload_max_mb
+    upload_limit_bytes: int = int(get_settings().upload_max_mb * 1024 * 1024)
     watching: bool = False
 
     def _selected(self) -> KnowledgeBaseRow | None:

@@ -24,7 +24,8 @@ def create_user(stack, role: str) -> tuple[str, str]:
         ]
 
         def created() -> bool:
-            # The login's session row may be committed just after its response; a 401 creates nothing.
+            # The API commits just after its response (SessionDep), so the login's session row
+            # may not be there yet; a 401 creates nothing.
             response = client.post(
                 "/api/v1/users",
                 headers={"Authorization": f"Bearer {token}"},
@@ -34,6 +35,12 @@ def create_user(stack, role: str) -> tuple[str, str]:
             return response.status_code == 201
 
         wait_until(created, 10, f"the {role} user to be created")
+        # ...and so may the new user's row: wait until the user can sign in.
+        wait_until(
+            lambda: client.post("/api/v1/auth/login", json={"email": email, "password": password}).status_code == 200,
+            10,
+            f"the {role} user to be able to sign in",
+        )
     return email, password
 
 
