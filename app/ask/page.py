@@ -201,11 +201,12 @@ def _knowledge_base_choice(kb: KnowledgeBaseOption) -> rx.Component:
         rx.checkbox(
             kb.name,
             checked=kb.chosen,
-            on_change=lambda _checked: AskState.toggle_knowledge_base(kb.id),
+            on_change=lambda checked: AskState.choose_knowledge_base(kb.id, checked),
             id=f"kb-choice-{kb.id}",
         ),
         rx.cond(kb.unready > 0, rx.badge(kb.unready, " ingesting", color_scheme="amber", size="1")),
         align="center",
+        class_name="kb-choice",
     )
 
 

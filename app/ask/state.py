@@ -170,9 +170,9 @@ class AskState(AuthState):
 
     @rx.event
     @guarded(Role.viewer)
-    async def toggle_knowledge_base(self, kb_id: int):
+    async def choose_knowledge_base(self, kb_id: int, chosen: bool):
         self.knowledge_bases = [
-            KnowledgeBaseOption(kb.id, kb.name, (not kb.chosen) if kb.id == kb_id else kb.chosen, kb.unready)
+            KnowledgeBaseOption(kb.id, kb.name, chosen if kb.id == kb_id else kb.chosen, kb.unready)
             for kb in self.knowledge_bases
         ]
 
