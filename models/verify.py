@@ -186,6 +186,8 @@ def _verify_generator(model_dir: Path, manifest: ModelManifest, progress: Progre
         "parity_ok": False,
         "load_seconds": None,
         "time_to_first_token_ms": None,
+        "latency_ms_p50": None,
+        "latency_ms_p95": None,
         "tokens_per_s": None,
         "passed": False,
         "error": None,
@@ -239,16 +241,14 @@ def _verify_generator(model_dir: Path, manifest: ModelManifest, progress: Progre
     ids = generator.encode_chat([("user", "Describe a typical day at a busy harbour.")])
     speed = DecodeOptions(max_new_tokens=DECODE_TOKENS, repetition_penalty=1.0, no_repeat_ngram=0)
     started = time.perf_counter()
-    first = None
-    count = 0
-    for _token in generator.token_ids(ids, speed):
-        count += 1
-        if first is None:
-            first = time.perf_counter()
-    finished = time.perf_counter()
-    report["time_to_first_token_ms"] = round(((first or finished) - started) * 1000.0, 1)
-    if count > 1:
-        report["tokens_per_s"] = round((count - 1) / (finished - first), 2)
+    arrivals = [started, *(time.perf_counter() for _token in generator.token_ids(ids, speed))]
+    steps_ms = np.diff(arrivals) * 1000.0
+    report["time_to_first_token_ms"] = round(float(steps_ms[0]), 1)
+    if len(steps_ms) > 1:
+        # Per generated token after the first: the latency the reader sees between words.
+        report["latency_ms_p50"] = round(float(np.percentile(steps_ms[1:], 50)), 3)
+        report["latency_ms_p95"] = round(float(np.percentile(steps_ms[1:], 95)), 3)
+        report["tokens_per_s"] = round((len(steps_ms) - 1) / (arrivals[-1] - arrivals[1]), 2)
 
     report["passed"] = bool(report["sha256_ok"] and report["parity_ok"])
     progress(1.0, f"{manifest.name}: {'passed' if report['passed'] else 'FAILED'}")
