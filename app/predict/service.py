@@ -528,31 +528,52 @@ def _result(index: int, output: Output) -> PredictionResult:
     )
 
 
-_background: set[asyncio.Task] = set()
+# Sampled prediction log rows wait here (per event loop) and are written together about
+# once a second: a transaction per prediction would cost more than the prediction. A crash
+# loses at most that second of samples.
+LOG_FLUSH_SECONDS = 1.0
+_pending_logs: dict[int, list[PredictionLog]] = {}
+_flushers: dict[int, asyncio.Task] = {}
 
 
-def _log_predictions(
-    *, db_session: Session, version_id: int, caller: str, latency_ms: float, rows: list[tuple[str, Output, bool]]
-) -> None:
-    for text, output, cached in rows:
-        db_session.add(
-            PredictionLog(
-                version_id=version_id,
-                caller=caller[:64],
-                latency_ms=latency_ms,
-                label=output["label"],
-                confidence=output["confidence"],
-                input_sha256=cache.input_sha256(text),
-                cached=cached,
-            )
-        )
+def _insert_logs(*, db_session: Session, rows: list[PredictionLog]) -> None:
+    db_session.add_all(rows)
 
 
-async def _write_log(**kwargs) -> None:
+async def _flush_logs(loop_id: int) -> None:
+    await asyncio.sleep(LOG_FLUSH_SECONDS)
+    rows = _pending_logs.pop(loop_id, [])
+    _flushers.pop(loop_id, None)
     try:
-        await run_in_session(_log_predictions, **kwargs)
-    except Exception:  # noqa: BLE001 - monitoring must never fail a prediction
-        log.exception("predict.log_failed")
+        await run_in_session(_insert_logs, rows=rows)
+    except Exception:  # noqa: BLE001 - monitoring must never fail predictions
+        log.exception("predict.log_failed", rows=len(rows))
+
+
+def discard_pending_logs() -> None:
+    """Drop samples not written yet (tests switch databases between them)."""
+    for task in _flushers.values():
+        task.cancel()
+    _flushers.clear()
+    _pending_logs.clear()
+
+
+def _log_sample(served: ServedVersion, caller: str, latency_ms: float, rows: list[tuple[str, Output, bool]]) -> None:
+    loop_id = id(asyncio.get_running_loop())
+    _pending_logs.setdefault(loop_id, []).extend(
+        PredictionLog(
+            version_id=served.ref.id,
+            caller=caller[:64],
+            latency_ms=latency_ms,
+            label=output["label"],
+            confidence=output["confidence"],
+            input_sha256=cache.input_sha256(text),
+            cached=cached,
+        )
+        for text, output, cached in rows
+    )
+    if loop_id not in _flushers:
+        _flushers[loop_id] = asyncio.create_task(_flush_logs(loop_id))
 
 
 async def predict(
@@ -573,16 +594,7 @@ async def predict(
     latency_ms = (time.perf_counter() - started) * 1000
     sample_rate = get_settings().prediction_log_sample_rate
     if sample_rate > 0 and random.random() < sample_rate:  # noqa: S311 - sampling, not security
-        task = asyncio.create_task(
-            _write_log(
-                version_id=served.ref.id,
-                caller=caller,
-                latency_ms=latency_ms,
-                rows=list(zip(inputs, outputs, cached_flags, strict=True)),
-            )
-        )
-        _background.add(task)
-        task.add_done_callback(_background.discard)
+        _log_sample(served, caller, latency_ms, list(zip(inputs, outputs, cached_flags, strict=True)))
     return PredictionResponse(
         model=model_name,
         version=served.number,
