@@ -80,3 +80,29 @@ def test_unknown_model_and_bad_request_are_clear_openai_errors(client):
     assert bad.value.body["param"] == "messages"
     with pytest.raises(openai.NotFoundError):
         client.embeddings.create(model="text-embedding-3-small", input="hi")
+
+
+async def test_chat_without_any_generator_is_a_clear_503(db, make_api_key, monkeypatch, tmp_path):
+    from app.api import build_api
+    from app.core.settings import get_settings
+
+    key, _ = make_api_key()
+    monkeypatch.setenv("STRATA_MODELS_DIR", str(tmp_path / "no-models"))
+    monkeypatch.setenv("STRATA_LLM_BASE_URL", "")
+    get_settings.cache_clear()
+    try:
+        transport = httpx.ASGITransport(app=build_api())
+        async with httpx.AsyncClient(transport=transport, base_url="http://strata") as http:
+            for stream in (False, True):
+                response = await http.post(
+                    "/v1/chat/completions",
+                    headers={"Authorization": f"Bearer {key}"},
+                    json={"model": CHAT_MODEL, "messages": [{"role": "user", "content": "hi"}], "stream": stream},
+                )
+                assert response.status_code == 503
+                error = response.json()["error"]
+                assert error["type"] == "service_unavailable"
+                assert "strata models build" in error["message"] and "STRATA_LLM_BASE_URL" in error["message"]
+    finally:
+        monkeypatch.undo()
+        get_settings.cache_clear()
