@@ -2,6 +2,7 @@
 service must turn into a clear error quickly, never a hung page."""
 
 import asyncio
+import time
 from functools import lru_cache
 from urllib.parse import urlparse
 
@@ -31,21 +32,34 @@ def get_async_redis() -> aioredis.Redis:
     return aioredis.Redis.from_url(get_settings().effective_redis_url, decode_responses=True, **_fail_fast())
 
 
+# After a failure, per-request Redis work (rate limits, caches) skips Redis this long
+# instead of paying a connect timeout on every request.
+REDIS_RETRY_AFTER_FAILURE_SECONDS = 5.0
 _loop_clients: dict[int, aioredis.Redis] = {}
+_redis_down_until = 0.0
 
 
-def loop_redis() -> aioredis.Redis:
-    """The async client of the running event loop, kept for its life: for per-request
-    work (rate limits, caches), where a fresh client per call would cost a connection."""
+def loop_redis() -> aioredis.Redis | None:
+    """The async client of the running event loop, kept for its life, for per-request work
+    where a fresh client per call would cost a connection; None while Redis is marked down."""
+    if time.monotonic() < _redis_down_until:
+        return None
     loop_id = id(asyncio.get_running_loop())
     if loop_id not in _loop_clients:
         _loop_clients[loop_id] = get_async_redis()
     return _loop_clients[loop_id]
 
 
+def mark_redis_down() -> None:
+    global _redis_down_until
+    _redis_down_until = time.monotonic() + REDIS_RETRY_AFTER_FAILURE_SECONDS
+
+
 def reset_loop_redis() -> None:
-    """Forget the kept clients (tests switch Redis servers)."""
+    """Forget the kept clients and the down mark (tests stop and switch Redis servers)."""
+    global _redis_down_until
     _loop_clients.clear()
+    _redis_down_until = 0.0
 
 
 def get_job_queue() -> ArqRedis:

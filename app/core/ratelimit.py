@@ -17,7 +17,7 @@ from sqlmodel import Session, select
 
 from app.auth.service import require_role
 from app.auth.tables import ApiKey, Role, User
-from app.core.clients import loop_redis
+from app.core.clients import loop_redis, mark_redis_down
 from app.core.errors import InvalidInput, NotFound, TooManyAttempts
 from app.core.security import token_hash
 from app.predict.tables import ApiKeyRateLimit
@@ -54,9 +54,13 @@ _key_limits: dict[str, tuple[float, int, int | None]] = {}
 
 async def take_token(identity: str, limit_per_minute: int) -> None:
     """One request by `identity` ("user:<id>" or "key:<id>"); raises TooManyAttempts when over the limit."""
+    client = loop_redis()
+    if client is None:
+        return
     try:
-        wait_ms = int(await loop_redis().eval(_TAKE_TOKEN, 1, f"strata:ratelimit:{identity}", limit_per_minute))
+        wait_ms = int(await client.eval(_TAKE_TOKEN, 1, f"strata:ratelimit:{identity}", limit_per_minute))
     except (redis.RedisError, OSError) as exc:
+        mark_redis_down()
         log.warning("ratelimit.redis_unavailable", error=str(exc))
         return
     if wait_ms > 0:

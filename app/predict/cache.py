@@ -1,26 +1,21 @@
 """Redis for predictions: cached answers per (version, input) and served counters.
 Redis is an accelerator here, never a dependency: when it is down, predictions are
-computed uncached and Redis is left alone for a few seconds before the next try."""
+computed uncached (and Redis is left alone for a few seconds, see loop_redis)."""
 
 import hashlib
 import json
-import time
 
 import redis
-import redis.asyncio as aioredis
 import structlog
 
-from app.core.clients import loop_redis
+from app.core.clients import loop_redis, mark_redis_down
 from app.core.metrics import PREDICTION_CACHE
 from app.core.settings import get_settings
 from app.predict.serving import Output
 
 log = structlog.get_logger("strata.predict")
 
-RETRY_AFTER_FAILURE_SECONDS = 5.0
 _PREFIX = "strata:predict"
-
-_down_until = 0.0
 
 
 def input_sha256(text: str) -> str:
@@ -35,22 +30,14 @@ def served_key(version_id: int) -> str:
     return f"{_PREFIX}:served:{version_id}"
 
 
-def _client() -> aioredis.Redis | None:
-    """None while Redis is marked down."""
-    if time.monotonic() < _down_until:
-        return None
-    return loop_redis()
-
-
 def _failed(exc: Exception) -> None:
-    global _down_until
-    _down_until = time.monotonic() + RETRY_AFTER_FAILURE_SECONDS
+    mark_redis_down()
     log.warning("predict.redis_unavailable", error=str(exc))
 
 
 async def lookup(version_id: int, texts: list[str]) -> list[Output | None]:
     """Cached answers, None where there is none (or Redis is down)."""
-    client = _client()
+    client = loop_redis()
     answers: list[Output | None] = [None] * len(texts)
     if client is not None:
         try:
@@ -68,7 +55,7 @@ async def lookup(version_id: int, texts: list[str]) -> list[Output | None]:
 
 async def store(version_id: int, computed: dict[str, Output], served: int) -> None:
     """Caches freshly computed answers and counts what the version served."""
-    client = _client()
+    client = loop_redis()
     if client is None:
         return
     ttl = get_settings().prediction_cache_ttl_seconds
@@ -97,9 +84,3 @@ def served_counts(version_ids: list[int]) -> dict[int, int] | None:
     finally:
         client.close()
     return {version_id: int(value or 0) for version_id, value in zip(version_ids, values, strict=True)}
-
-
-def reset() -> None:
-    """Forget the down mark (tests restart Redis)."""
-    global _down_until
-    _down_until = 0.0

@@ -8,7 +8,7 @@ from models.classifier import CLASSIFIER_NAME
 def forget_process_state() -> None:
     """Routes, loaded versions, Redis clients and the Redis-down mark are kept per process."""
     from app.core.clients import reset_loop_redis
-    from app.predict import cache, service
+    from app.predict import service
     from app.predict.routing import routes
     from app.predict.serving import reset_runtime
 
@@ -16,7 +16,6 @@ def forget_process_state() -> None:
     routes.invalidate()
     reset_runtime()
     reset_loop_redis()
-    cache.reset()
 
 
 @pytest.fixture
