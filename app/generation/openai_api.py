@@ -20,6 +20,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from app.ask import service as ask_service
 from app.auth.tables import User
 from app.core import ml
 from app.core.deps import CurrentUser
@@ -45,6 +46,8 @@ from app.generation.schemas import (
 from models.manifest import EMBEDDER_NAME
 
 CHAT_MODEL = "strata-chat"
+# Answers from the knowledge bases the caller may read (`knowledge_base_ids` narrows them), citing sources.
+RAG_MODEL = "strata-rag"
 EMBEDDING_MODEL = EMBEDDER_NAME
 MAX_EMBEDDING_INPUTS = 2048
 
@@ -57,7 +60,13 @@ def _plain_chat(request: ChatCompletionRequest, _user: User) -> AsyncIterator[st
     )
 
 
-CHAT_MODELS: dict[str, ChatModel] = {CHAT_MODEL: _plain_chat}
+def _knowledge_chat(request: ChatCompletionRequest, user: User) -> AsyncIterator[str]:
+    return ask_service.answer_chat(
+        user=user, messages=request.chat_messages(), knowledge_base_ids=request.knowledge_base_ids
+    )
+
+
+CHAT_MODELS: dict[str, ChatModel] = {CHAT_MODEL: _plain_chat, RAG_MODEL: _knowledge_chat}
 _STARTED = now()
 
 _ERROR_TYPES = {

