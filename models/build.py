@@ -591,6 +591,47 @@ def _fix_generator_tokenizer(path: Path) -> None:
     path.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
 
 
+def _logits_for_last_position_only(onnx_path: Path) -> None:
+    """Slice the hidden states to the last position before the vocabulary projection.
+
+    Decoding needs only the next token's logits, but the exported graph projects
+    every prompt position onto the 49,152-word vocabulary: a fifth of the prompt
+    pass's work and a large allocation. Measured here: the first token of an
+    870-token prompt comes ~40% sooner.
+    """
+    import onnx
+    from onnx import TensorProto, helper
+
+    model = onnx.load(str(onnx_path))
+    graph = model.graph
+    projection = next(node for node in graph.node if "logits" in node.output)
+    if projection.op_type != "MatMul":
+        raise BuildError(f"logits come from a {projection.op_type}, expected the vocabulary MatMul")
+    hidden = projection.input[0]
+    graph.initializer.extend(
+        [
+            helper.make_tensor("last_position_starts", TensorProto.INT64, [1], [-1]),
+            helper.make_tensor("last_position_ends", TensorProto.INT64, [1], [np.iinfo(np.int64).max]),
+            helper.make_tensor("last_position_axes", TensorProto.INT64, [1], [1]),
+        ]
+    )
+    last = f"{hidden}/last_position"
+    graph.node.insert(
+        list(graph.node).index(projection),
+        helper.make_node(
+            "Slice",
+            [hidden, "last_position_starts", "last_position_ends", "last_position_axes"],
+            [last],
+            name="/lm_head/last_position",
+        ),
+    )
+    projection.input[0] = last
+    logits = next(output for output in graph.output if output.name == "logits")
+    logits.type.tensor_type.shape.dim[1].dim_value = 1
+    onnx.checker.check_model(model)
+    onnx.save(model, str(onnx_path))
+
+
 def _check_generator_tokenizer(hf_tokenizer, generator) -> None:
     """The runtime's prompt ids must be those of SmolLM2's own chat template, with one start token per turn."""
     from models.generator import IM_END, IM_START, render_chat
@@ -649,6 +690,7 @@ def _write_generator(tmp: Path, recipe: _Recipe, log: Callable[[str], None]) -> 
     shutil.rmtree(export_dir)
     shutil.rmtree(fp32_dir)
     _fix_generator_tokenizer(tmp / TOKENIZER_FILE)
+    _logits_for_last_position_only(tmp / ONNX_FILE)
 
     onnx_path = tmp / ONNX_FILE
     config = model.config

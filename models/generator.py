@@ -160,7 +160,8 @@ class Generator:
     def _forward(
         self, ids: Sequence[int], cache: dict[str, np.ndarray], past: int, run_options: ort.RunOptions | None = None
     ) -> tuple[np.ndarray, dict]:
-        """Logits (len(ids), vocab) for ``ids`` following ``past`` cached tokens, and the new cache."""
+        """Logits (1, vocab) predicting the token after ``ids`` (which follow ``past`` cached
+        tokens), and the new cache. The built graph projects only the last position."""
         n = len(ids)
         feeds = {
             "input_ids": np.asarray([ids], dtype=np.int64),
