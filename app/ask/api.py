@@ -8,7 +8,7 @@ from app.ask import service
 from app.ask.schemas import AnswerOut, AskIn, ConversationDetailOut, ConversationOut, FeedbackIn, MessageOut
 from app.ask.service import AskEvent
 from app.auth.tables import User
-from app.core.deps import CurrentUser, SessionDep
+from app.core.deps import CurrentUser, RateLimitedUser, SessionDep
 from app.knowledge.schemas import Passage
 
 router = APIRouter(prefix="/api/v1", tags=["ask"])
@@ -46,7 +46,7 @@ async def collect_answer(events: AsyncIterator[AskEvent]) -> AnswerOut:
 
 
 @router.post("/ask", response_model=AnswerOut, responses={200: {"content": {"text/event-stream": {}}}})
-async def ask(body: AskIn, user: CurrentUser):
+async def ask(body: AskIn, user: RateLimitedUser):
     """Answers from the chosen knowledge bases. With `"stream": true` the answer comes as
     Server-Sent Events: conversation, notice, step, passages, token (many), error, done."""
     events = _events(body, user)

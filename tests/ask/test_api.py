@@ -6,6 +6,7 @@ import json
 from app.ask import service
 from app.ask.tables import AnswerStatus
 from app.core.db import session_scope
+from app.core.settings import get_settings
 from tests.knowledge.conftest import (
     ALICE_ANSWER_PAGE,
     ALICE_ANSWER_TEXT,
@@ -168,3 +169,13 @@ async def test_closing_the_stream_stops_the_answer_and_saves_it_as_stopped(notes
         *_, answer = service.conversation_messages(db_session=db_session, user=staff, conversation_id=conversation_id)
     assert answer.status == AnswerStatus.stopped.value
     assert answer.content == seen[-1].data["text"]
+
+
+async def test_asking_over_the_rate_limit_is_a_429_with_retry_after(client, staff, monkeypatch):
+    monkeypatch.setattr(get_settings(), "rate_limit_per_minute", 1)
+    headers = await sign_in(client, staff.email)
+    ask = {"question": NOTES_QUESTION, "knowledge_base_ids": [12345]}
+    assert (await client.post("/api/v1/ask", headers=headers, json=ask)).status_code == 404
+    refused = await client.post("/api/v1/ask", headers=headers, json={**ask, "stream": True})
+    assert refused.status_code == 429 and int(refused.headers["Retry-After"]) >= 1
+    assert "1 requests a minute" in refused.json()["detail"]
