@@ -25,6 +25,7 @@ import argparse
 import asyncio
 import itertools
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -258,6 +259,7 @@ def main() -> int:
             server.terminate()
             server.wait(10)
         valkey.stop()
+        shutil.rmtree(root, ignore_errors=True)
     return 0
 
 
