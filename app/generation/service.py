@@ -43,6 +43,7 @@ EXTRACTIVE_PREFIX = "Extractive answer (no language model is available; these ar
 EXTRACTIVE_SENTENCES = 3
 HISTORY_TURNS = 4
 CHARS_PER_TOKEN = 4  # rough budget for English text; the prompt is trimmed by characters
+MIN_PASSAGE_CHARS = 400
 _CITATION = re.compile(r"\[\d+\]")
 ATTRIBUTION_MIN_SHARED_WORDS = 3
 _WORD = re.compile(r"\w+", re.UNICODE)
@@ -181,18 +182,22 @@ def _passage_source(passage: Passage) -> str:
 def grounded_messages(*, question: str, passages: list[Passage], history: list[ChatMessage]) -> list[ChatMessage]:
     """System instructions, the last few turns, then the passages numbered [1]..[n] with the question.
 
-    Passage texts are cut to fit the prompt budget, shared equally.
+    Passages go in whole, best first, while they fit the prompt budget; the rest are
+    left out (their numbers stay those the asker sees). Only a first passage longer
+    than the whole budget is cut.
     """
     budget = get_settings().llm_max_prompt_tokens * CHARS_PER_TOKEN
     turns = [m for m in history if m.role in ("user", "assistant")][-HISTORY_TURNS:]
-    fixed = len(GROUNDED_SYSTEM_PROMPT) + len(question) + sum(len(m.content) for m in turns) + 200
-    per_passage = max(200, (budget - fixed) // max(1, len(passages)))
-    blocks = []
+    room = budget - len(GROUNDED_SYSTEM_PROMPT) - len(question) - sum(len(m.content) for m in turns) - 100
+    blocks: list[str] = []
     for number, passage in enumerate(passages, 1):
-        text = " ".join(passage.text.split())
-        if len(text) > per_passage:
-            text = text[:per_passage].rsplit(" ", 1)[0] + " …"
-        blocks.append(f"[{number}] ({_passage_source(passage)}) {text}")
+        block = f"[{number}] ({_passage_source(passage)}) {' '.join(passage.text.split())}"
+        if len(block) > room:
+            if blocks:
+                break
+            block = block[: max(room, MIN_PASSAGE_CHARS)].rsplit(" ", 1)[0] + " …"
+        blocks.append(block)
+        room -= len(block) + 2
     user = "Passages:\n" + "\n\n".join(blocks) + f"\n\nQuestion: {question}"
     return [ChatMessage(role="system", content=GROUNDED_SYSTEM_PROMPT), *turns, ChatMessage(role="user", content=user)]
 

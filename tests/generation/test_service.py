@@ -134,3 +134,13 @@ async def test_unreachable_or_refusing_remote_falls_back_before_the_first_token(
 
     llm_settings(llm_base_url=strata_api, llm_api_key="sk-strata-wrong")  # a 401 from the server
     assert "7:30" in await answer("When does the Lyon warehouse open?", [passage(WAREHOUSE)])
+
+
+async def test_long_passages_go_in_whole_best_first(llm_settings):
+    llm_settings(llm_base_url="")
+    filler = "Every delivery is checked against its order, signed by the driver and stored in the racks by zone. "
+    passages = [passage(filler * 6 + WAREHOUSE, 1)] + [passage(filler * 8, n) for n in range(2, 9)]
+    prompt = service.grounded_messages(question="When does the Lyon warehouse open?", passages=passages, history=[])
+    assert WAREHOUSE in prompt[-1].content  # the fact at the end of the best passage is not cut off
+    assert "[8]" not in prompt[-1].content  # what does not fit is the least relevant
+    assert "7:30" in await answer("When does the Lyon warehouse open?", passages)
