@@ -229,7 +229,10 @@ async def _remote_stream(request: _Request) -> AsyncIterator[str]:
                     data = line.removeprefix("data:").strip()
                     if data == "[DONE]":
                         return
-                    for choice in json.loads(data).get("choices", []):
+                    chunk = json.loads(data)
+                    if "error" in chunk:  # the server failed after it had started answering
+                        raise GeneratorUnavailable(f"the language model server failed: {chunk['error'].get('message')}")
+                    for choice in chunk.get("choices", []):
                         piece = (choice.get("delta") or {}).get("content")
                         if piece:
                             yield piece
@@ -302,6 +305,8 @@ def extractive_answer(question: str, passages: list[Passage]) -> str:
 
     When no sentence shares a word with the question, it says so and quotes the top passage's opening.
     """
+    if not passages:
+        return EXTRACTIVE_PREFIX + "there are no passages to quote."
     wanted = _words(question)
     scored = []
     for number, passage in enumerate(passages, 1):
@@ -310,7 +315,7 @@ def extractive_answer(question: str, passages: list[Passage]) -> str:
                 # Ties go to the better-ranked passage, then to the earlier sentence.
                 scored.append((-overlap, number, position, sentence))
     if not scored:
-        opening = _SENTENCE_END.split(" ".join(passages[0].text.split()))[0] if passages else ""
+        opening = _SENTENCE_END.split(" ".join(passages[0].text.split()))[0]
         return EXTRACTIVE_PREFIX + f"no passage mentions what you asked; the best match begins: {opening} [1]"
     # Sentences sharing less than half as many words as the best one are off the point.
     top = -min(scored)[0]
