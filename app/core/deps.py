@@ -24,7 +24,9 @@ def db_session() -> Iterator[Session]:
         yield session
 
 
-SessionDep = Annotated[Session, Depends(db_session)]
+# Scoped to the route function, so the transaction commits before the response is sent:
+# a client's next request always sees what the previous one wrote.
+SessionDep = Annotated[Session, Depends(db_session, scope="function")]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 
 
@@ -38,12 +40,7 @@ def bearer_credential(request: Request) -> str:
     return credential.strip()
 
 
-async def current_user(request: Request) -> User:
-    """The caller, by API key or session. Async so that the ids it binds to the log
-    context stay in the request's context for everything after it."""
-    credential = bearer_credential(request) or request.cookies.get(SESSION_COOKIE, "")
-    if not credential:
-        raise Unauthorized("Sign in or send 'Authorization: Bearer <api key>'.")
+async def _user_from_database(credential: str) -> User:
     if credential.startswith(API_KEY_PREFIX):
         user = await run_in_session(auth_service.user_for_api_key, plaintext=credential)
         problem = "This API key is unknown or revoked."
@@ -52,6 +49,16 @@ async def current_user(request: Request) -> User:
         problem = "Your session has expired; sign in again."
     if user is None:
         raise Unauthorized(problem)
+    return user
+
+
+async def current_user(request: Request) -> User:
+    """The caller, by API key or session. Async so that the ids it binds to the log
+    context stay in the request's context for everything after it."""
+    credential = bearer_credential(request) or request.cookies.get(SESSION_COOKIE, "")
+    if not credential:
+        raise Unauthorized("Sign in or send 'Authorization: Bearer <api key>'.")
+    user = auth_service.remembered_user(credential) or await _user_from_database(credential)
     request.state.user_id = user.id
     structlog.contextvars.bind_contextvars(user_id=user.id)
     return user
