@@ -615,17 +615,24 @@ def search(
     dense = _dense_ranking(db_session, knowledge_bases, query, candidates) if mode != "lexical" else {}
     lexical = _lexical_ranking(db_session, knowledge_bases, query, candidates) if mode != "dense" else {}
     if mode == "dense":
-        order = list(dense)
+        scores = {chunk_id: score for chunk_id, (_rank, score) in dense.items()}
     elif mode == "lexical":
-        order = list(lexical)
+        scores = {chunk_id: score for chunk_id, (_rank, score) in lexical.items()}
     else:
-        order = sorted(set(dense) | set(lexical), key=lambda chunk_id: -_fused(chunk_id, dense, lexical))
-    order = order[:top_k]
-    return _passages(db_session, knowledge_bases, order, dense, lexical, mode)
+        weight = get_settings().retrieval_lexical_weight
+        scores = {chunk_id: _fused(chunk_id, dense, lexical, weight) for chunk_id in set(dense) | set(lexical)}
+    order = sorted(scores, key=lambda chunk_id: -scores[chunk_id])[:top_k]
+    return _passages(db_session, knowledge_bases, order, dense, lexical, scores)
 
 
-def _fused(chunk_id: str, *rankings: dict[str, tuple[int, float]]) -> float:
-    return sum(1.0 / (RRF_K + ranking[chunk_id][0]) for ranking in rankings if chunk_id in ranking)
+def _fused(
+    chunk_id: str, dense: dict[str, tuple[int, float]], lexical: dict[str, tuple[int, float]], lexical_weight: float
+) -> float:
+    """Weighted reciprocal rank fusion of the two rankings."""
+    score = 1.0 / (RRF_K + dense[chunk_id][0]) if chunk_id in dense else 0.0
+    if chunk_id in lexical:
+        score += lexical_weight / (RRF_K + lexical[chunk_id][0])
+    return score
 
 
 def _ready_document_ids(db_session: Session, knowledge_base_id: int) -> list[int]:
@@ -685,7 +692,7 @@ def _passages(
     order: list[str],
     dense: dict[str, tuple[int, float]],
     lexical: dict[str, tuple[int, float]],
-    mode: RetrievalMode,
+    scores: dict[str, float],
 ) -> list[Passage]:
     if not order:
         return []
@@ -703,12 +710,6 @@ def _passages(
         chunk, document = found[chunk_id]
         dense_score = dense[chunk_id][1] if chunk_id in dense else None
         lexical_score = lexical[chunk_id][1] if chunk_id in lexical else None
-        if mode == "dense":
-            score = dense_score
-        elif mode == "lexical":
-            score = lexical_score
-        else:
-            score = _fused(chunk_id, dense, lexical)
         passages.append(
             Passage(
                 chunk_id=chunk.id,
@@ -719,7 +720,7 @@ def _passages(
                 page=chunk.page,
                 heading=chunk.heading,
                 text=chunk.text,
-                score=float(score),
+                score=float(scores[chunk_id]),
                 dense_score=dense_score,
                 lexical_score=lexical_score,
             )
