@@ -142,3 +142,21 @@ async def test_starting_a_job_while_redis_is_down_is_a_clear_503_and_the_job_is_
     assert job["status"] == "failed" and job["message"] == "Could not reach the job queue"
     retried = await client.post(f"/api/v1/jobs/{job['id']}/retry", headers=staff)
     assert retried.status_code == 202 and retried.json()["status"] == "queued"
+
+
+async def test_an_unexpected_error_is_a_json_500_that_names_the_request(db, redis_url):
+    api = build_api()
+
+    @api.get("/api/v1/broken-on-purpose")
+    def broken() -> None:
+        raise RuntimeError("a bug")
+
+    api.router.routes.insert(0, api.router.routes.pop())  # before the catch-all /api/{path}
+    transport = httpx.ASGITransport(app=api)
+    async with httpx.AsyncClient(transport=transport, base_url="http://strata") as client:
+        response = await client.get("/api/v1/broken-on-purpose", headers={"X-Request-Id": "req-7"})
+        metrics = (await client.get("/metrics")).text
+    assert response.status_code == 500 and response.headers["x-request-id"] == "req-7"
+    assert response.json() == {"detail": "Internal server error", "request_id": "req-7"}
+    assert 'strata_http_requests_total{method="GET",route="/api/v1/broken-on-purpose",status="500"}' in metrics
+

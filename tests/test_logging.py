@@ -25,7 +25,8 @@ async def test_api_logs_are_json_with_request_and_user_ids_and_no_secrets(db, re
     output = json_logs.readouterr().out
     records = [json.loads(line) for line in output.splitlines() if line.startswith("{")]
     me_log = next(r for r in records if r.get("path") == "/api/v1/me")
-    assert me_log["request_id"] == "req-42" and me_log["status"] == 200 and "user_id" in me_log
+    assert me_log["request_id"] == "req-42" and me_log["status"] == 200
+    assert me_log["user_id"] == me.json()["id"]
     assert "very-secret-password" not in output and token not in output
 
 
