@@ -7,6 +7,7 @@ import pytest
 
 from app.core import ml
 from app.generation.openai_api import CHAT_MODEL, EMBEDDING_MODEL
+from tests.conftest import wait_until
 
 QUESTION = "What is the capital of France? Answer in one sentence."
 
@@ -49,6 +50,14 @@ def test_embeddings_equal_strata_own_embedder(client):
     assert response.usage.prompt_tokens > 0
 
 
+def _refused(client: openai.OpenAI) -> bool:
+    try:
+        client.models.list()
+    except openai.AuthenticationError:
+        return True
+    return False
+
+
 def test_missing_or_revoked_key_is_refused_in_openai_error_shape(strata_api, make_api_key, db_session):
     from app.auth import service
 
@@ -66,6 +75,8 @@ def test_missing_or_revoked_key_is_refused_in_openai_error_shape(strata_api, mak
     assert revoked_client.models.list().data
     service.revoke_api_key(db_session=db_session, key_id=key_id)
     db_session.commit()
+    # The API process may trust a key it checked for a moment (app.auth.service's credential cache).
+    wait_until(lambda: _refused(revoked_client), timeout=30, what="the revoked key to be refused")
     with pytest.raises(openai.AuthenticationError) as refused:
         revoked_client.chat.completions.create(model=CHAT_MODEL, messages=[{"role": "user", "content": "hi"}])
     assert "revoked" in refused.value.body["message"]
