@@ -1,5 +1,8 @@
+import asyncio
+
 import httpx
 import pytest
+from sqlmodel import select
 
 from app.api import build_api
 
@@ -160,3 +163,54 @@ async def test_an_unexpected_error_is_a_json_500_that_names_the_request(db, redi
     assert response.json() == {"detail": "Internal server error", "request_id": "req-7"}
     assert 'strata_http_requests_total{method="GET",route="/api/v1/broken-on-purpose",status="500"}' in metrics
 
+
+async def _staff_key(client, admin: dict) -> tuple[int, dict]:
+    staff = await client.post(
+        "/api/v1/users", headers=admin, json={"email": "s@x.io", "role": "staff", "password": "staff-pass"}
+    )
+    key = await client.post("/api/v1/keys", headers=admin, json={"user_id": staff.json()["id"], "name": "ci"})
+    return staff.json()["id"], {"Authorization": f"Bearer {key.json()['key']}"}
+
+
+async def test_a_demoted_or_deactivated_user_loses_access_on_the_next_request(client, make_user):
+    make_user("admin@x.io", role="admin")
+    admin = await sign_in(client, "admin@x.io", "password-123")
+    staff_id, as_staff = await _staff_key(client, admin)
+    label_set = {"labels": [{"name": "a"}, {"name": "b"}]}
+    # Used just before the change, so the key was checked moments ago.
+    assert (await client.get("/api/v1/me", headers=as_staff)).json()["role"] == "staff"
+    await client.patch(f"/api/v1/users/{staff_id}", headers=admin, json={"role": "viewer"})
+    refused = await client.post("/api/v1/models/zero-shot-classifier/versions", headers=as_staff, json=label_set)
+    assert refused.status_code == 403 and "staff role" in refused.json()["detail"]
+    assert (await client.get("/api/v1/me", headers=as_staff)).json()["role"] == "viewer"
+    await client.patch(f"/api/v1/users/{staff_id}", headers=admin, json={"is_active": False})
+    assert (await client.get("/api/v1/me", headers=as_staff)).status_code == 401
+
+
+async def test_a_password_reset_ends_sessions_on_the_next_request(client, make_user):
+    make_user("admin@x.io", role="admin")
+    user = make_user("u@x.io")
+    admin = await sign_in(client, "admin@x.io", "password-123")
+    session = await sign_in(client, "u@x.io", "password-123")
+    assert (await client.get("/api/v1/me", headers=session)).status_code == 200
+    await client.post(f"/api/v1/users/{user.id}/reset-password", headers=admin)
+    assert (await client.get("/api/v1/me", headers=session)).status_code == 401
+
+
+async def test_a_key_revoked_by_another_process_is_refused_within_the_credential_cache_time(client, make_user):
+    from app.auth.service import CREDENTIAL_CACHE_SECONDS
+    from app.auth.tables import ApiKey
+    from app.core.db import session_scope
+    from app.core.time import utcnow
+
+    make_user("admin@x.io", role="admin")
+    admin = await sign_in(client, "admin@x.io", "password-123")
+    _, as_staff = await _staff_key(client, admin)
+    assert (await client.get("/api/v1/me", headers=as_staff)).status_code == 200
+    # What another web replica's revoke leaves behind: the row changed, this process not told.
+    with session_scope() as db_session:
+        for key in db_session.exec(select(ApiKey)):
+            key.revoked_at = utcnow()
+            db_session.add(key)
+    await asyncio.sleep(CREDENTIAL_CACHE_SECONDS)
+    assert (await client.get("/api/v1/me", headers=as_staff)).status_code == 401

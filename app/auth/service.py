@@ -1,6 +1,8 @@
 """Users, sign-in sessions and API keys."""
 
 import re
+import threading
+import time
 from datetime import timedelta
 
 import structlog
@@ -18,6 +20,53 @@ WRONG_CREDENTIALS = "Wrong email or password."
 
 # Who changed what: the acting user id is bound to the log context by the API or the UI.
 audit = structlog.get_logger("strata.audit")
+
+
+# How long a process trusts a credential it checked, so that API traffic does not read the
+# database on every request. Revoking a key, ending a session, changing a user's role, active
+# flag or password forgets the user's credentials in this process at once; another process
+# (a second web replica, the UI's own checks) acts on such a change within this many seconds.
+CREDENTIAL_CACHE_SECONDS = 2.0
+_MAX_REMEMBERED_CREDENTIALS = 10_000
+
+
+class _RememberedCredentials:
+    """Credential digest -> (trusted until, monotonic; the user as read then). Only credentials
+    that resolved to an active user are kept: unknown ones always go to the database."""
+
+    def __init__(self) -> None:
+        self._entries: dict[str, tuple[float, User]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, digest: str) -> User | None:
+        entry = self._entries.get(digest)
+        if entry is None or time.monotonic() >= entry[0]:
+            return None
+        return entry[1]
+
+    def put(self, digest: str, user: User, seconds: float) -> None:
+        with self._lock:
+            if len(self._entries) >= _MAX_REMEMBERED_CREDENTIALS:
+                now = time.monotonic()
+                self._entries = {d: e for d, e in self._entries.items() if e[0] > now}
+            self._entries[digest] = (time.monotonic() + min(seconds, CREDENTIAL_CACHE_SECONDS), user)
+
+    def forget(self, *, digest: str | None = None, user_id: int | None = None) -> None:
+        with self._lock:
+            if digest is not None:
+                self._entries.pop(digest, None)
+            if user_id is not None:
+                self._entries = {d: e for d, e in self._entries.items() if e[1].id != user_id}
+
+
+_remembered = _RememberedCredentials()
+
+
+def remembered_user(credential: str) -> User | None:
+    """The active user behind an API key or session token checked in the last
+    CREDENTIAL_CACHE_SECONDS, without a database trip; None: ask user_for_api_key /
+    user_for_session. The User is shared between requests: read it, never change it."""
+    return _remembered.get(security.token_hash(credential)) if credential else None
 
 
 def parse_role(role: str) -> Role:
@@ -88,6 +137,7 @@ def set_role(*, db_session: Session, user_id: int, role: str) -> User:
         _refuse_losing_last_admin(db_session, user)
     user.role = new_role.value
     db_session.add(user)
+    _remembered.forget(user_id=user.id)
     audit.info("user.role_set", target_user_id=user.id, role=user.role)
     return user
 
@@ -99,6 +149,7 @@ def set_active(*, db_session: Session, user_id: int, active: bool) -> User:
         _end_sessions(db_session, user.id)
     user.is_active = active
     db_session.add(user)
+    _remembered.forget(user_id=user.id)
     audit.info("user.activated" if active else "user.deactivated", target_user_id=user.id)
     return user
 
@@ -120,6 +171,7 @@ def reset_password(*, db_session: Session, user_id: int, new_password: str | Non
 def _end_sessions(db_session: Session, user_id: int) -> None:
     for session in db_session.exec(select(UserSession).where(UserSession.user_id == user_id)):
         db_session.delete(session)
+    _remembered.forget(user_id=user_id)
 
 
 def authenticate(*, db_session: Session, settings: Settings, email: str, password: str) -> User:
@@ -169,22 +221,24 @@ def user_for_session(*, db_session: Session, token: str) -> User | None:
     """The active user behind a session token, or None if it is unknown or expired."""
     if not token:
         return None
-    session = db_session.exec(
-        select(UserSession).where(UserSession.token_hash == security.token_hash(token))
-    ).first()
+    session = db_session.exec(select(UserSession).where(UserSession.token_hash == security.token_hash(token))).first()
     if session is None:
         return None
-    if session.expires_at <= utcnow():
+    now = utcnow()
+    if session.expires_at <= now:
         db_session.delete(session)
         return None
     user = db_session.get(User, session.user_id)
-    return user if user and user.is_active else None
+    if user is None or not user.is_active:
+        return None
+    _remembered.put(session.token_hash, user, (session.expires_at - now).total_seconds())
+    return user
 
 
 def end_session(*, db_session: Session, token: str) -> None:
-    session = db_session.exec(
-        select(UserSession).where(UserSession.token_hash == security.token_hash(token))
-    ).first()
+    digest = security.token_hash(token)
+    _remembered.forget(digest=digest)
+    session = db_session.exec(select(UserSession).where(UserSession.token_hash == digest)).first()
     if session:
         db_session.delete(session)
 
@@ -216,6 +270,7 @@ def revoke_api_key(*, db_session: Session, key_id: int) -> ApiKey:
     key = db_session.get(ApiKey, key_id)
     if key is None:
         raise NotFound(f"No API key with id {key_id}.")
+    _remembered.forget(digest=key.key_hash)
     if key.revoked_at is None:
         key.revoked_at = utcnow()
         db_session.add(key)
@@ -227,9 +282,7 @@ LAST_USED_PRECISION = timedelta(minutes=1)
 
 
 def user_for_api_key(*, db_session: Session, plaintext: str) -> User | None:
-    key = db_session.exec(
-        select(ApiKey).where(ApiKey.key_hash == security.token_hash(plaintext))
-    ).first()
+    key = db_session.exec(select(ApiKey).where(ApiKey.key_hash == security.token_hash(plaintext))).first()
     if key is None or key.revoked_at is not None:
         return None
     user = db_session.get(User, key.user_id)
@@ -240,6 +293,7 @@ def user_for_api_key(*, db_session: Session, plaintext: str) -> User | None:
     if key.last_used_at is None or now - key.last_used_at > LAST_USED_PRECISION:
         key.last_used_at = now
         db_session.add(key)
+    _remembered.put(key.key_hash, user, CREDENTIAL_CACHE_SECONDS)
     return user
 
 

@@ -86,10 +86,11 @@ class Caller:
     identity: str
 
 
-async def rate_limited_caller(request: Request, user: CurrentUser, settings: SettingsDep) -> Caller:
+async def rate_limited_caller(request: Request, user: CurrentUser) -> Caller:
     """The caller, after taking one request from their rate limit (429 with Retry-After when none is left)."""
     credential = bearer_credential(request)
-    limit = settings.rate_limit_per_minute
+    # Not SettingsDep: FastAPI runs a sync dependency in a worker thread, a round trip per request.
+    limit = get_settings().rate_limit_per_minute
     if credential.startswith(API_KEY_PREFIX):
         key_id, key_limit = ratelimit.remembered_api_key_identity(credential) or await run_in_session(
             ratelimit.api_key_identity, plaintext=credential
