@@ -47,6 +47,15 @@ class ModelCheckRow:
     error: str
 
 
+def _throughput(report: dict) -> str:
+    """Sentences/s for an embedder, tokens/s for a chat model."""
+    if report.get("throughput_per_s") is not None:
+        return f"{report['throughput_per_s']:.0f} sentences/s"
+    if report.get("tokens_per_s") is not None:
+        return f"{report['tokens_per_s']:.1f} tokens/s"
+    return "not measured"
+
+
 def _model_checks(result: dict | None) -> list[ModelCheckRow]:
     return [
         ModelCheckRow(
@@ -60,9 +69,7 @@ def _model_checks(result: dict | None) -> list[ModelCheckRow]:
             latency=f"{report['latency_ms_p50']:.1f} ms p50, {report['latency_ms_p95']:.1f} ms p95"
             if report.get("latency_ms_p50") is not None
             else "not measured",
-            throughput=f"{report['throughput_per_s']:.0f} sentences/s"
-            if report.get("throughput_per_s") is not None
-            else "not measured",
+            throughput=_throughput(report),
             passed=report["passed"],
             error=report.get("error") or "",
         )

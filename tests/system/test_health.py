@@ -6,6 +6,7 @@ import httpx
 import pytest
 
 from app.api import build_api
+from app.core import migrations
 from app.system.service import system_health
 
 
@@ -25,7 +26,7 @@ async def test_all_components_up_with_their_details(client, workers):
             break
         await asyncio.sleep(0.5)
     assert all(c.ok for c in components.values()), {n: c.error for n, c in components.items()}
-    assert components["database"].details["migration"] == "0001"
+    assert components["database"].details["migration"] == migrations.head_revision()
     assert components["redis"].details["server"] == "valkey"
     assert components["chroma"].details["version"]
     assert components["workers"].details["workers"] == "1"
