@@ -2,8 +2,11 @@
 Redis is an accelerator here, never a dependency: when it is down, predictions are
 computed uncached (and Redis is left alone for a few seconds, see loop_redis)."""
 
+import asyncio
 import hashlib
 import json
+from collections import Counter
+from dataclasses import dataclass, field
 
 import redis
 import structlog
@@ -53,21 +56,57 @@ async def lookup(version_id: int, texts: list[str]) -> list[Output | None]:
     return answers
 
 
+@dataclass
+class _PendingWrites:
+    """What the stores of one turn of an event loop write, in one round trip."""
+
+    loop: asyncio.AbstractEventLoop
+    written: asyncio.Future
+    answers: dict[str, str] = field(default_factory=dict)
+    served: Counter[int] = field(default_factory=Counter)
+
+
+# Per event loop, the writes the next store joins (until they are sent); the tasks sending them.
+_pending: dict[int, _PendingWrites] = {}
+_writers: set[asyncio.Task] = set()
+
+
 async def store(version_id: int, computed: dict[str, Output], served: int) -> None:
-    """Caches freshly computed answers and counts what the version served."""
+    """Caches freshly computed answers and counts what the version served; returns once written.
+
+    The requests of one model batch finish in the same turn of the event loop: their stores
+    are sent together, one pipeline instead of a round trip each."""
     client = loop_redis()
     if client is None:
         return
-    ttl = get_settings().prediction_cache_ttl_seconds
+    loop = asyncio.get_running_loop()
+    pending = _pending.get(id(loop))
+    if pending is None or pending.loop is not loop:
+        pending = _pending[id(loop)] = _PendingWrites(loop, loop.create_future())
+        writer = loop.create_task(_write(client, pending))
+        _writers.add(writer)
+        writer.add_done_callback(_writers.discard)
+    if get_settings().prediction_cache_ttl_seconds > 0:
+        for text, output in computed.items():
+            pending.answers[_answer_key(version_id, text)] = json.dumps(output)
+    pending.served[version_id] += served
+    await asyncio.shield(pending.written)
+
+
+async def _write(client, pending: _PendingWrites) -> None:
+    if _pending.get(id(pending.loop)) is pending:
+        del _pending[id(pending.loop)]
     try:
         async with client.pipeline(transaction=False) as pipe:
-            for text, output in computed.items():
-                if ttl > 0:
-                    pipe.set(_answer_key(version_id, text), json.dumps(output), ex=ttl)
-            pipe.incrby(served_key(version_id), served)
+            for key, value in pending.answers.items():
+                pipe.set(key, value, ex=get_settings().prediction_cache_ttl_seconds)
+            for version_id, count in pending.served.items():
+                pipe.incrby(served_key(version_id), count)
             await pipe.execute()
     except (redis.RedisError, OSError) as exc:
         _failed(exc)
+    finally:
+        pending.written.set_result(None)
 
 
 def served_counts(version_ids: list[int]) -> dict[int, int] | None:

@@ -185,6 +185,18 @@ async def test_concurrent_requests_are_batched_and_each_gets_its_own_answers():
     assert calls - 4 < 28 / 2
 
 
+async def test_answers_of_concurrent_requests_are_all_cached_and_counted():
+    texts = [f"Headline {i}: the {topic} story of the day." for i, topic in enumerate(["sport", "tech", "money"] * 6)]
+    await asyncio.gather(
+        *(service.predict(model_name=CLASSIFIER_NAME, inputs=[text], caller=f"user:{i}") for i, text in enumerate(texts))
+    )
+    again = await service.predict(model_name=CLASSIFIER_NAME, inputs=texts, caller="user:1")
+    assert again.cached == len(texts)
+    with session_scope() as db_session:
+        (version,) = service.list_versions(db_session=db_session, model_name=CLASSIFIER_NAME)
+    assert version.served == 2 * len(texts)
+
+
 @pytest.mark.parametrize(
     ("inputs", "problem"),
     [
