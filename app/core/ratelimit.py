@@ -8,6 +8,7 @@ requests are not limited: refusing every request would be worse than not countin
 
 The limit is STRATA_RATE_LIMIT_PER_MINUTE, or an admin's override for one API key."""
 
+import hashlib
 import math
 import time
 
@@ -49,7 +50,18 @@ redis.call('PEXPIRE', KEYS[1], 60000 + 1000)
 return wait_ms
 """
 
+_TAKE_TOKEN_SHA1 = hashlib.sha1(_TAKE_TOKEN.encode()).hexdigest()
+
 _key_limits: dict[str, tuple[float, int, int | None]] = {}
+
+
+async def _take_token_script(client, key: str, limit_per_minute: int):
+    """By the script's digest (Redis keeps scripts it has run): the script's text goes to Redis,
+    and is hashed there, only the first time (or after a restart or SCRIPT FLUSH)."""
+    try:
+        return await client.evalsha(_TAKE_TOKEN_SHA1, 1, key, limit_per_minute)
+    except redis.exceptions.NoScriptError:
+        return await client.eval(_TAKE_TOKEN, 1, key, limit_per_minute)
 
 
 async def take_token(identity: str, limit_per_minute: int) -> None:
@@ -58,7 +70,7 @@ async def take_token(identity: str, limit_per_minute: int) -> None:
     if client is None:
         return
     try:
-        wait_ms = int(await client.eval(_TAKE_TOKEN, 1, f"strata:ratelimit:{identity}", limit_per_minute))
+        wait_ms = int(await _take_token_script(client, f"strata:ratelimit:{identity}", limit_per_minute))
     except (redis.RedisError, OSError) as exc:
         mark_redis_down()
         log.warning("ratelimit.redis_unavailable", error=str(exc))

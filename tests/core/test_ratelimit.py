@@ -48,3 +48,13 @@ async def test_requests_are_not_limited_while_redis_is_down(clean_redis, valkey_
     finally:
         valkey_server.start()
         reset_loop_redis()
+
+
+async def test_limits_hold_when_redis_has_forgotten_the_script(clean_redis):
+    import redis
+
+    await ratelimit.take_token("user:5", 2)
+    redis.Redis.from_url(clean_redis).script_flush()  # as after a Redis restart
+    await ratelimit.take_token("user:5", 2)
+    with pytest.raises(TooManyAttempts):
+        await ratelimit.take_token("user:5", 2)
