@@ -263,3 +263,9 @@ def workers(db, worker_env):
     yield start
     for worker in started:
         worker.stop()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Browser tests last: Playwright's sync API keeps an event loop running in the main
+    thread until its session fixture ends, and no test after it could use asyncio.run."""
+    items.sort(key=lambda item: item.get_closest_marker("browser") is not None)

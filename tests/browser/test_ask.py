@@ -71,3 +71,23 @@ def test_ask_a_pdf_and_open_the_cited_page(admin_page):
     )
     original = page.request.get(link.get_attribute("href"))
     assert original.ok and original.body() == ALICE_PDF.read_bytes()
+
+    # A follow-up in the same conversation, stopped as soon as it starts writing.
+    page.keyboard.press("Escape")
+    page.fill("#question", "And what did she do with the bottle?")
+    page.click("#ask")
+    page.wait_for_function("() => (document.querySelector('#live-answer')?.innerText ?? '').length > 0")
+    page.click("#stop")
+    expect(page.locator("#stop")).to_have_count(0)
+    expect(page.locator(".turn-answer").last).to_contain_text("stopped")
+
+    # Rated, then reopened later from the conversation list.
+    page.locator(".turn-answer").first.locator(".thumbs-up").click()
+    page.fill("#feedback-comment", "Right page.")
+    page.click("#feedback-send")
+    expect(page.get_by_text("Thanks, your feedback is saved.")).to_be_visible()
+    page.click("#new-conversation")
+    expect(page.locator(".turn-answer")).to_have_count(0)
+    page.locator(".conversation-row").get_by_text(ALICE_QUESTION).click()
+    expect(page.locator(".turn-question")).to_have_count(2)
+    expect(page.locator(".turn-answer")).to_have_count(2)
