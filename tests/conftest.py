@@ -202,6 +202,16 @@ def make_user(db):
     return make
 
 
+@pytest.fixture
+def staff(make_user):
+    return make_user("staff@x.io", role="staff")
+
+
+@pytest.fixture
+def viewer(make_user):
+    return make_user("viewer@x.io", role="viewer")
+
+
 def run_strata(*args: str, env: dict | None = None, input: str | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
         [str(REPO / ".venv" / "bin" / "strata"), *args],

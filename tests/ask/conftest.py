@@ -9,9 +9,7 @@ from tests.knowledge.conftest import (  # noqa: F401 - fixtures shared with the 
     client,
     create_kb,
     sign_in,
-    staff,
     upload,
-    viewer,
     wait_documents,
 )
 

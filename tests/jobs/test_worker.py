@@ -4,10 +4,7 @@
 import asyncio
 import shutil
 
-import pytest
-
 import app.job_kinds  # noqa: F401 - registers the job kinds, as the web and worker do
-from app.auth.tables import Role
 from app.core.db import session_scope
 from app.jobs_board import service
 from app.jobs_board.tables import Job, JobStatus
@@ -38,11 +35,6 @@ def wait_mid_run(job_id: str) -> Job:
         "the job to be part-way through",
         interval=0.05,
     )
-
-
-@pytest.fixture
-def staff(make_user):
-    return make_user("staff@x.io", role=Role.staff.value)
 
 
 def test_verify_models_reports_sha256_parity_and_speed(workers, staff):

@@ -6,11 +6,6 @@ from app.jobs_board import service
 from app.jobs_board.tables import JobStatus
 
 
-@pytest.fixture
-def staff(make_user):
-    return make_user("s@x.io", role="staff")
-
-
 def test_viewers_cannot_create_jobs_and_unknown_kinds_are_refused(db_session, make_user, staff):
     viewer = make_user("v@x.io")
     with pytest.raises(Forbidden):

@@ -32,16 +32,6 @@ def alice_pdf() -> bytes:
 
 
 @pytest.fixture
-def staff(make_user):
-    return make_user("staff@x.io", role="staff")
-
-
-@pytest.fixture
-def viewer(make_user):
-    return make_user("viewer@x.io", role="viewer")
-
-
-@pytest.fixture
 async def client(db, redis_url):
     transport = httpx.ASGITransport(app=build_api())
     async with httpx.AsyncClient(transport=transport, base_url="http://strata", timeout=60) as client:

@@ -30,12 +30,3 @@ def registry(db, redis_url, settings):
     yield
     forget_process_state()
 
-
-@pytest.fixture
-def staff(make_user):
-    return make_user("staff@x.io", role="staff")
-
-
-@pytest.fixture
-def viewer(make_user):
-    return make_user("viewer@x.io", role="viewer")
