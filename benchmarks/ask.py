@@ -18,17 +18,15 @@ from STRATA_MODELS_DIR (default .cache/models). Prints numbers, asserts nothing.
 import argparse
 import asyncio
 import os
-import shutil
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from benchmarks.retrieval import add, start_chroma  # noqa: E402
+from benchmarks.retrieval import add, scratch_knowledge_base  # noqa: E402
 from models.manifest import GENERATOR_NAME  # noqa: E402
 
 ALICE_PDF = REPO / ".cache" / "data" / "alice.pdf"
@@ -51,45 +49,18 @@ def main() -> None:
     if not ALICE_PDF.is_file():
         raise SystemExit(f"{ALICE_PDF} is missing: run `make sample-data`")
 
-    scratch = Path(tempfile.mkdtemp(prefix="strata-ask-bench-"))
-    chroma, chroma_url = start_chroma(scratch / "chroma")
-    os.environ.update(
-        STRATA_DATA_DIR=str(scratch / "data"),
-        STRATA_CHROMA_URL=chroma_url,
-        STRATA_MODELS_DIR=os.environ.get("STRATA_MODELS_DIR", str(REPO / ".cache" / "models")),
-        STRATA_LLM_MAX_TOKENS=str(args.max_tokens),
-        STRATA_LOG_LEVEL="WARNING",
-    )
-    for variable in ("STRATA_DATABASE_URL", "STRATA_LLM_BASE_URL"):
-        os.environ.pop(variable, None)
-    try:
-        run(args)
-    finally:
-        chroma.terminate()
-        chroma.wait(10)
-        shutil.rmtree(scratch, ignore_errors=True)
+    with scratch_knowledge_base("Alice", STRATA_LLM_MAX_TOKENS=str(args.max_tokens)) as (settings, user, kb):
+        run(args, settings, user, kb)
 
 
-def run(args) -> None:
+def run(args, settings, user, knowledge_base) -> None:
     from sqlmodel import select
 
-    from app.auth import service as auth_service
-    from app.core import migrations, ml
+    from app.core import ml
     from app.core.db import session_scope
-    from app.core.logging import configure_logging
-    from app.core.settings import get_settings
     from app.knowledge import service as knowledge
     from app.knowledge.tables import Chunk
 
-    settings = get_settings()
-    configure_logging("WARNING")
-    settings.resolved_data_dir.mkdir(parents=True, exist_ok=True)
-    migrations.upgrade(settings.effective_database_url)
-    with session_scope() as db_session:
-        user = auth_service.create_user(
-            db_session=db_session, email="bench@strata.local", name="", role="admin", password="benchmark-password"
-        )
-        knowledge_base = knowledge.create_knowledge_base(db_session=db_session, user=user, name="Alice")
     document_id = add(session_scope, settings, user, knowledge_base.id, "alice.pdf", ALICE_PDF.read_bytes())
 
     ml.embed(["warm up"])

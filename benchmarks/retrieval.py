@@ -25,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -132,40 +133,52 @@ def main() -> None:
     if not (PYTHON_DOCS / "faq").is_dir():
         raise SystemExit(f"{PYTHON_DOCS}/faq is missing: run `make sample-data` (installs Debian python3.11-doc)")
 
-    scratch = Path(tempfile.mkdtemp(prefix="strata-retrieval-"))
+    with scratch_knowledge_base("Python docs") as (settings, user, knowledge_base):
+        run(args, settings, user, knowledge_base)
+
+
+@contextmanager
+def scratch_knowledge_base(name: str, **env: str):
+    """An empty knowledge base, and its admin, in a scratch data directory with its own
+    SQLite database and Chroma server, all removed afterwards. Yields (settings, user, knowledge base)."""
+    scratch = Path(tempfile.mkdtemp(prefix="strata-bench-"))
     chroma, chroma_url = start_chroma(scratch / "chroma")
     os.environ.update(
         STRATA_DATA_DIR=str(scratch / "data"),
         STRATA_CHROMA_URL=chroma_url,
         STRATA_MODELS_DIR=os.environ.get("STRATA_MODELS_DIR", str(REPO / ".cache" / "models")),
         STRATA_LOG_LEVEL="WARNING",
+        **env,
     )
-    os.environ.pop("STRATA_DATABASE_URL", None)
+    for variable in ("STRATA_DATABASE_URL", "STRATA_LLM_BASE_URL"):
+        os.environ.pop(variable, None)
     try:
-        run(args)
+        from app.auth import service as auth_service
+        from app.core import migrations
+        from app.core.db import session_scope
+        from app.core.logging import configure_logging
+        from app.core.settings import get_settings
+        from app.knowledge import service
+
+        settings = get_settings()
+        configure_logging("WARNING")
+        settings.resolved_data_dir.mkdir(parents=True, exist_ok=True)
+        migrations.upgrade(settings.effective_database_url)
+        with session_scope() as db_session:
+            user = auth_service.create_user(
+                db_session=db_session, email="bench@strata.local", name="", role="admin", password="benchmark-password"
+            )
+            knowledge_base = service.create_knowledge_base(db_session=db_session, user=user, name=name)
+        yield settings, user, knowledge_base
     finally:
         chroma.terminate()
         chroma.wait(10)
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-def run(args) -> None:
-    from app.auth import service as auth_service
-    from app.core import migrations
+def run(args, settings, user, knowledge_base) -> None:
     from app.core.db import session_scope
-    from app.core.logging import configure_logging
-    from app.core.settings import get_settings
     from app.knowledge import service
-
-    settings = get_settings()
-    configure_logging("WARNING")
-    settings.resolved_data_dir.mkdir(parents=True, exist_ok=True)
-    migrations.upgrade(settings.effective_database_url)
-    with session_scope() as db_session:
-        user = auth_service.create_user(
-            db_session=db_session, email="bench@strata.local", name="", role="admin", password="benchmark-password"
-        )
-        knowledge_base = service.create_knowledge_base(db_session=db_session, user=user, name="Python docs")
 
     pairs = faq_pairs()
     pages = distractor_pages(args.distractors)
