@@ -127,10 +127,6 @@ class Batcher:
         self._queue: asyncio.Queue[_Request] = asyncio.Queue()
         self._task: asyncio.Task | None = None
         self._concurrent = False
-        # Batches in flight: the next one is gathered and started while the previous one runs,
-        # so the model does not sit idle while the event loop answers the previous batch.
-        self._slots = asyncio.Semaphore(INFERENCE_THREADS)
-        self._running: set[asyncio.Task] = set()
 
     async def run(self, texts: list[str]) -> list[Output]:
         if self._task is None or self._task.done():
@@ -158,29 +154,21 @@ class Batcher:
 
     async def _serve(self) -> None:
         while True:
-            await self._slots.acquire()
             batch = await self._gather()
-            task = asyncio.create_task(self._answer(batch))
-            self._running.add(task)
-            task.add_done_callback(self._running.discard)
-
-    async def _answer(self, batch: list[_Request]) -> None:
-        texts = [text for request in batch for text in request.texts]
-        SERVING_BATCH_SIZE.observe(len(texts))
-        try:
-            outputs = await asyncio.get_running_loop().run_in_executor(self._executor, self._infer, texts)
-        except Exception as exc:  # noqa: BLE001 - every waiting request gets the error
+            texts = [text for request in batch for text in request.texts]
+            SERVING_BATCH_SIZE.observe(len(texts))
+            try:
+                outputs = await asyncio.get_running_loop().run_in_executor(self._executor, self._infer, texts)
+            except Exception as exc:  # noqa: BLE001 - every waiting request gets the error
+                for request in batch:
+                    if not request.future.done():
+                        request.future.set_exception(exc)
+                continue
+            start = 0
             for request in batch:
                 if not request.future.done():
-                    request.future.set_exception(exc)
-            return
-        finally:
-            self._slots.release()
-        start = 0
-        for request in batch:
-            if not request.future.done():
-                request.future.set_result(outputs[start : start + len(request.texts)])
-            start += len(request.texts)
+                    request.future.set_result(outputs[start : start + len(request.texts)])
+                start += len(request.texts)
 
     def _infer(self, texts: list[str]) -> list[Output]:
         return self._versions.get(self.ref).run(texts)
