@@ -10,7 +10,7 @@ from sqlmodel import Session
 
 from app.auth import service as auth_service
 from app.auth.tables import Role, User
-from app.core import ratelimit
+from app.core import coalesce, ratelimit
 from app.core.db import run_in_session, session_scope
 from app.core.errors import Unauthorized
 from app.core.security import API_KEY_PREFIX
@@ -58,7 +58,9 @@ async def current_user(request: Request) -> User:
     credential = bearer_credential(request) or request.cookies.get(SESSION_COOKIE, "")
     if not credential:
         raise Unauthorized("Sign in or send 'Authorization: Bearer <api key>'.")
-    user = auth_service.remembered_user(credential) or await _user_from_database(credential)
+    user = auth_service.remembered_user(credential) or await coalesce.shared(
+        ("credential", credential), lambda: _user_from_database(credential)
+    )
     request.state.user_id = user.id
     structlog.contextvars.bind_contextvars(user_id=user.id)
     return user
@@ -92,8 +94,8 @@ async def rate_limited_caller(request: Request, user: CurrentUser) -> Caller:
     # Not SettingsDep: FastAPI runs a sync dependency in a worker thread, a round trip per request.
     limit = get_settings().rate_limit_per_minute
     if credential.startswith(API_KEY_PREFIX):
-        key_id, key_limit = ratelimit.remembered_api_key_identity(credential) or await run_in_session(
-            ratelimit.api_key_identity, plaintext=credential
+        key_id, key_limit = ratelimit.remembered_api_key_identity(credential) or await coalesce.shared(
+            ("key limit", credential), lambda: run_in_session(ratelimit.api_key_identity, plaintext=credential)
         )
         identity = f"key:{key_id}"
         limit = key_limit or limit

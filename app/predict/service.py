@@ -18,7 +18,7 @@ from sqlmodel import Session, col, select
 
 from app.auth.service import require_role
 from app.auth.tables import Role, User
-from app.core import ml
+from app.core import coalesce, ml
 from app.core.db import run_in_session
 from app.core.errors import Conflict, InvalidInput, NotFound
 from app.core.metrics import PREDICTIONS_SERVED
@@ -510,7 +510,7 @@ async def _served_version(model_name: str, caller: str, version_number: int | No
         return await run_in_session(_load_pinned, model_name=model_name, version_number=version_number)
     route = routes.get(model_name)
     if route is None:
-        route = await run_in_session(_load_route, model_name=model_name)
+        route = await coalesce.shared(("route", model_name), lambda: run_in_session(_load_route, model_name=model_name))
         routes.put(route)
     served = choose(route, caller)
     if served is None:
