@@ -31,7 +31,7 @@ export REFLEX_CHECK_LATEST_VERSION := false
 export ORT_DISABLE_TELEMETRY := 1
 export ANONYMIZED_TELEMETRY := False
 
-.PHONY: help install bun models run stop test test-models sample-data chromium frontend image clean
+.PHONY: help install bun models run stop test lint test-models sample-data chromium frontend image clean
 
 help:
 	@sed -n '3,9p' Makefile
@@ -94,8 +94,12 @@ test-models: install
 sample-data: install
 	scripts/fetch-sample-documents.sh
 
-test: install bun chromium test-models frontend sample-data
+test: install bun chromium test-models frontend sample-data lint
 	STRATA_MODELS_DIR=$(TEST_MODELS_DIR) $(BIN)/python -m pytest -q
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 # ------------------------------------------------------------------------ image
 

@@ -1,6 +1,6 @@
-from alembic import context
 from sqlalchemy import Connection
 
+from alembic import context
 from app.core.db import get_engine, make_engine
 from app.tables import metadata
 

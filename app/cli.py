@@ -84,9 +84,7 @@ def users_create(
     """Create a user."""
     try:
         with session_scope() as db_session:
-            user = auth_service.create_user(
-                db_session=db_session, email=email, name=name, role=role, password=password
-            )
+            user = auth_service.create_user(db_session=db_session, email=email, name=name, role=role, password=password)
             typer.echo(f"Created {user.email} ({user.role}), id {user.id}.")
     except StrataError as exc:
         _fail(exc.message)
@@ -97,9 +95,7 @@ def users_list(as_json: bool = typer.Option(False, "--json", help="Print JSON"))
     """List users."""
     with session_scope() as db_session:
         users = auth_service.list_users(db_session=db_session)
-        rows = [
-            {"id": u.id, "email": u.email, "name": u.name, "role": u.role, "active": u.is_active} for u in users
-        ]
+        rows = [{"id": u.id, "email": u.email, "name": u.name, "role": u.role, "active": u.is_active} for u in users]
     if as_json:
         typer.echo(json.dumps(rows))
         return
@@ -166,7 +162,9 @@ def models_build(force: bool = typer.Option(False, help="Rebuild even if up to d
 
     manifests = build_models(get_settings().resolved_models_dir, force=force, log=typer.echo)
     for manifest in manifests:
-        typer.echo(f"{manifest.name}: {manifest.file} sha256 {manifest.sha256[:16]}… parity {manifest.parity.min_cosine:.5f}")
+        typer.echo(
+            f"{manifest.name}: {manifest.file} sha256 {manifest.sha256[:16]}… parity {manifest.parity.min_cosine:.5f}"
+        )
 
 
 @models_cli.command("verify")

@@ -106,8 +106,16 @@ class ChromaServer:
 
     def start(self) -> None:
         self.process = subprocess.Popen(
-            [str(REPO / ".venv" / "bin" / "chroma"), "run", "--path", str(self.path),
-             "--host", "127.0.0.1", "--port", self.url.rsplit(":", 1)[1]],
+            [
+                str(REPO / ".venv" / "bin" / "chroma"),
+                "run",
+                "--path",
+                str(self.path),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                self.url.rsplit(":", 1)[1],
+            ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             env={**os.environ, "ANONYMIZED_TELEMETRY": "False"},

@@ -61,8 +61,13 @@ async def test_admin_manages_users_and_keys_and_a_key_acts_as_its_owner(client, 
 async def test_viewer_is_refused_admin_and_staff_routes(client, make_user):
     make_user("v@x.io", role="viewer")
     viewer = await sign_in(client, "v@x.io", "password-123")
-    for method, path in [("GET", "/api/v1/users"), ("POST", "/api/v1/keys"), ("GET", "/api/v1/jobs"),
-                         ("PATCH", "/api/v1/users/1"), ("POST", "/api/v1/jobs")]:
+    for method, path in [
+        ("GET", "/api/v1/users"),
+        ("POST", "/api/v1/keys"),
+        ("GET", "/api/v1/jobs"),
+        ("PATCH", "/api/v1/users/1"),
+        ("POST", "/api/v1/jobs"),
+    ]:
         response = await client.request(method, path, headers=viewer, json={"kind": "verify_models", "user_id": 1})
         assert response.status_code == 403, (method, path, response.text)
         assert "needs the" in response.json()["detail"]
@@ -71,7 +76,9 @@ async def test_viewer_is_refused_admin_and_staff_routes(client, make_user):
 async def test_staff_cannot_manage_users(client, make_user):
     make_user("s@x.io", role="staff")
     staff = await sign_in(client, "s@x.io", "password-123")
-    assert (await client.post("/api/v1/users", headers=staff, json={"email": "z@x.io", "password": "12345678"})).status_code == 403
+    assert (
+        await client.post("/api/v1/users", headers=staff, json={"email": "z@x.io", "password": "12345678"})
+    ).status_code == 403
 
 
 async def test_errors_are_json_without_stack_traces(client, make_user):

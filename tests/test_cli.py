@@ -13,9 +13,21 @@ def cli_env(database_url, db):
 
 
 def test_every_command_has_help():
-    for command in ([], ["run"], ["stop"], ["worker"], ["migrate"], ["users", "create"], ["users", "list"],
-                    ["users", "set-role"], ["keys", "create"], ["keys", "list"], ["keys", "revoke"],
-                    ["models", "build"], ["models", "verify"]):
+    for command in (
+        [],
+        ["run"],
+        ["stop"],
+        ["worker"],
+        ["migrate"],
+        ["users", "create"],
+        ["users", "list"],
+        ["users", "set-role"],
+        ["keys", "create"],
+        ["keys", "list"],
+        ["keys", "revoke"],
+        ["models", "build"],
+        ["models", "verify"],
+    ):
         result = run_strata(*command, "--help")
         assert result.returncode == 0, (command, result.stderr)
         assert "Usage" in result.stdout

@@ -43,9 +43,12 @@ async def test_admin_actions_are_audited_with_the_acting_user(db, redis_url, mak
     make_user("admin@x.io", role="admin")
     transport = httpx.ASGITransport(app=build_api())
     async with httpx.AsyncClient(transport=transport, base_url="http://strata") as client:
-        token = (await client.post("/api/v1/auth/login", json={"email": "admin@x.io", "password": "password-123"})).json()["token"]
+        token = (
+            await client.post("/api/v1/auth/login", json={"email": "admin@x.io", "password": "password-123"})
+        ).json()["token"]
         created = await client.post(
-            "/api/v1/users", headers={"Authorization": f"Bearer {token}"},
+            "/api/v1/users",
+            headers={"Authorization": f"Bearer {token}"},
             json={"email": "new@x.io", "role": "staff", "password": "new-password"},
         )
     records = [json.loads(line) for line in json_logs.readouterr().out.splitlines() if line.startswith("{")]

@@ -480,9 +480,11 @@ def test_stack_starts_restarts_and_stops_clean(tmp_path):
         stack.wait(lambda: all(not Path(f"/proc/{p}").exists() or _zombie(p) for p in web_children), 10,
                    "the old web workers to exit")  # fmt: skip
         stack.wait(
-            lambda: stack.status()["web"][0] == "RUNNING"
-            and stack.status()["web"][1] != web_pid
-            and stack.get("/ping", timeout=5).status_code == 200,
+            lambda: (
+                stack.status()["web"][0] == "RUNNING"
+                and stack.status()["web"][1] != web_pid
+                and stack.get("/ping", timeout=5).status_code == 200
+            ),
             120,
             "web to be restarted by supervisord",
         )

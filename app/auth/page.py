@@ -17,7 +17,14 @@ def login_page() -> rx.Component:
                         rx.callout(LoginState.error, icon="triangle-alert", color_scheme="red", id="login-error"),
                     ),
                     rx.input(placeholder="Email", name="email", type="email", required=True, width="100%", id="email"),
-                    rx.input(placeholder="Password", name="password", type="password", required=True, width="100%", id="password"),
+                    rx.input(
+                        placeholder="Password",
+                        name="password",
+                        type="password",
+                        required=True,
+                        width="100%",
+                        id="password",
+                    ),
                     rx.button("Sign in", type="submit", width="100%", id="sign-in"),
                     spacing="3",
                     width="320px",
@@ -68,7 +75,13 @@ def users_page() -> rx.Component:
                 rx.input(placeholder="email", name="email", required=True, id="new-user-email"),
                 rx.input(placeholder="name", name="name", id="new-user-name"),
                 rx.select(ROLES, name="role", default_value="viewer", id="new-user-role"),
-                rx.input(placeholder="password (8+ characters)", name="password", type="password", required=True, id="new-user-password"),
+                rx.input(
+                    placeholder="password (8+ characters)",
+                    name="password",
+                    type="password",
+                    required=True,
+                    id="new-user-password",
+                ),
                 rx.button("Create user", type="submit", id="create-user"),
                 wrap="wrap",
             ),
@@ -88,7 +101,9 @@ def users_page() -> rx.Component:
         ),
         rx.table.root(
             rx.table.header(
-                rx.table.row(*[rx.table.column_header_cell(h) for h in ("Email", "Name", "Role", "Active", "Created", "")])
+                rx.table.row(
+                    *[rx.table.column_header_cell(h) for h in ("Email", "Name", "Role", "Active", "Created", "")]
+                )
             ),
             rx.table.body(rx.foreach(UsersState.users, _user_row)),
             width="100%",
@@ -139,7 +154,9 @@ def keys_page() -> rx.Component:
         ),
         rx.table.root(
             rx.table.header(
-                rx.table.row(*[rx.table.column_header_cell(h) for h in ("Key", "Name", "Owner", "Created", "Last used", "")])
+                rx.table.row(
+                    *[rx.table.column_header_cell(h) for h in ("Key", "Name", "Owner", "Created", "Last used", "")]
+                )
             ),
             rx.table.body(rx.foreach(KeysState.keys, _key_row)),
             width="100%",

@@ -24,7 +24,10 @@ def acting_user() -> User:
 
 class AuthState(rx.State):
     session_token: str = rx.Cookie(
-        "", name="strata_session", path="/", same_site="strict",
+        "",
+        name="strata_session",
+        path="/",
+        same_site="strict",
         max_age=int(get_settings().session_hours * 3600),
     )
     user_email: str = ""
@@ -219,9 +222,7 @@ class UsersState(AuthState):
 
     async def _reload(self) -> None:
         users = await run_in_session(auth_service.list_users)
-        self.users = [
-            UserRow(u.id, u.email, u.name, u.role, u.is_active, _when(u.created_at)) for u in users
-        ]
+        self.users = [UserRow(u.id, u.email, u.name, u.role, u.is_active, _when(u.created_at)) for u in users]
 
 
 class KeysState(AuthState):
@@ -263,7 +264,9 @@ class KeysState(AuthState):
     async def _reload(self) -> None:
         pairs = await run_in_session(auth_service.list_api_keys)
         self.keys = [
-            KeyRow(k.id, k.name, k.prefix, u.email, _when(k.created_at), _when(k.last_used_at), k.revoked_at is not None)
+            KeyRow(
+                k.id, k.name, k.prefix, u.email, _when(k.created_at), _when(k.last_used_at), k.revoked_at is not None
+            )
             for k, u in pairs
         ]
         self.owner_emails = [u.email for u in await run_in_session(auth_service.list_users) if u.is_active]

@@ -10,9 +10,7 @@ from app.core.db import session_scope
 HTTP_REQUESTS = Counter(
     "strata_http_requests_total", "HTTP requests answered by the API", ["method", "route", "status"]
 )
-HTTP_LATENCY = Histogram(
-    "strata_http_request_duration_seconds", "API request latency", ["method", "route"]
-)
+HTTP_LATENCY = Histogram("strata_http_request_duration_seconds", "API request latency", ["method", "route"])
 MODEL_INFERENCE_LATENCY = Histogram(
     "strata_model_inference_duration_seconds",
     "Latency of one model call (a batch of inputs)",

@@ -635,9 +635,7 @@ def _build_lock() -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def ensure_frontend(
-    settings: Settings, *, force: bool = False, env: Mapping[str, str] | None = None
-) -> bool:
+def ensure_frontend(settings: Settings, *, force: bool = False, env: Mapping[str, str] | None = None) -> bool:
     """Build the production frontend unless `.web/build` matches the inputs.
 
     Returns True when a build ran. Raises RuntimeError when it failed.

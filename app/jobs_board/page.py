@@ -72,7 +72,10 @@ def _result_card() -> rx.Component:
             rx.table.root(
                 rx.table.header(
                     rx.table.row(
-                        *[rx.table.column_header_cell(h) for h in ("Model", "sha256", "Parity (min cosine)", "Latency", "Throughput", "")]
+                        *[
+                            rx.table.column_header_cell(h)
+                            for h in ("Model", "sha256", "Parity (min cosine)", "Latency", "Throughput", "")
+                        ]
                     )
                 ),
                 rx.table.body(rx.foreach(JobsState.selected_model_checks, _model_check_row)),
@@ -104,7 +107,10 @@ def jobs_page() -> rx.Component:
         rx.table.root(
             rx.table.header(
                 rx.table.row(
-                    *[rx.table.column_header_cell(h) for h in ("Job", "Status", "Progress", "Attempts", "Started by", "Created (UTC)", "")]
+                    *[
+                        rx.table.column_header_cell(h)
+                        for h in ("Job", "Status", "Progress", "Attempts", "Started by", "Created (UTC)", "")
+                    ]
                 )
             ),
             rx.table.body(rx.foreach(JobsState.jobs, _job_row)),

@@ -37,9 +37,7 @@ def list_jobs(*, db_session: Session, limit: int = 50, kind: str | None = None) 
     return list(db_session.exec(query))
 
 
-def create_job(
-    *, db_session: Session, kind: str, params: dict[str, Any], user: User, max_attempts: int
-) -> Job:
+def create_job(*, db_session: Session, kind: str, params: dict[str, Any], user: User, max_attempts: int) -> Job:
     spec = get_spec(kind)
     if spec is None:
         raise InvalidInput(f"Unknown job kind {kind!r}.")

@@ -117,9 +117,7 @@ class JobsState(AuthState):
     @rx.event
     @guarded(Role.staff)
     async def start(self, kind: str):
-        job = await service.enqueue(
-            kind=kind, params={}, user=acting_user(), max_attempts=get_settings().job_max_tries
-        )
+        job = await service.enqueue(kind=kind, params={}, user=acting_user(), max_attempts=get_settings().job_max_tries)
         self.jobs = await run_in_session(_list_rows)
         return rx.toast.info(f"{get_spec(job.kind).title} queued.")
 

@@ -17,7 +17,9 @@ def _component_card(component: ComponentView) -> rx.Component:
                 ),
                 align="center",
             ),
-            rx.cond(component.error, rx.text(component.error, color_scheme="red", size="2", id=f"error-{component.name}")),
+            rx.cond(
+                component.error, rx.text(component.error, color_scheme="red", size="2", id=f"error-{component.name}")
+            ),
             rx.data_list.root(
                 rx.foreach(
                     component.details,

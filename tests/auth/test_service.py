@@ -10,7 +10,9 @@ from app.core.time import utcnow
 
 
 def test_passwords_are_stored_as_argon2_hashes(db_session):
-    user = service.create_user(db_session=db_session, email="Ann@Example.com", name="Ann", role="staff", password="correct horse")
+    user = service.create_user(
+        db_session=db_session, email="Ann@Example.com", name="Ann", role="staff", password="correct horse"
+    )
     assert user.email == "ann@example.com"
     assert user.password_hash.startswith("$argon2id$")
     assert "correct horse" not in user.password_hash
@@ -45,7 +47,10 @@ def test_sign_in_wrong_password_then_lockout(db_session, settings):
 def test_lockout_ends_after_its_time(db_session, settings):
     user = service.create_user(db_session=db_session, email="u@x.io", name="", role="viewer", password="password-1")
     user.locked_until = utcnow() - timedelta(seconds=1)
-    assert service.authenticate(db_session=db_session, settings=settings, email="u@x.io", password="password-1").id == user.id
+    assert (
+        service.authenticate(db_session=db_session, settings=settings, email="u@x.io", password="password-1").id
+        == user.id
+    )
 
 
 def test_sessions_resolve_until_they_expire(db_session, settings):

@@ -26,7 +26,9 @@ def test_progress_is_recorded_until_a_cancel_request_stops_the_job(db_session, s
 
 def test_a_finished_job_cannot_be_cancelled_and_a_succeeded_one_not_retried(db_session, staff):
     job = service.create_job(db_session=db_session, kind="verify_models", params={}, user=staff, max_attempts=3)
-    service.finish_attempt(db_session=db_session, job_id=job.id, status=JobStatus.succeeded, message="Done", result={"x": 1})
+    service.finish_attempt(
+        db_session=db_session, job_id=job.id, status=JobStatus.succeeded, message="Done", result={"x": 1}
+    )
     assert job.progress == 1.0 and job.finished_at is not None
     with pytest.raises(Conflict):
         service.request_cancel(db_session=db_session, job_id=job.id, user=staff)

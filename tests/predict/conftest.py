@@ -29,4 +29,3 @@ def registry(db, redis_url, settings):
     assert CLASSIFIER_NAME in added, "run `make test-models`: the classifier calibration is missing"
     yield
     forget_process_state()
-

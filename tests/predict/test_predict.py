@@ -188,7 +188,10 @@ async def test_concurrent_requests_are_batched_and_each_gets_its_own_answers():
 async def test_answers_of_concurrent_requests_are_all_cached_and_counted():
     texts = [f"Headline {i}: the {topic} story of the day." for i, topic in enumerate(["sport", "tech", "money"] * 6)]
     await asyncio.gather(
-        *(service.predict(model_name=CLASSIFIER_NAME, inputs=[text], caller=f"user:{i}") for i, text in enumerate(texts))
+        *(
+            service.predict(model_name=CLASSIFIER_NAME, inputs=[text], caller=f"user:{i}")
+            for i, text in enumerate(texts)
+        )
     )
     again = await service.predict(model_name=CLASSIFIER_NAME, inputs=texts, caller="user:1")
     assert again.cached == len(texts)

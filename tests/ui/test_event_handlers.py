@@ -43,7 +43,9 @@ def test_admin_pages_handlers_need_admin_and_jobs_handlers_staff():
         for handler_name, handler in states[name].event_handlers.items():
             if hasattr(handler.fn, "minimum_role"):
                 assert handler.fn.minimum_role.value == "admin", (name, handler_name)
-    assert {h.fn.minimum_role.value for h in states["JobsState"].event_handlers.values() if hasattr(h.fn, "minimum_role")} == {"staff"}
+    assert {
+        h.fn.minimum_role.value for h in states["JobsState"].event_handlers.values() if hasattr(h.fn, "minimum_role")
+    } == {"staff"}
 
 
 def test_clients_cannot_set_state_vars_directly():
