@@ -8,8 +8,8 @@ chunks/s, against the embedder alone on the very same chunk texts.
 
 Answers: the same questions through Strata's ask service (save the question, check
 access, hybrid retrieval, grounded prompt, generation, save the answer), against the
-generator alone decoding the very same grounded prompt: time to first token and
-tokens/s of each, side by side, so Strata's overhead is visible.
+generator alone decoding the very same grounded prompt: time to first piece and
+pieces/s of each, side by side, so Strata's overhead is visible.
 
 Runs in a scratch data directory with its own SQLite database and Chroma server; models
 from STRATA_MODELS_DIR (default .cache/models). Prints numbers, asserts nothing.
@@ -80,47 +80,48 @@ def run(args, settings, user, knowledge_base) -> None:
 
     strata, alone = asyncio.run(answers(user, knowledge_base.id, QUESTIONS[: args.questions], args.max_tokens))
     print(f"Answers ({args.questions} questions, up to {args.max_tokens} tokens, built-in {GENERATOR_NAME}):")
-    print(f"  {'':<18}{'first token ms':>16}{'tokens/s':>10}   (medians)")
+    print(f"  {'':<18}{'first piece ms':>16}{'pieces/s':>10}   (medians)")
     for name, runs in (("Strata ask", strata), ("generator alone", alone)):
         print(
             f"  {name:<18}{statistics.median(r[0] for r in runs) * 1000:>16.0f}{statistics.median(r[1] for r in runs):>10.1f}"
         )
     overhead = statistics.median(s[0] - a[0] for s, a in zip(strata, alone, strict=True))
-    print(f"  Strata's overhead before the first token: {overhead * 1000:.0f} ms (median)")
+    print(f"  Strata's overhead before the first piece: {overhead * 1000:.0f} ms (median)")
 
 
 async def answers(user, knowledge_base_id: int, questions, max_tokens: int):
-    """(time to first token, tokens/s) per question: through Strata, then the generator alone."""
+    """(time to first piece, pieces/s) per question, through Strata, then from the generator
+    alone on the same grounded prompt. A piece is what reaches the reader at once: one token,
+    or a few when a character spans them."""
     from app.ask import service
     from app.core import ml
     from app.generation.service import grounded_messages
     from app.knowledge.schemas import Passage
-    from models.generator import DecodeOptions
+    from models.generator import DecodeOptions, StopSignal
 
     generator = ml.get_generator()
     strata, alone = [], []
     for question in questions:
-        started, first, text, passages = time.perf_counter(), None, "", []
+        started, arrivals, passages = time.perf_counter(), [], []
         async for event in service.ask(user=user, question=question, knowledge_base_ids=[knowledge_base_id]):
             if event.type == "passages":
                 passages = [Passage(**passage) for passage in event.data["passages"]]
             elif event.type == "token":
-                first = first or time.perf_counter()
-                text += event.data["text"]
-        strata.append(_speed(started, first, time.perf_counter(), len(generator.encode(text))))
+                arrivals.append(time.perf_counter())
+        strata.append(_speed(started, arrivals))
 
         messages = grounded_messages(question=question, passages=passages, history=[])
         prompt = generator.encode_chat([(message.role, message.content) for message in messages])
-        started, first, produced = time.perf_counter(), None, 0
-        for _token in generator.token_ids(prompt, DecodeOptions(max_new_tokens=max_tokens)):
-            first = first or time.perf_counter()
-            produced += 1
-        alone.append(_speed(started, first, time.perf_counter(), produced))
+        started, arrivals = time.perf_counter(), []
+        for _piece in generator.stream(prompt, DecodeOptions(max_new_tokens=max_tokens), StopSignal()):
+            arrivals.append(time.perf_counter())
+        alone.append(_speed(started, arrivals))
     return strata, alone
 
 
-def _speed(started: float, first: float, finished: float, tokens: int) -> tuple[float, float]:
-    return first - started, (tokens - 1) / (finished - first) if tokens > 1 and finished > first else float("nan")
+def _speed(started: float, arrivals: list[float]) -> tuple[float, float]:
+    rate = (len(arrivals) - 1) / (arrivals[-1] - arrivals[0]) if len(arrivals) > 1 else float("nan")
+    return arrivals[0] - started, rate
 
 
 if __name__ == "__main__":
