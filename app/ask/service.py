@@ -91,7 +91,7 @@ def rate_answer(*, db_session: Session, user: User, message_id: int, rating: int
     return message
 
 
-def readable_ids(*, db_session: Session, user: User, knowledge_base_ids: list[int]) -> dict[int, str]:
+def readable_names(*, db_session: Session, user: User, knowledge_base_ids: list[int]) -> dict[int, str]:
     """The chosen knowledge bases by id and name; refuses any the user may not read, without
     telling whether it exists."""
     if not knowledge_base_ids:
@@ -245,7 +245,7 @@ async def ask(
     the stream stops generation; the answer so far is saved as stopped."""
     question = _checked_question(question)
     knowledge_base_ids = list(dict.fromkeys(knowledge_base_ids))
-    names = await run_in_session(readable_ids, user=user, knowledge_base_ids=knowledge_base_ids)
+    names = await run_in_session(readable_names, user=user, knowledge_base_ids=knowledge_base_ids)
     conversation_id, history = await run_in_session(
         record_question,
         user=user,
@@ -299,7 +299,7 @@ async def answer_chat(
         if not readable:
             raise NotFound("You may not read any knowledge base.")
         knowledge_base_ids = [kb.id for kb in readable]
-    names = await run_in_session(readable_ids, user=user, knowledge_base_ids=list(dict.fromkeys(knowledge_base_ids)))
+    names = await run_in_session(readable_names, user=user, knowledge_base_ids=list(dict.fromkeys(knowledge_base_ids)))
     answer = Answer()
     events = _answer_events(user=user, question=question, names=names, history=history, top_k=None, answer=answer)
     try:

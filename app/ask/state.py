@@ -238,14 +238,11 @@ class AskState(AuthState):
             await events.aclose()
             async with self:
                 self.generating = False
-        await self._show_saved_conversation()
+                failed, conversation_id = bool(self.live_error), self.conversation_id
+        if not failed:  # after a failure the question, what was written and the error stay in view
+            await self._show_saved_conversation(conversation_id)
 
-    async def _show_saved_conversation(self) -> None:
-        async with self:
-            conversation_id = self.conversation_id
-            failed = bool(self.live_error) and not conversation_id
-        if failed:
-            return
+    async def _show_saved_conversation(self, conversation_id: int) -> None:
         messages = await run_in_session(
             service.conversation_messages, user=acting_user(), conversation_id=conversation_id
         )
