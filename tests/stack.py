@@ -116,3 +116,5 @@ class Stack:
         page = self.get("/")
         assert page.status_code == 200 and "<html" in page.text.lower()
         self.wait(lambda: all(self.components()[n]["ok"] for n in names), 120, f"{names} ok in /api/v1/health")
+        # Serving can come before supervisord's startsecs have passed; "up" is also its word for it.
+        self.wait(lambda: {state for state, _ in self.status().values()} == {"RUNNING"}, 30, "every program RUNNING")
