@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
-from sqlmodel import Session, col, select
+from sqlmodel import Session, col, delete, select
 
 from app.ask.tables import AnswerStatus, Conversation, Message
 from app.auth.tables import User
@@ -72,8 +72,7 @@ def conversation_messages(*, db_session: Session, user: User, conversation_id: i
 
 def delete_conversation(*, db_session: Session, user: User, conversation_id: int) -> None:
     conversation = get_conversation(db_session=db_session, user=user, conversation_id=conversation_id)
-    for message in db_session.exec(select(Message).where(Message.conversation_id == conversation_id)):
-        db_session.delete(message)
+    db_session.exec(delete(Message).where(col(Message.conversation_id) == conversation_id))
     db_session.delete(conversation)
 
 
