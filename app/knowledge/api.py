@@ -31,15 +31,11 @@ def list_knowledge_bases(user: CurrentUser, db_session: SessionDep) -> list[Know
     return [KnowledgeBaseOut.of(kb) for kb in service.readable_knowledge_bases(db_session=db_session, user=user)]
 
 
-# Writes go through run_in_session, which commits before the response leaves: a SessionDep
-# commits only after the response is sent, so a client's next request could miss the change.
-
-
 @router.post("/knowledge", status_code=status.HTTP_201_CREATED)
-async def create_knowledge_base(body: KnowledgeBaseIn, user: StaffUser) -> KnowledgeBaseOut:
+def create_knowledge_base(body: KnowledgeBaseIn, user: StaffUser, db_session: SessionDep) -> KnowledgeBaseOut:
     return KnowledgeBaseOut.of(
-        await run_in_session(
-            service.create_knowledge_base,
+        service.create_knowledge_base(
+            db_session=db_session,
             user=user,
             name=body.name,
             description=body.description,
@@ -66,8 +62,8 @@ def get_document_file(document_id: int, user: CurrentUser, db_session: SessionDe
 
 
 @router.delete("/knowledge/documents/{document_id:int}", status_code=status.HTTP_204_NO_CONTENT)
-async def delete_document(document_id: int, user: StaffUser, settings: SettingsDep) -> None:
-    await run_in_session(service.delete_document, settings=settings, user=user, document_id=document_id)
+def delete_document(document_id: int, user: StaffUser, db_session: SessionDep, settings: SettingsDep) -> None:
+    service.delete_document(db_session=db_session, settings=settings, user=user, document_id=document_id)
 
 
 @router.get("/knowledge/{knowledge_base_id:int}")
@@ -78,10 +74,12 @@ def get_knowledge_base(knowledge_base_id: int, user: CurrentUser, db_session: Se
 
 
 @router.patch("/knowledge/{knowledge_base_id:int}")
-async def update_knowledge_base(knowledge_base_id: int, body: KnowledgeBaseUpdate, user: StaffUser) -> KnowledgeBaseOut:
+def update_knowledge_base(
+    knowledge_base_id: int, body: KnowledgeBaseUpdate, user: StaffUser, db_session: SessionDep
+) -> KnowledgeBaseOut:
     return KnowledgeBaseOut.of(
-        await run_in_session(
-            service.update_knowledge_base,
+        service.update_knowledge_base(
+            db_session=db_session,
             user=user,
             knowledge_base_id=knowledge_base_id,
             name=body.name,
@@ -92,9 +90,11 @@ async def update_knowledge_base(knowledge_base_id: int, body: KnowledgeBaseUpdat
 
 
 @router.delete("/knowledge/{knowledge_base_id:int}", status_code=status.HTTP_204_NO_CONTENT)
-async def delete_knowledge_base(knowledge_base_id: int, user: StaffUser, settings: SettingsDep) -> None:
-    await run_in_session(
-        service.delete_knowledge_base, settings=settings, user=user, knowledge_base_id=knowledge_base_id
+def delete_knowledge_base(
+    knowledge_base_id: int, user: StaffUser, db_session: SessionDep, settings: SettingsDep
+) -> None:
+    service.delete_knowledge_base(
+        db_session=db_session, settings=settings, user=user, knowledge_base_id=knowledge_base_id
     )
 
 

@@ -2,8 +2,10 @@
 container use), driven by Playwright in Debian's Chromium."""
 
 import os
+import uuid
 from collections.abc import Iterator
 
+import httpx
 import pytest
 
 from tests.conftest import TEST_ROOT
@@ -59,6 +61,20 @@ def new_page(browser, stack):
     yield open_page
     for context in contexts:
         context.close()
+
+
+def create_user(stack, role: str) -> tuple[str, str]:
+    """(email, password) of a new user with this role, made by the admin through the API."""
+    email, password = f"{role}-{uuid.uuid4().hex[:8]}@strata.test", f"{role}-password-123"
+    with httpx.Client(base_url=stack.url, timeout=30) as client:
+        login = client.post("/api/v1/auth/login", json={"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD})
+        created = client.post(
+            "/api/v1/users",
+            headers={"Authorization": f"Bearer {login.json()['token']}"},
+            json={"email": email, "role": role, "password": password},
+        )
+        assert created.status_code == 201, created.text
+    return email, password
 
 
 def sign_in(page, email: str, password: str) -> None:

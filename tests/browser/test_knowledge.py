@@ -3,45 +3,15 @@ watch each document's status live; viewers only see what they may read."""
 
 import uuid
 
-import httpx
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, sign_in
-from tests.conftest import wait_until
+from tests.browser.conftest import create_user, sign_in
 from tests.knowledge.conftest import ALICE_PDF
 
 pytestmark = pytest.mark.browser
 
 PNG = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(64)
-
-
-def create_user(stack, role: str) -> tuple[str, str]:
-    email, password = f"{role}-{uuid.uuid4().hex[:8]}@strata.test", f"{role}-password-123"
-    with httpx.Client(base_url=stack.url, timeout=30) as client:
-        token = client.post("/api/v1/auth/login", json={"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD}).json()[
-            "token"
-        ]
-
-        def created() -> bool:
-            # The API commits just after its response (SessionDep), so the login's session row
-            # may not be there yet; a 401 creates nothing.
-            response = client.post(
-                "/api/v1/users",
-                headers={"Authorization": f"Bearer {token}"},
-                json={"email": email, "role": role, "password": password},
-            )
-            assert response.status_code in (201, 401), response.text
-            return response.status_code == 201
-
-        wait_until(created, 10, f"the {role} user to be created")
-        # ...and so may the new user's row: wait until the user can sign in.
-        wait_until(
-            lambda: client.post("/api/v1/auth/login", json={"email": email, "password": password}).status_code == 200,
-            10,
-            f"the {role} user to be able to sign in",
-        )
-    return email, password
 
 
 def test_staff_drop_a_pdf_and_a_bad_file_and_watch_one_ready_one_failed(stack, new_page, tmp_path):

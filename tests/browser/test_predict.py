@@ -8,7 +8,7 @@ import httpx
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser.conftest import sign_in
+from tests.browser.conftest import create_user, sign_in
 from tests.browser.test_dashboard import assert_not_reloaded, mark_page
 
 pytestmark = pytest.mark.browser
@@ -141,17 +141,9 @@ def test_canary_share_moves_traffic_then_promote_and_roll_back(admin_page, stack
     expect(admin_page.locator("#registry-events")).to_contain_text("rollback")
 
 
-def test_a_viewer_sees_the_registry_but_its_controls_do_nothing(admin_page, new_page):
-    email = f"viewer-{uuid.uuid4().hex[:8]}@strata.test"
-    admin_page.click("#nav-admin-users")
-    admin_page.fill("#new-user-email", email)
-    admin_page.fill("#new-user-name", "Vic Viewer")
-    admin_page.fill("#new-user-password", "viewer-password")
-    admin_page.click("#create-user")
-    expect(admin_page.locator(f"[id='user-{email}']")).to_contain_text("Vic Viewer")
-
+def test_a_viewer_sees_the_registry_but_its_controls_do_nothing(stack, new_page):
     viewer = new_page()
-    sign_in(viewer, email, "viewer-password")
+    sign_in(viewer, *create_user(stack, "viewer"))
     viewer.wait_for_url("**/")
     viewer.click("#nav-models")
     expect(_stage(viewer, 1)).to_be_visible(timeout=60_000)
