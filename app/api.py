@@ -11,6 +11,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import app.job_kinds  # noqa: F401 - the jobs API validates kinds against the registry
+import jobs.metrics  # noqa: F401 - registers the jobs gauge with /metrics
 from app.ask.api import router as ask_router
 from app.auth.api import router as auth_router
 from app.core.errors import StrataError, TooManyAttempts

@@ -7,8 +7,8 @@ from app.ask.page import ask_page
 from app.ask.state import AskState
 from app.auth.page import home_page, keys_page, login_page, users_page
 from app.auth.state import KeysState, UsersState
-from app.auth.tables import Role
 from app.core.logging import configure_logging
+from app.core.roles import Role
 from app.core.settings import get_settings
 from app.jobs_board.page import jobs_page
 from app.knowledge.page import knowledge_page

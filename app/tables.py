@@ -4,9 +4,9 @@ from sqlmodel import SQLModel
 
 from app.ask.tables import Conversation, Message
 from app.auth.tables import ApiKey, User, UserSession
-from app.jobs_board.tables import Job
 from app.knowledge.tables import Chunk, Document, KnowledgeBase
 from app.predict.tables import ApiKeyRateLimit, ModelVersion, PredictionLog, RegisteredModel, RegistryChange
+from jobs.tables import Job
 
 metadata = SQLModel.metadata
 

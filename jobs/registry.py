@@ -5,7 +5,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from app.auth.tables import Role
+from sqlmodel import Session
+
+from app.core.roles import Actor, Role
 
 
 class ProgressReporter(Protocol):
@@ -29,6 +31,9 @@ class JobFailure(Exception):
 
 
 JobFunction = Callable[[JobContext], Awaitable[dict[str, Any]]]
+# Which of these jobs' parameters name something the actor may see (a document of a knowledge
+# base they may read, ...): one answer per parameter set, in order, from one database trip.
+AccessCheck = Callable[[Session, Actor, list[dict[str, Any]]], list[bool]]
 
 
 @dataclass(frozen=True)
@@ -37,14 +42,22 @@ class JobSpec:
     title: str
     minimum_role: Role
     run: JobFunction
+    # False for jobs a domain starts itself (an upload's ingestion): nobody starts or retries
+    # them by hand, since their parameters point at records the domain created for them.
+    manual: bool = True
+    may_access: AccessCheck | None = None
 
 
 _SPECS: dict[str, JobSpec] = {}
 
 
-def job_kind(kind: str, *, title: str, minimum_role: Role) -> Callable[[JobFunction], JobFunction]:
+def job_kind(
+    kind: str, *, title: str, minimum_role: Role, manual: bool = True, may_access: AccessCheck | None = None
+) -> Callable[[JobFunction], JobFunction]:
     def register(run: JobFunction) -> JobFunction:
-        _SPECS[kind] = JobSpec(kind=kind, title=title, minimum_role=minimum_role, run=run)
+        _SPECS[kind] = JobSpec(
+            kind=kind, title=title, minimum_role=minimum_role, run=run, manual=manual, may_access=may_access
+        )
         return run
 
     return register

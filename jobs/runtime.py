@@ -16,9 +16,9 @@ from redis.exceptions import RedisError
 from app.core.db import run_in_session
 from app.core.settings import get_settings
 from app.core.time import utcnow
-from app.jobs_board import service
-from app.jobs_board.tables import JobStatus
+from jobs import service
 from jobs.registry import JobContext, JobFailure, get_spec
+from jobs.tables import JobStatus
 
 log = structlog.get_logger("strata.jobs")
 

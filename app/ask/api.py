@@ -7,8 +7,8 @@ from fastapi.responses import StreamingResponse
 from app.ask import service
 from app.ask.schemas import AnswerOut, AskIn, ConversationDetailOut, ConversationOut, FeedbackIn, MessageOut
 from app.ask.service import AskEvent
+from app.auth.deps import CurrentUser, RateLimitedUser, SessionDep
 from app.auth.tables import User
-from app.core.deps import CurrentUser, RateLimitedUser, SessionDep
 from app.knowledge.schemas import Passage
 
 router = APIRouter(prefix="/api/v1", tags=["ask"])

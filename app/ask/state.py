@@ -8,9 +8,9 @@ from app.ask import service
 from app.ask.service import AskEvent
 from app.ask.tables import Message
 from app.auth.state import AuthState, acting_user, guarded
-from app.auth.tables import Role
 from app.core.db import run_in_session
 from app.core.errors import StrataError
+from app.core.roles import Role
 from app.knowledge import service as knowledge
 from app.knowledge.schemas import Passage
 

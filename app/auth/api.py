@@ -1,6 +1,7 @@
 from fastapi import APIRouter, Request, Response, status
 
-from app.auth import service
+from app.auth import rate_limits, service
+from app.auth.deps import SESSION_COOKIE, AdminUser, CurrentUser, SessionDep, SettingsDep, bearer_credential
 from app.auth.schemas import (
     ApiKeyCreate,
     ApiKeyCreated,
@@ -8,11 +9,11 @@ from app.auth.schemas import (
     LoginIn,
     LoginOut,
     PasswordOut,
+    RateLimitRequest,
     UserCreate,
     UserOut,
     UserUpdate,
 )
-from app.core.deps import SESSION_COOKIE, AdminUser, CurrentUser, SessionDep, SettingsDep, bearer_credential
 
 router = APIRouter(prefix="/api/v1", tags=["auth"])
 
@@ -84,3 +85,11 @@ def create_key(body: ApiKeyCreate, _: AdminUser, db_session: SessionDep) -> ApiK
 def revoke_key(key_id: int, _: AdminUser, db_session: SessionDep) -> ApiKeyOut:
     key = service.revoke_api_key(db_session=db_session, key_id=key_id)
     return ApiKeyOut.of(key, service.get_user(db_session=db_session, user_id=key.user_id))
+
+
+@router.put("/api-keys/{key_id}/rate-limit", status_code=status.HTTP_204_NO_CONTENT)
+def set_api_key_rate_limit(key_id: int, body: RateLimitRequest, user: AdminUser, db_session: SessionDep) -> None:
+    """An API key's own requests a minute; null returns it to STRATA_RATE_LIMIT_PER_MINUTE."""
+    rate_limits.set_api_key_limit(
+        db_session=db_session, actor=user, key_id=key_id, requests_per_minute=body.requests_per_minute
+    )

@@ -66,3 +66,7 @@ class ApiKeyOut(BaseModel):
 
 class ApiKeyCreated(ApiKeyOut):
     key: str = Field(description="The secret key. Shown once; store it now.")
+
+
+class RateLimitRequest(BaseModel):
+    requests_per_minute: int | None = Field(description="None restores the default limit")

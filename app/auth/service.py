@@ -8,9 +8,10 @@ from datetime import timedelta
 import structlog
 from sqlmodel import Session, col, func, select
 
-from app.auth.tables import ApiKey, Role, User, UserSession
+from app.auth.tables import ApiKey, User, UserSession
 from app.core import security
 from app.core.errors import Conflict, Forbidden, InvalidInput, NotFound, TooManyAttempts, Unauthorized
+from app.core.roles import Role
 from app.core.settings import Settings
 from app.core.time import utcnow
 
@@ -74,11 +75,6 @@ def parse_role(role: str) -> Role:
         return Role(role)
     except ValueError:
         raise InvalidInput(f"Unknown role {role!r}; choose one of admin, staff, viewer.") from None
-
-
-def require_role(user: User, minimum: Role) -> None:
-    if Role(user.role).rank < minimum.rank:
-        raise Forbidden(f"This needs the {minimum.value} role; you are {user.role}.")
 
 
 def _check_password_strength(password: str) -> None:

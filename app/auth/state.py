@@ -2,6 +2,8 @@
 every event handler that reads or changes data is wrapped in @guarded(role)."""
 
 import functools
+from collections.abc import Iterator
+from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 
@@ -9,17 +11,27 @@ import reflex as rx
 import structlog
 
 from app.auth import service as auth_service
-from app.auth.tables import Role, User
+from app.auth.tables import User
 from app.core.db import run_in_session
 from app.core.errors import StrataError, Unauthorized
+from app.core.roles import Role, require_role
 from app.core.settings import get_settings
 
 _acting_user: ContextVar[User] = ContextVar("acting_user")
 
 
 def acting_user() -> User:
-    """The user whose event is being handled (inside a @guarded handler)."""
+    """The user whose event is being handled (inside a @guarded handler or a live refresh)."""
     return _acting_user.get()
+
+
+@contextmanager
+def acting_as(user: User) -> Iterator[None]:
+    reset = _acting_user.set(user)
+    try:
+        yield
+    finally:
+        _acting_user.reset(reset)
 
 
 class AuthState(rx.State):
@@ -50,7 +62,7 @@ class AuthState(rx.State):
         if user is None:
             raise Unauthorized("Your session has expired; sign in again.")
         self.user_email, self.user_name, self.user_role = user.email, user.name, user.role
-        auth_service.require_role(user, minimum)
+        require_role(user, minimum)
         return user
 
     def _signed_out(self, message: str):

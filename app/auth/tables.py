@@ -1,19 +1,9 @@
 from datetime import datetime
-from enum import StrEnum
 
 from sqlmodel import Field, SQLModel
 
+from app.core.roles import Role
 from app.core.time import utcnow
-
-
-class Role(StrEnum):
-    admin = "admin"
-    staff = "staff"
-    viewer = "viewer"
-
-    @property
-    def rank(self) -> int:
-        return {"viewer": 0, "staff": 1, "admin": 2}[self.value]
 
 
 class User(SQLModel, table=True):
@@ -49,3 +39,12 @@ class ApiKey(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow)
     last_used_at: datetime | None = None
     revoked_at: datetime | None = None
+
+
+class ApiKeyRateLimit(SQLModel, table=True):
+    """An admin's per-key override of STRATA_RATE_LIMIT_PER_MINUTE."""
+
+    __tablename__ = "api_key_rate_limit"
+
+    api_key_id: int = Field(foreign_key="api_key.id", primary_key=True, ondelete="CASCADE")
+    requests_per_minute: int

@@ -1,11 +1,6 @@
 """Prometheus metrics, served at /metrics."""
 
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily
-from prometheus_client.registry import Collector
-from sqlmodel import func, select
-
-from app.core.db import session_scope
 
 HTTP_REQUESTS = Counter(
     "strata_http_requests_total", "HTTP requests answered by the API", ["method", "route", "status"]
@@ -29,27 +24,6 @@ PREDICTION_CACHE = Counter(
 PREDICTIONS_SERVED = Counter(
     "strata_predictions_total", "Prediction inputs answered, by model and version", ["model", "version"]
 )
-
-
-class JobsCollector(Collector):
-    """Jobs by kind and status, read from the durable job table at scrape time, so
-    every web replica reports the same numbers whichever worker ran the jobs."""
-
-    def collect(self):
-        from app.jobs_board.tables import Job
-
-        family = GaugeMetricFamily("strata_jobs", "Jobs by kind and status", labels=["kind", "status"])
-        try:
-            with session_scope() as db_session:
-                rows = db_session.exec(select(Job.kind, Job.status, func.count()).group_by(Job.kind, Job.status))
-                for kind, status, count in rows:
-                    family.add_metric([kind, status], count)
-        except Exception:  # noqa: BLE001 - a scrape must not fail because the database is down
-            pass
-        yield family
-
-
-REGISTRY.register(JobsCollector())
 
 
 def render_metrics() -> tuple[bytes, str]:

@@ -6,29 +6,19 @@ is back (Retry-After). The bucket lives in Redis, updated by one Lua script (ato
 Redis's clock), so every web replica counts against the same limit. While Redis is down
 requests are not limited: refusing every request would be worse than not counting them.
 
-The limit is STRATA_RATE_LIMIT_PER_MINUTE, or an admin's override for one API key."""
+The limit is STRATA_RATE_LIMIT_PER_MINUTE, or an admin's override for one API key
+(kept by the auth domain, app/auth/rate_limits.py)."""
 
 import hashlib
 import math
-import time
 
 import redis
 import structlog
-from sqlmodel import Session, select
 
-from app.auth.service import require_role
-from app.auth.tables import ApiKey, Role, User
 from app.core.clients import loop_redis, mark_redis_down
-from app.core.errors import InvalidInput, NotFound, TooManyAttempts
-from app.core.security import token_hash
-from app.predict.tables import ApiKeyRateLimit
+from app.core.errors import TooManyAttempts
 
 log = structlog.get_logger("strata.ratelimit")
-audit = structlog.get_logger("strata.audit")
-
-MAX_REQUESTS_PER_MINUTE = 1_000_000
-# How long a process trusts what it read about an API key's limit.
-KEY_LIMIT_TTL_SECONDS = 10.0
 
 _TAKE_TOKEN = """
 local capacity = tonumber(ARGV[1])
@@ -51,8 +41,6 @@ return wait_ms
 """
 
 _TAKE_TOKEN_SHA1 = hashlib.sha1(_TAKE_TOKEN.encode()).hexdigest()
-
-_key_limits: dict[str, tuple[float, int, int | None]] = {}
 
 
 async def _take_token_script(client, key: str, limit_per_minute: int):
@@ -80,44 +68,3 @@ async def take_token(identity: str, limit_per_minute: int) -> None:
         raise TooManyAttempts(
             f"Rate limit of {limit_per_minute} requests a minute reached; retry in {retry_after} s.", retry_after
         )
-
-
-def remembered_api_key_identity(plaintext: str) -> tuple[int, int | None] | None:
-    """What api_key_identity read for this key in the last few seconds, without a database trip."""
-    cached = _key_limits.get(token_hash(plaintext))
-    if cached and time.monotonic() - cached[0] < KEY_LIMIT_TTL_SECONDS:
-        return cached[1], cached[2]
-    return None
-
-
-def api_key_identity(*, db_session: Session, plaintext: str) -> tuple[int, int | None]:
-    """The key's id and its own limit (None: the default), remembered for a few seconds."""
-    digest = token_hash(plaintext)
-    row = db_session.exec(
-        select(ApiKey.id, ApiKeyRateLimit.requests_per_minute)
-        .join(ApiKeyRateLimit, ApiKeyRateLimit.api_key_id == ApiKey.id, isouter=True)
-        .where(ApiKey.key_hash == digest)
-    ).first()
-    if row is None:
-        raise NotFound("Unknown API key.")
-    _key_limits[digest] = (time.monotonic(), row[0], row[1])
-    return row[0], row[1]
-
-
-def set_api_key_limit(*, db_session: Session, actor: User, key_id: int, requests_per_minute: int | None) -> None:
-    """An admin sets one key's limit; None returns it to STRATA_RATE_LIMIT_PER_MINUTE."""
-    require_role(actor, Role.admin)
-    if db_session.get(ApiKey, key_id) is None:
-        raise NotFound(f"No API key with id {key_id}.")
-    if requests_per_minute is not None and not 1 <= requests_per_minute <= MAX_REQUESTS_PER_MINUTE:
-        raise InvalidInput(f"A rate limit is 1 to {MAX_REQUESTS_PER_MINUTE} requests a minute.")
-    override = db_session.get(ApiKeyRateLimit, key_id)
-    if requests_per_minute is None:
-        if override is not None:
-            db_session.delete(override)
-    else:
-        override = override or ApiKeyRateLimit(api_key_id=key_id, requests_per_minute=requests_per_minute)
-        override.requests_per_minute = requests_per_minute
-        db_session.add(override)
-    _key_limits.clear()
-    audit.info("api_key.rate_limit_set", api_key_id=key_id, requests_per_minute=requests_per_minute)

@@ -4,7 +4,7 @@ It is a FastAPI sub-application so that every error under /v1, including an
 unknown route or a refused API key, comes in OpenAI's error shape
 ({"error": {"message", "type", "param", "code"}}), which the official client
 turns into its exceptions. Callers authenticate with `Authorization: Bearer
-sk-strata-...` (app.core.deps.CurrentUser).
+sk-strata-...` (app.auth.deps.CurrentUser).
 
 Chat models are entries of CHAT_MODELS: a name and a function from the request
 and the caller to a stream of text pieces. Adding a model is adding an entry.
@@ -21,9 +21,9 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.ask import service as ask_service
+from app.auth.deps import CurrentUser
 from app.auth.tables import User
 from app.core import ml
-from app.core.deps import CurrentUser
 from app.core.errors import InvalidInput, NotFound, StrataError
 from app.generation import service
 from app.generation.schemas import (

@@ -3,7 +3,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from app.jobs_board.tables import Job
+from jobs.tables import Job
 
 
 class JobIn(BaseModel):

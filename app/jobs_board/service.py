@@ -1,207 +1,89 @@
-"""Durable job records. The Job row is the truth users see; arq only carries the work."""
+"""The Jobs board: what a staff member may see of the job machinery (jobs/) and start,
+cancel or retry by hand. Jobs a domain starts itself (an upload's ingestion) are listed
+for those who may read what they work on, and are controlled only from their own page."""
 
-import uuid
 from typing import Any
 
-from arq.connections import ArqRedis
 from sqlmodel import Session, col, select
 
-from app.auth.service import require_role
-from app.auth.tables import Role, User
-from app.core.clients import get_job_queue
+from app.auth.tables import User
 from app.core.db import run_in_session
-from app.core.errors import Conflict, InvalidInput, NotFound, ServiceUnavailable
-from app.core.time import utcnow
-from app.jobs_board.tables import Job, JobStatus
-from jobs.registry import get_spec
+from app.core.errors import InvalidInput
+from app.core.roles import Role, has_role, require_role
+from jobs import service as machinery
+from jobs.registry import JobSpec, all_specs, get_spec
+from jobs.tables import Job
 
-ARQ_FUNCTION = "execute_job"
-WORKER_HEARTBEAT_PREFIX = "strata:worker:"
-
-
-class JobCancelled(Exception):
-    """Raised inside a job when a user asked to cancel it."""
+MAX_LISTED = 500
+# Read past the page size so that jobs the actor may not see do not leave a short page.
+SCAN_FACTOR = 4
 
 
-def get_job(*, db_session: Session, job_id: str) -> Job:
-    job = db_session.get(Job, job_id)
-    if job is None:
-        raise NotFound(f"No job with id {job_id}.")
-    return job
+def manual_kinds() -> list[JobSpec]:
+    """Kinds a person may start from the board (or the API)."""
+    return [spec for spec in all_specs() if spec.manual]
 
 
-def list_jobs(*, db_session: Session, limit: int = 50, kind: str | None = None) -> list[Job]:
-    query = select(Job).order_by(col(Job.created_at).desc()).limit(limit)
+def startable_kinds(*, actor: User) -> list[JobSpec]:
+    require_role(actor, Role.staff)
+    return [spec for spec in manual_kinds() if has_role(actor, spec.minimum_role)]
+
+
+def title_of(kind: str) -> str:
+    spec = get_spec(kind)
+    return spec.title if spec else kind
+
+
+def is_manual(kind: str) -> bool:
+    spec = get_spec(kind)
+    return spec is not None and spec.manual
+
+
+def list_jobs(*, db_session: Session, actor: User, limit: int = 50, kind: str | None = None) -> list[Job]:
+    require_role(actor, Role.staff)
+    limit = max(1, min(limit, MAX_LISTED))
+    query = select(Job).order_by(col(Job.created_at).desc()).limit(limit * SCAN_FACTOR)
     if kind:
         query = query.where(Job.kind == kind)
-    return list(db_session.exec(query))
+    jobs = list(db_session.exec(query))
+    return machinery.accessible(db_session=db_session, actor=actor, jobs=jobs)[:limit]
 
 
-def create_job(*, db_session: Session, kind: str, params: dict[str, Any], user: User, max_attempts: int) -> Job:
+def get_job(*, db_session: Session, actor: User, job_id: str) -> Job:
+    require_role(actor, Role.staff)
+    return machinery.get_accessible_job(db_session=db_session, actor=actor, job_id=job_id)
+
+
+def _manual_spec(kind: str) -> JobSpec:
     spec = get_spec(kind)
     if spec is None:
         raise InvalidInput(f"Unknown job kind {kind!r}.")
-    require_role(user, spec.minimum_role)
-    job = Job(
-        id=uuid.uuid4().hex,
-        kind=kind,
-        params=params,
-        created_by=user.id,
-        max_attempts=max_attempts,
-        message="Waiting for a worker",
-    )
-    db_session.add(job)
-    db_session.flush()
-    return job
+    if not spec.manual:
+        raise InvalidInput(f"'{spec.title}' jobs are started by Strata itself, not by hand.")
+    return spec
 
 
-async def submit(queue: ArqRedis, job: Job) -> None:
-    """Hands a committed Job row to arq; the arq job id is the Job id."""
-    await queue.enqueue_job(ARQ_FUNCTION, job.id, _job_id=job.id)
+async def start_job(*, actor: User, kind: str, params: dict[str, Any], max_attempts: int) -> Job:
+    require_role(actor, Role.staff)
+    _manual_spec(kind)
+    return await machinery.enqueue(actor=actor, kind=kind, params=params, max_attempts=max_attempts)
 
 
-def request_cancel(*, db_session: Session, job_id: str, user: User) -> Job:
-    job = get_job(db_session=db_session, job_id=job_id)
-    _check_may_control(job, user)
-    if JobStatus(job.status).finished:
-        raise Conflict(f"The job already {job.status}.")
-    if job.status == JobStatus.queued:
-        _finish(job, JobStatus.cancelled, message="Cancelled before it started")
-    else:
-        job.cancel_requested = True
-        job.message = "Cancelling…"
-    db_session.add(job)
-    return job
+def cancel_job(*, db_session: Session, actor: User, job_id: str) -> Job:
+    require_role(actor, Role.staff)
+    return machinery.request_cancel(db_session=db_session, actor=actor, job_id=job_id)
 
 
-def retryable_job(*, db_session: Session, job_id: str, user: User) -> Job:
-    """The failed or cancelled job whose kind and parameters a retry runs again."""
-    job = get_job(db_session=db_session, job_id=job_id)
-    _check_may_control(job, user)
-    if job.status not in (JobStatus.failed, JobStatus.cancelled):
-        raise Conflict("Only failed or cancelled jobs can be retried.")
-    return job
+async def retry_job(*, actor: User, job_id: str, max_attempts: int) -> Job:
+    require_role(actor, Role.staff)
+    original = await run_in_session(get_job, actor=actor, job_id=job_id)
+    _manual_spec(original.kind)
+    return await machinery.retry(actor=actor, job_id=job_id, max_attempts=max_attempts)
 
 
-def _check_may_control(job: Job, user: User) -> None:
-    spec = get_spec(job.kind)
-    require_role(user, spec.minimum_role if spec else Role.admin)
-
-
-def _finish(job: Job, status: JobStatus, *, message: str, error: str | None = None) -> None:
-    job.status = status.value
-    job.message = message
-    job.error = error
-    job.finished_at = utcnow()
-
-
-# Called by the worker runtime.
-
-
-def start_attempt(*, db_session: Session, job_id: str, worker_id: str, attempt: int) -> Job | None:
-    """Marks the job running on this worker. None when it must not run (finished or unknown)."""
-    job = db_session.get(Job, job_id)
-    if job is None or JobStatus(job.status).finished:
-        return None
-    if job.cancel_requested:
-        _finish(job, JobStatus.cancelled, message="Cancelled")
-        db_session.add(job)
-        return None
-    job.status = JobStatus.running.value
-    job.progress = 0.0  # each attempt starts over
-    job.attempts = attempt
-    job.worker_id = worker_id
-    job.started_at = job.started_at or utcnow()
-    job.message = "Started" if attempt == 1 else f"Started again (attempt {attempt} of {job.max_attempts})"
-    db_session.add(job)
-    return job
-
-
-def record_progress(*, db_session: Session, job_id: str, fraction: float, message: str) -> None:
-    """Stores progress; raises JobCancelled if a user asked to cancel meanwhile."""
-    job = db_session.get(Job, job_id)
-    if job is None:
-        raise JobCancelled("the job record is gone")
-    if job.cancel_requested:
-        raise JobCancelled("cancelled by a user")
-    job.progress = min(1.0, max(job.progress, fraction))
-    if message:
-        job.message = message[:500]
-    db_session.add(job)
-
-
-def finish_attempt(
-    *,
-    db_session: Session,
-    job_id: str,
-    status: JobStatus,
-    message: str,
-    result: dict[str, Any] | None = None,
-    error: str | None = None,
-) -> None:
-    job = db_session.get(Job, job_id)
-    if job is None:
-        return
-    if status == JobStatus.queued:
-        job.status = status.value
-        job.message = message
-        job.error = error
-    else:
-        _finish(job, status, message=message, error=error)
-        job.result = result
-        if status == JobStatus.succeeded:
-            job.progress = 1.0
-    job.worker_id = None
-    db_session.add(job)
-
-
-def orphaned_jobs(*, db_session: Session, live_worker_ids: set[str]) -> list[Job]:
-    """Jobs marked running on a worker that no longer sends heartbeats."""
-    running = db_session.exec(select(Job).where(Job.status == JobStatus.running.value))
-    return [job for job in running if job.worker_id not in live_worker_ids]
-
-
-def requeue_or_fail_orphan(*, db_session: Session, job: Job) -> bool:
-    """Returns True if the job will run again, False if it was marked failed."""
-    dead_worker = job.worker_id
-    if job.attempts < job.max_attempts:
-        job.status = JobStatus.queued.value
-        job.message = f"Worker {dead_worker} died; retrying (attempt {job.attempts + 1} of {job.max_attempts})"
-        job.worker_id = None
-        db_session.add(job)
-        return True
-    _finish(
-        job,
-        JobStatus.failed,
-        message="Failed: its worker died",
-        error=f"The worker running this job ({dead_worker}) died on each of {job.attempts} attempts.",
-    )
-    job.worker_id = None
-    db_session.add(job)
-    return False
-
-
-async def enqueue(*, kind: str, params: dict[str, Any], user: User, max_attempts: int) -> Job:
-    """Creates the Job row and queues it. If the queue is unreachable the job is marked
-    failed with the reason and ServiceUnavailable tells the caller to try again."""
-
-    job = await run_in_session(create_job, kind=kind, params=params, user=user, max_attempts=max_attempts)
-    try:
-        async with get_job_queue() as queue:
-            await submit(queue, job)
-    except Exception as exc:
-        await run_in_session(
-            finish_attempt,
-            job_id=job.id,
-            status=JobStatus.failed,
-            message="Could not reach the job queue",
-            error=f"{type(exc).__name__}: {exc}",
-        )
-        raise ServiceUnavailable("The job queue (Redis) is unreachable; the job was not started. Try again.") from exc
-    return job
-
-
-async def retry(*, job_id: str, user: User, max_attempts: int) -> Job:
-    """Runs a failed or cancelled job again, as a new job with the same kind and parameters."""
-    original = await run_in_session(retryable_job, job_id=job_id, user=user)
-    return await enqueue(kind=original.kind, params=original.params, user=user, max_attempts=max_attempts)
+def starter_emails(*, db_session: Session, jobs: list[Job]) -> dict[int, str]:
+    """Who started each of these jobs, by user id."""
+    ids = {job.created_by for job in jobs if job.created_by is not None}
+    if not ids:
+        return {}
+    return dict(db_session.exec(select(User.id, User.email).where(col(User.id).in_(ids))).all())

@@ -3,16 +3,13 @@ from dataclasses import dataclass
 
 import reflex as rx
 
-from app.auth import service as auth_service
 from app.auth.state import AuthState, acting_user, guarded
-from app.auth.tables import Role
 from app.core.db import run_in_session
+from app.core.roles import Role
 from app.core.settings import get_settings
 from app.jobs_board import service
-from app.jobs_board.tables import Job, JobStatus
 from app.system.jobs import VERIFY_MODELS
 from app.ui.live import refresh_while_open
-from jobs.registry import all_specs, get_spec
 
 REFRESH_SECONDS = 1.0
 
@@ -83,12 +80,13 @@ class JobKindOption:
     title: str
 
 
-def _row(job: Job, emails: dict[int, str]) -> JobRow:
-    spec = get_spec(job.kind)
-    status = JobStatus(job.status)
+FINISHED = ("succeeded", "failed", "cancelled")
+
+
+def _row(job, emails: dict[int, str]) -> JobRow:
     return JobRow(
         id=job.id,
-        title=spec.title if spec else job.kind,
+        title=service.title_of(job.kind),
         status=job.status,
         percent=round(job.progress * 100),
         message=job.message,
@@ -96,19 +94,20 @@ def _row(job: Job, emails: dict[int, str]) -> JobRow:
         attempts=f"{job.attempts}/{job.max_attempts}",
         started_by=emails.get(job.created_by, "—"),
         created=f"{job.created_at:%Y-%m-%d %H:%M:%S}",
-        active=not status.finished,
-        retryable=status in (JobStatus.failed, JobStatus.cancelled),
+        active=job.status not in FINISHED,
+        retryable=job.status in ("failed", "cancelled") and service.is_manual(job.kind),
     )
 
 
-def _list_rows(*, db_session) -> list[JobRow]:
-    emails = {user.id: user.email for user in auth_service.list_users(db_session=db_session)}
-    return [_row(job, emails) for job in service.list_jobs(db_session=db_session, limit=50)]
+def _list_rows(*, db_session, actor) -> list[JobRow]:
+    jobs = service.list_jobs(db_session=db_session, actor=actor, limit=50)
+    emails = service.starter_emails(db_session=db_session, jobs=jobs)
+    return [_row(job, emails) for job in jobs]
 
 
 class JobsState(AuthState):
     jobs: list[JobRow] = []
-    kinds: list[JobKindOption] = [JobKindOption(spec.kind, spec.title) for spec in all_specs()]
+    kinds: list[JobKindOption] = [JobKindOption(spec.kind, spec.title) for spec in service.manual_kinds()]
     selected_id: str = ""
     selected_result: str = ""
     selected_model_checks: list[ModelCheckRow] = []
@@ -117,30 +116,32 @@ class JobsState(AuthState):
     @rx.event
     @guarded(Role.staff)
     async def start(self, kind: str):
-        job = await service.enqueue(kind=kind, params={}, user=acting_user(), max_attempts=get_settings().job_max_tries)
-        self.jobs = await run_in_session(_list_rows)
-        return rx.toast.info(f"{get_spec(job.kind).title} queued.")
+        job = await service.start_job(
+            actor=acting_user(), kind=kind, params={}, max_attempts=get_settings().job_max_tries
+        )
+        self.jobs = await run_in_session(_list_rows, actor=acting_user())
+        return rx.toast.info(f"{service.title_of(job.kind)} queued.")
 
     @rx.event
     @guarded(Role.staff)
     async def cancel(self, job_id: str):
-        await run_in_session(service.request_cancel, job_id=job_id, user=acting_user())
-        self.jobs = await run_in_session(_list_rows)
+        await run_in_session(service.cancel_job, actor=acting_user(), job_id=job_id)
+        self.jobs = await run_in_session(_list_rows, actor=acting_user())
 
     @rx.event
     @guarded(Role.staff)
     async def retry(self, job_id: str):
-        await service.retry(job_id=job_id, user=acting_user(), max_attempts=get_settings().job_max_tries)
-        self.jobs = await run_in_session(_list_rows)
+        await service.retry_job(actor=acting_user(), job_id=job_id, max_attempts=get_settings().job_max_tries)
+        self.jobs = await run_in_session(_list_rows, actor=acting_user())
 
     @rx.event
     @guarded(Role.staff)
     async def select(self, job_id: str):
-        job = await run_in_session(service.get_job, job_id=job_id)
+        job = await run_in_session(service.get_job, actor=acting_user(), job_id=job_id)
         self.selected_id = job.id
         self._show_result(job)
 
-    def _show_result(self, job: Job) -> None:
+    def _show_result(self, job) -> None:
         self.selected_result = json.dumps(job.result, indent=2) if job.result else ""
         self.selected_model_checks = _model_checks(job.result) if job.kind == VERIFY_MODELS else []
 
@@ -149,13 +150,13 @@ class JobsState(AuthState):
         await refresh_while_open(self, Role.staff, self._refresh, REFRESH_SECONDS)
 
     async def _refresh(self) -> None:
-        rows = await run_in_session(_list_rows)
+        rows = await run_in_session(_list_rows, actor=acting_user())
         async with self:
             self.jobs = rows
             selected = next((row for row in rows if row.id == self.selected_id), None)
             result_missing = not self.selected_result
         if selected and not selected.active and result_missing:
-            job = await run_in_session(service.get_job, job_id=selected.id)
+            job = await run_in_session(service.get_job, actor=acting_user(), job_id=selected.id)
             async with self:
                 self._show_result(job)
 

@@ -3,8 +3,8 @@ from typing import Annotated
 from fastapi import APIRouter, File, UploadFile, status
 from fastapi.responses import FileResponse
 
+from app.auth.deps import CurrentUser, SessionDep, SettingsDep, StaffUser
 from app.core.db import run_in_session
-from app.core.deps import CurrentUser, SessionDep, SettingsDep, StaffUser
 from app.knowledge import service
 from app.knowledge.schemas import (
     DocumentOut,

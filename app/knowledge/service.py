@@ -16,20 +16,20 @@ import structlog
 from sqlalchemy import delete, func
 from sqlmodel import Session, col, select
 
-from app.auth.service import require_role
-from app.auth.tables import Role, User
+from app.auth.tables import User
 from app.core.clients import get_chroma
 from app.core.db import run_in_session, session_scope
 from app.core.errors import Conflict, Forbidden, InvalidInput, NotFound, ServiceUnavailable, StrataError
+from app.core.roles import Role, require_role
 from app.core.settings import Settings, get_settings
 from app.core.time import utcnow
-from app.jobs_board import service as jobs_service
-from app.jobs_board.tables import Job, JobStatus
 from app.knowledge.chunking import chunk_sections
 from app.knowledge.lexical import LexicalIndex
 from app.knowledge.parsing import parse_document
 from app.knowledge.schemas import Passage
 from app.knowledge.tables import Chunk, Document, DocumentStatus, KnowledgeBase
+from jobs import service as jobs_service
+from jobs.tables import Job, JobStatus
 
 log = structlog.get_logger("strata.knowledge")
 
@@ -400,9 +400,9 @@ async def ingest_later(*, user: User, settings: Settings, document: Document) ->
     """Queues the document's ingestion job; if the queue is down the document fails with the reason."""
     try:
         job = await jobs_service.enqueue(
+            actor=user,
             kind=INGEST_DOCUMENT,
             params={"document_id": document.id},
-            user=user,
             max_attempts=settings.job_max_tries,
         )
     except ServiceUnavailable as exc:

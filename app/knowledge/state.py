@@ -3,14 +3,15 @@ from dataclasses import dataclass
 import reflex as rx
 
 from app.auth.state import AuthState, acting_user, guarded
-from app.auth.tables import Role, User
+from app.auth.tables import User
 from app.core.db import run_in_session
 from app.core.errors import StrataError
+from app.core.roles import Role
 from app.core.settings import get_settings
-from app.jobs_board import service as jobs_service
 from app.knowledge import service
 from app.knowledge.tables import Document, DocumentStatus, KnowledgeBase
 from app.ui.live import refresh_while_open
+from jobs import service as jobs_service
 
 REFRESH_SECONDS = 1.0
 UPLOAD_ID = "knowledge-upload"

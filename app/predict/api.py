@@ -1,7 +1,6 @@
 from fastapi import APIRouter, status
 
-from app.core import ratelimit
-from app.core.deps import AdminUser, CurrentUser, RateLimitedCaller, SessionDep, StaffUser
+from app.auth.deps import AdminUser, CurrentUser, RateLimitedCaller, SessionDep, StaffUser
 from app.core.errors import NotFound
 from app.predict import service
 from app.predict.schemas import (
@@ -11,7 +10,6 @@ from app.predict.schemas import (
     ModelSummary,
     PredictionResponse,
     PredictRequest,
-    RateLimitRequest,
     RegistryEvent,
     VersionSummary,
 )
@@ -86,11 +84,4 @@ def rollback(model_name: str, user: StaffUser, db_session: SessionDep) -> ModelS
 async def predict(model_name: str, body: PredictRequest, caller: RateLimitedCaller) -> PredictionResponse:
     return await service.predict(
         model_name=model_name, inputs=body.input_list(), caller=caller.identity, version_number=body.version
-    )
-
-
-@router.put("/api-keys/{key_id}/rate-limit", status_code=status.HTTP_204_NO_CONTENT)
-def set_api_key_rate_limit(key_id: int, body: RateLimitRequest, user: AdminUser, db_session: SessionDep) -> None:
-    ratelimit.set_api_key_limit(
-        db_session=db_session, actor=user, key_id=key_id, requests_per_minute=body.requests_per_minute
     )

@@ -93,7 +93,3 @@ class LabelSetRequest(BaseModel):
 
 class ImportRequest(BaseModel):
     path: str = Field(description="A built ONNX model folder on the server (manifest.json, model, tokenizer.json)")
-
-
-class RateLimitRequest(BaseModel):
-    requests_per_minute: int | None = Field(description="None restores the default limit")

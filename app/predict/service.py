@@ -16,12 +16,12 @@ import structlog
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
-from app.auth.service import require_role
-from app.auth.tables import Role, User
+from app.auth.tables import User
 from app.core import coalesce, ml
 from app.core.db import run_in_session
 from app.core.errors import Conflict, InvalidInput, NotFound
 from app.core.metrics import PREDICTIONS_SERVED
+from app.core.roles import Role, require_role
 from app.core.settings import Settings, get_settings
 from app.predict import cache
 from app.predict.routing import Route, ServedVersion, choose, routes

@@ -7,10 +7,10 @@ from typing import Any
 import reflex as rx
 
 from app.auth.state import AuthState, acting_user, guarded
-from app.auth.tables import Role
 from app.core import ratelimit
 from app.core.db import run_in_session
 from app.core.errors import StrataError
+from app.core.roles import Role
 from app.core.settings import get_settings
 from app.predict import service
 from app.predict.schemas import LabelSpec, ModelSummary, PredictionResponse, RegistryEvent, VersionSummary

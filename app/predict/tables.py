@@ -72,12 +72,3 @@ class PredictionLog(SQLModel, table=True):
     confidence: float | None = None
     input_sha256: str = Field(max_length=64)
     cached: bool = False
-
-
-class ApiKeyRateLimit(SQLModel, table=True):
-    """An admin's per-key override of STRATA_RATE_LIMIT_PER_MINUTE."""
-
-    __tablename__ = "api_key_rate_limit"
-
-    api_key_id: int = Field(foreign_key="api_key.id", primary_key=True, ondelete="CASCADE")
-    requests_per_minute: int

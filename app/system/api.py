@@ -3,7 +3,7 @@ from dataclasses import asdict
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
-from app.core.deps import StaffUser
+from app.auth.deps import StaffUser
 from app.system.service import system_health
 
 router = APIRouter(prefix="/api/v1", tags=["system"])

@@ -1,4 +1,4 @@
-from app.auth.tables import Role
+from app.core.roles import Role
 from app.core.settings import get_settings
 from jobs.blocking import run_blocking
 from jobs.registry import JobContext, JobFailure, job_kind

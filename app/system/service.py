@@ -14,8 +14,8 @@ from app.core.db import get_engine
 from app.core.settings import get_settings
 from app.core.time import utcnow
 from app.generation.service import describe_generator
-from app.jobs_board.service import WORKER_HEARTBEAT_PREFIX
 from jobs.runtime import ARQ_QUEUE
+from jobs.service import WORKER_HEARTBEAT_PREFIX
 from models.manifest import list_manifests
 
 CHECK_TIMEOUT_SECONDS = 4.0

@@ -3,7 +3,7 @@ from dataclasses import dataclass
 import reflex as rx
 
 from app.auth.state import AuthState
-from app.auth.tables import Role
+from app.core.roles import Role
 from app.core.time import utcnow
 from app.system.service import system_health
 from app.ui.live import refresh_while_open

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 import reflex as rx
 
 from app.auth.state import AuthState
-from app.auth.tables import Role
+from app.core.roles import Role
 
 
 @dataclass(frozen=True)

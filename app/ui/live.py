@@ -4,9 +4,9 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 
-from app.auth.state import AuthState
-from app.auth.tables import Role
+from app.auth.state import AuthState, acting_as
 from app.core.errors import StrataError
+from app.core.roles import Role
 
 # Live updates pause after this long so a forgotten tab does not poll forever.
 WATCH_LIMIT_SECONDS = 30 * 60
@@ -17,7 +17,8 @@ async def refresh_while_open(
 ) -> None:
     """The body of a page state's background `watch` event. The state has a `watching`
     var that its `stop_watching` event (on unmount) clears. The role is checked again
-    before every refresh, so a user demoted or signed out meanwhile stops receiving data."""
+    before every refresh, so a user demoted or signed out meanwhile stops receiving data;
+    refresh() runs as that user (acting_user())."""
     async with state:
         if state.watching:
             return
@@ -29,10 +30,11 @@ async def refresh_while_open(
                 if not state.watching:
                     return
                 try:
-                    await state._require(minimum)
+                    user = await state._require(minimum)
                 except StrataError:
                     return
-            await refresh()
+            with acting_as(user):
+                await refresh()
             await asyncio.sleep(interval)
     finally:
         async with state:

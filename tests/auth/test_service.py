@@ -4,8 +4,9 @@ import pytest
 from sqlmodel import select
 
 from app.auth import service
-from app.auth.tables import Role, UserSession
+from app.auth.tables import UserSession
 from app.core.errors import Conflict, Forbidden, InvalidInput, TooManyAttempts, Unauthorized
+from app.core.roles import Role, require_role
 from app.core.time import utcnow
 
 
@@ -108,8 +109,8 @@ def test_api_keys_are_hashed_shown_once_and_revocable(db_session):
 def test_roles_are_ordered(db_session):
     viewer = service.create_user(db_session=db_session, email="v@x.io", name="", role="viewer", password="password-1")
     with pytest.raises(Forbidden, match="needs the staff role"):
-        service.require_role(viewer, Role.staff)
-    service.require_role(viewer, Role.viewer)
+        require_role(viewer, Role.staff)
+    require_role(viewer, Role.viewer)
 
 
 def test_first_admin_gets_a_generated_password_only_when_none_is_configured(db_session, settings):

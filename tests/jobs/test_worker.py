@@ -6,8 +6,8 @@ import shutil
 
 import app.job_kinds  # noqa: F401 - registers the job kinds, as the web and worker do
 from app.core.db import session_scope
-from app.jobs_board import service
-from app.jobs_board.tables import Job, JobStatus
+from jobs import service
+from jobs.tables import Job, JobStatus
 from tests.conftest import wait_until
 
 VERIFY = "verify_models"
@@ -19,7 +19,7 @@ def job_state(job_id: str) -> Job:
 
 
 def enqueue(user, max_attempts: int = 3) -> str:
-    return asyncio.run(service.enqueue(kind=VERIFY, params={}, user=user, max_attempts=max_attempts)).id
+    return asyncio.run(service.enqueue(kind=VERIFY, params={}, actor=user, max_attempts=max_attempts)).id
 
 
 def wait_for_status(job_id: str, *statuses: JobStatus, timeout: float = 120) -> Job:
@@ -78,7 +78,7 @@ def test_cancel_stops_a_running_job(workers, staff):
     job_id = enqueue(staff)
     wait_mid_run(job_id)
     with session_scope() as db_session:
-        service.request_cancel(db_session=db_session, job_id=job_id, user=staff)
+        service.request_cancel(db_session=db_session, job_id=job_id, actor=staff)
     job = wait_for_status(job_id, JobStatus.cancelled, JobStatus.succeeded, timeout=60)
     assert job.status == JobStatus.cancelled
     assert job.progress < 1.0

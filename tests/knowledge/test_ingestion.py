@@ -7,8 +7,8 @@ from sqlmodel import func, select
 from app.core.clients import get_chroma
 from app.core.db import session_scope
 from app.core.settings import get_settings
-from app.jobs_board.tables import Job
 from app.knowledge.tables import Chunk, Document, KnowledgeBase
+from jobs.tables import Job
 from tests.conftest import wait_until
 from tests.knowledge.conftest import (
     ALICE_ANSWER_PAGE,

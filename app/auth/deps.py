@@ -1,4 +1,5 @@
-"""FastAPI dependencies: database session and the caller, by API key or session."""
+"""FastAPI dependencies every domain's routes use: database session and the caller, by API key or
+session. The auth domain's, since resolving a caller is auth's business (app/core stays below every domain)."""
 
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -8,11 +9,13 @@ import structlog
 from fastapi import Depends, Request
 from sqlmodel import Session
 
+from app.auth import rate_limits
 from app.auth import service as auth_service
-from app.auth.tables import Role, User
+from app.auth.tables import User
 from app.core import coalesce, ratelimit
 from app.core.db import run_in_session, session_scope
 from app.core.errors import Unauthorized
+from app.core.roles import Role, require_role
 from app.core.security import API_KEY_PREFIX
 from app.core.settings import Settings, get_settings
 
@@ -71,7 +74,7 @@ CurrentUser = Annotated[User, Depends(current_user)]
 
 def role_at_least(minimum: Role):
     def check(user: CurrentUser) -> User:
-        auth_service.require_role(user, minimum)
+        require_role(user, minimum)
         return user
 
     return Depends(check)
@@ -94,8 +97,8 @@ async def rate_limited_caller(request: Request, user: CurrentUser) -> Caller:
     # Not SettingsDep: FastAPI runs a sync dependency in a worker thread, a round trip per request.
     limit = get_settings().rate_limit_per_minute
     if credential.startswith(API_KEY_PREFIX):
-        key_id, key_limit = ratelimit.remembered_api_key_identity(credential) or await coalesce.shared(
-            ("key limit", credential), lambda: run_in_session(ratelimit.api_key_identity, plaintext=credential)
+        key_id, key_limit = rate_limits.remembered_api_key_identity(credential) or await coalesce.shared(
+            ("key limit", credential), lambda: run_in_session(rate_limits.api_key_identity, plaintext=credential)
         )
         identity = f"key:{key_id}"
         limit = key_limit or limit
