@@ -3,9 +3,9 @@
 from sqlmodel import SQLModel
 
 from app.ask.tables import Conversation, Message
-from app.auth.tables import ApiKey, User, UserSession
+from app.auth.tables import ApiKey, ApiKeyRateLimit, User, UserSession
 from app.knowledge.tables import Chunk, Document, KnowledgeBase
-from app.predict.tables import ApiKeyRateLimit, ModelVersion, PredictionLog, RegisteredModel, RegistryChange
+from app.predict.tables import ModelVersion, PredictionLog, RegisteredModel, RegistryChange
 from jobs.tables import Job
 
 metadata = SQLModel.metadata
