@@ -52,18 +52,18 @@ def migrate() -> None:
 @cli.command()
 def run() -> None:
     """Start Strata (database migrations, then every process under a supervisor)."""
-    from app.core import runner
+    from app.core.runner import supervise
 
     migrate()
-    raise typer.Exit(runner.run(get_settings()))
+    raise typer.Exit(supervise.run(get_settings()))
 
 
 @cli.command()
 def stop() -> None:
     """Stop a Strata started with `strata run` from another shell."""
-    from app.core import runner
+    from app.core.runner import supervise
 
-    raise typer.Exit(runner.stop(get_settings()))
+    raise typer.Exit(supervise.stop(get_settings()))
 
 
 @cli.command()

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import httpx
 
-from app.core import runner
+from app.core.runner import paths, supervise
 from app.core.settings import Settings
 from tests.conftest import REPO, free_port, wait_until
 
@@ -19,14 +19,15 @@ PREBUILT_PORT = 3000
 
 
 def processes_of(data_dir: Path) -> dict[int, str]:
-    """Live processes started for this data dir (they inherit STRATA_DATA_DIR)."""
-    marker = f"STRATA_DATA_DIR={data_dir}".encode()
+    """Live processes started for this data dir: `strata run` has its STRATA_DATA_DIR,
+    everything supervisord starts its run dir marker (Valkey and Chroma get no settings)."""
+    markers = {f"STRATA_DATA_DIR={data_dir}".encode(), f"{paths.RUN_MARKER}={data_dir / 'run'}".encode()}
     found = {}
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit() or int(proc.name) == os.getpid():
             continue
         try:
-            if marker in (proc / "environ").read_bytes().split(b"\0"):
+            if markers & set((proc / "environ").read_bytes().split(b"\0")):
                 found[int(proc.name)] = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
         except OSError:
             continue
@@ -61,7 +62,7 @@ class Stack:
         self.log.parent.mkdir(parents=True, exist_ok=True)
         with self.log.open("wb") as out:
             self.proc = subprocess.Popen(
-                [str(runner.BIN_DIR / "strata"), "run"],
+                [str(paths.BIN_DIR / "strata"), "run"],
                 cwd=REPO,
                 env=self.env,
                 stdout=out,
@@ -81,7 +82,7 @@ class Stack:
             except ProcessLookupError:
                 pass
         if self.port != PREBUILT_PORT:  # a one-off build for a random port: do not let them pile up
-            shutil.rmtree(runner.web_dir(self.settings, env={}), ignore_errors=True)
+            shutil.rmtree(paths.web_dir(self.settings, env={}), ignore_errors=True)
 
     def wait(self, predicate, timeout: float, what: str):
         return wait_until(predicate, timeout, what, interval=0.5, log=self.log)
@@ -100,7 +101,7 @@ class Stack:
         return result
 
     def supervisorctl(self, *args: str, check: bool = True) -> str:
-        result = runner.supervisorctl(self.settings, *args)
+        result = supervise.supervisorctl(self.settings, *args)
         if check:
             assert result.returncode == 0, result.stdout + result.stderr
         return result.stdout

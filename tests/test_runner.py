@@ -20,7 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from app.core import runner
+from app.core.runner import config, environment, frontend, paths, supervise
 from app.core.settings import Settings
 from tests.conftest import free_port, wait_until
 from tests.stack import Stack, processes_of
@@ -45,12 +45,25 @@ def make_settings(tmp_path: Path, **overrides) -> Settings:
 
 def parse_config(settings: Settings) -> configparser.RawConfigParser:
     parser = configparser.RawConfigParser()
-    parser.read_string(runner.render_config(settings))
+    parser.read_string(config.render_config(settings))
     return parser
 
 
 def program_names(parser: configparser.RawConfigParser) -> set[str]:
     return {s.split(":", 1)[1] for s in parser.sections() if s.startswith("program:")}
+
+
+def split_env(command: list[str]) -> tuple[dict[str, str] | None, list[str]]:
+    """(the environment `env -i` gives the program, or None when it inherits
+    supervisord's; the program's own command line)."""
+    if Path(command[0]).name != "env":
+        return None, command
+    assert command[1] == "-i", command
+    env, rest = {}, command[2:]
+    while rest and "=" in rest[0]:
+        key, _, value = rest.pop(0).partition("=")
+        env[key] = value
+    return env, rest
 
 
 # ----------------------------------------------------------- supervisor config
@@ -96,7 +109,7 @@ def test_storage_starts_before_the_worker_and_the_web(tmp_path):
 def test_program_commands(tmp_path):
     settings = make_settings(tmp_path, embedded_chroma_port=18765)
     parser = parse_config(settings)
-    command = {name: shlex.split(parser[f"program:{name}"]["command"]) for name in program_names(parser)}
+    command = {name: split_env(shlex.split(parser[f"program:{name}"]["command"]))[1] for name in program_names(parser)}
     assert Path(command["worker"][0]).name == "strata"
     assert command["worker"][1:] == ["worker"]
     assert command["web"][1:] == ["-m", "app.core.runner", "web"]
@@ -122,27 +135,49 @@ def test_supervisorctl_socket_and_files_live_in_the_data_dir(tmp_path):
 
 def test_valkey_is_local_and_persistent(tmp_path):
     settings = make_settings(tmp_path, embedded_redis_port=16390)
-    conf = runner.valkey_conf(settings).splitlines()
+    conf = config.valkey_conf(settings).splitlines()
     assert "port 16390" in conf
     assert "bind 127.0.0.1" in conf
     assert "appendonly yes" in conf
     assert f'dir "{settings.resolved_data_dir / "redis"}"' in conf
 
 
+def test_valkey_password_is_generated_once_and_private(tmp_path):
+    settings = make_settings(tmp_path, embedded_redis_port=16390)
+    assert settings.effective_redis_url == "redis://127.0.0.1:16390/0"  # nothing started yet
+    config.write_config(settings)
+    password = settings.embedded_redis_password_file.read_text().strip()
+    assert len(password) >= 32
+    assert f"requirepass {password}" in config.valkey_conf(settings).splitlines()
+    assert settings.effective_redis_url == f"redis://:{password}@127.0.0.1:16390/0"
+    # Only the owner reads the password and the config that holds it.
+    for path in (settings.embedded_redis_password_file, settings.resolved_data_dir / "run" / "valkey.conf"):
+        assert path.stat().st_mode & 0o777 == 0o600, path
+    # Not in the supervisord config (`python -m app.core.runner config` prints it).
+    assert password not in paths.config_path(settings).read_text()
+    # The next start keeps it: clients started on their own keep working.
+    config.write_config(settings)
+    assert settings.embedded_redis_password_file.read_text().strip() == password
+    # Another data dir, another password.
+    config.write_config(make_settings(tmp_path / "other"))
+    other = make_settings(tmp_path / "other").embedded_redis_password_file.read_text().strip()
+    assert other != password
+
+
 def test_write_config_creates_the_data_layout(tmp_path):
     settings = make_settings(tmp_path)
-    path = runner.write_config(settings)
+    path = config.write_config(settings)
     assert path == settings.resolved_data_dir / "run" / "supervisord.conf"
-    assert path.read_text() == runner.render_config(settings)
+    assert path.read_text() == config.render_config(settings)
     for sub in ("run", "redis", "chroma"):
         assert (settings.resolved_data_dir / sub).is_dir()
-    assert (settings.resolved_data_dir / "run" / "valkey.conf").read_text() == runner.valkey_conf(settings)
+    assert (settings.resolved_data_dir / "run" / "valkey.conf").read_text() == config.valkey_conf(settings)
 
 
 def test_percent_signs_in_paths_are_escaped_for_supervisord(tmp_path):
     settings = make_settings(tmp_path / "100%")
     parser = configparser.ConfigParser()  # interpolating, like supervisord's expansion
-    parser.read_string(runner.render_config(settings))
+    parser.read_string(config.render_config(settings))
     assert "100%%" in parser.get("program:chroma", "command", raw=True)
     assert f"{settings.resolved_data_dir / 'chroma'} " in parser.get("program:chroma", "command")
 
@@ -152,7 +187,7 @@ def test_percent_signs_in_paths_are_escaped_for_supervisord(tmp_path):
 
 def test_child_environment(tmp_path):
     settings = make_settings(tmp_path, port=3999, secret_key="s3cret-for-test")
-    env = runner.child_env(settings, base={"PATH": "/usr/bin:/bin", "HOME": "/root"})
+    env = environment.child_env(settings, base={"PATH": "/usr/bin:/bin", "HOME": "/root"})
     path = env["PATH"].split(os.pathsep)
     assert path[0] == str(REPO / ".tools" / "node_modules" / ".bin")
     assert "/usr/bin" in path
@@ -171,7 +206,7 @@ def test_child_environment(tmp_path):
 
 def test_child_environment_round_trips_through_settings(tmp_path):
     settings = make_settings(tmp_path, port=4100, web_workers=3, redis_url="redis://10.1.2.3:6379/2")
-    env = runner.child_env(settings, base={})
+    env = environment.child_env(settings, base={})
     strata_env = {k: v for k, v in env.items() if k.startswith("STRATA_")}
     again = Settings(_env_file=None, **{k.removeprefix("STRATA_").lower(): v for k, v in strata_env.items()})
     assert again.port == 4100
@@ -180,32 +215,153 @@ def test_child_environment_round_trips_through_settings(tmp_path):
     assert again.resolved_data_dir == settings.resolved_data_dir
 
 
+SECRETS = {
+    "secret_key": "s3cret-key-that-belongs-to-strata-only-0123456789",
+    "llm_api_key": "sk-llm-secret-for-test",
+    "admin_password": "admin-secret-for-test",
+    "database_url": "postgresql+psycopg://strata:db-secret-for-test@db.internal/strata",
+}
+
+
+def rendered_commands(settings: Settings, base: dict[str, str] | None = None) -> dict[str, list[str]]:
+    parser = configparser.RawConfigParser()
+    parser.read_string(config.render_config(settings, base_env=base))
+    return {name: shlex.split(parser[f"program:{name}"]["command"]) for name in program_names(parser)}
+
+
+def test_valkey_and_chroma_get_only_the_environment_they_need(tmp_path):
+    settings = make_settings(tmp_path, **SECRETS)
+    outer = {"PATH": "/usr/bin:/bin", "HOME": "/home/strata", "AWS_SECRET_ACCESS_KEY": "aws-secret-for-test"}
+    supervisord_env = environment.child_env(settings, base=outer)
+    assert supervisord_env["STRATA_SECRET_KEY"] == SECRETS["secret_key"]  # web and worker need it
+    commands = rendered_commands(settings, base=supervisord_env)
+    for name in ("valkey", "chroma"):
+        env, _ = split_env(commands[name])
+        assert env is not None, f"{name} inherits supervisord's environment, settings and secrets included"
+        assert {k for k in env if k.startswith("STRATA_")} == {paths.RUN_MARKER}
+        assert env[paths.RUN_MARKER] == str(paths.run_dir(settings))  # `strata stop` still finds it
+        assert env["HOME"] == "/home/strata"
+        line = " ".join(commands[name])
+        for secret in (*SECRETS.values(), outer["AWS_SECRET_ACCESS_KEY"]):
+            assert secret not in line, (name, secret)
+    assert split_env(commands["worker"])[0] is None and split_env(commands["web"])[0] is None
+
+
+def _start_rendered(settings: Settings, name: str) -> subprocess.Popen:
+    """Start a program exactly as supervisord would: its rendered command, in the
+    environment supervisord itself runs with (the whole settings object)."""
+    program = {p.name: p for p in config.programs(settings)}[name]
+    return subprocess.Popen(
+        shlex.split(shlex.join(program.full_command())),
+        env=environment.child_env(settings),
+        cwd=program.directory,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def _environ_after_exec(pid: int, program: str) -> dict[str, str]:
+    def exec_done() -> bool:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        return Path(argv[0].decode()).name != "env" and program.encode() in b" ".join(argv)
+
+    wait_until(exec_done, 30, f"{program} to replace env")
+    pairs = Path(f"/proc/{pid}/environ").read_bytes().decode().split("\0")
+    return dict(pair.partition("=")[::2] for pair in pairs if pair)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_running_valkey_and_chroma_hold_no_secrets(tmp_path):
+    settings = make_settings(tmp_path, embedded_redis_port=free_port(), embedded_chroma_port=free_port(), **SECRETS)
+    config.write_config(settings)
+    for name, program in (("valkey", "valkey"), ("chroma", "chroma")):
+        proc = _start_rendered(settings, name)
+        try:
+            environ = _environ_after_exec(proc.pid, program)
+        finally:
+            proc.terminate()
+            proc.wait(30)
+        assert {k for k in environ if k.startswith("STRATA_")} == {paths.RUN_MARKER}, name
+        for secret in SECRETS.values():
+            assert secret not in "\0".join(f"{k}={v}" for k, v in environ.items()), (name, secret)
+        if name == "chroma":
+            assert environ["ANONYMIZED_TELEMETRY"] == "False"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_embedded_valkey_refuses_connections_without_its_password(tmp_path, monkeypatch):
+    import asyncio
+
+    import redis
+    from arq.connections import create_pool
+
+    from app.core import clients
+    from tests.conftest import reset_caches
+
+    port = free_port()
+    settings = make_settings(tmp_path, embedded_redis_port=port)
+    config.write_config(settings)
+    proc = _start_rendered(settings, "valkey")
+    try:
+        wait_until(lambda: supervise.port_in_use("127.0.0.1", port), 30, "valkey listening")
+        with pytest.raises(redis.AuthenticationError, match="(?i)auth"):
+            redis.Redis(port=port, socket_timeout=5).ping()
+        with pytest.raises(redis.AuthenticationError):
+            redis.Redis(port=port, password="guess", socket_timeout=5).ping()
+        assert redis.Redis.from_url(settings.effective_redis_url, socket_timeout=5).ping()
+
+        # Strata's own clients (state, job queue, the worker's arq settings) read the password.
+        monkeypatch.setenv("STRATA_DATA_DIR", str(settings.resolved_data_dir))
+        monkeypatch.setenv("STRATA_EMBEDDED_REDIS_PORT", str(port))
+        monkeypatch.delenv("STRATA_REDIS_URL", raising=False)
+        reset_caches()
+        clients.reset_loop_redis()
+
+        async def strata_clients() -> None:
+            async with clients.get_async_redis() as client:
+                assert await client.ping()
+            queue = clients.get_job_queue()
+            assert await queue.ping()
+            await queue.aclose()
+            pool = await create_pool(clients.arq_redis_settings())
+            assert await pool.ping()
+            await pool.aclose()
+
+        asyncio.run(strata_clients())
+    finally:
+        proc.terminate()
+        proc.wait(30)
+        monkeypatch.undo()
+        reset_caches()
+        clients.reset_loop_redis()
+
+
 def test_relative_data_dir_reaches_children_absolute(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    env = runner.child_env(make_settings(tmp_path, data_dir=Path("rel-data")), base={})
+    env = environment.child_env(make_settings(tmp_path, data_dir=Path("rel-data")), base={})
     assert env["STRATA_DATA_DIR"] == str(tmp_path / "rel-data")
 
 
 def test_npm_registry_is_explicit(tmp_path, monkeypatch):
     # Children always get a registry, so Reflex never probes mirrors for one.
-    monkeypatch.setattr(runner, "npm_registry", lambda: "https://npm.mirror.internal/")
-    env = runner.child_env(make_settings(tmp_path), base={"PATH": "/usr/bin"})
+    monkeypatch.setattr(environment, "npm_registry", lambda: "https://npm.mirror.internal/")
+    env = environment.child_env(make_settings(tmp_path), base={"PATH": "/usr/bin"})
     assert env["NPM_CONFIG_REGISTRY"] == "https://npm.mirror.internal/"
     # ... but an explicit one from the caller wins.
-    env = runner.child_env(make_settings(tmp_path), base={"NPM_CONFIG_REGISTRY": "https://other.internal/"})
+    env = environment.child_env(make_settings(tmp_path), base={"NPM_CONFIG_REGISTRY": "https://other.internal/"})
     assert env["NPM_CONFIG_REGISTRY"] == "https://other.internal/"
 
 
 @pytest.mark.skipif(not __import__("shutil").which("npm"), reason="needs npm")
 def test_npm_registry_comes_from_npm_config(monkeypatch):
     monkeypatch.delenv("NPM_CONFIG_REGISTRY", raising=False)
-    runner.npm_registry.cache_clear()
+    environment.npm_registry.cache_clear()
     try:
         expected = subprocess.run(["npm", "config", "get", "registry"], capture_output=True, text=True).stdout.strip()
-        assert runner.npm_registry() == expected
+        assert environment.npm_registry() == expected
         assert expected.startswith("http")
     finally:
-        runner.npm_registry.cache_clear()
+        environment.npm_registry.cache_clear()
 
 
 # -------------------------------------------------------------------- frontend
@@ -223,44 +379,44 @@ def fake_project(tmp_path, monkeypatch):
     (root / "reflex.lock" / "package.json").write_text('{"a": 1, "b": 2}')
     (root / "rxconfig.py").write_text("config = None\n")
     (root / "pyproject.toml").write_text("[project]\n")
-    monkeypatch.setattr(runner, "PROJECT_ROOT", root)
+    monkeypatch.setattr(paths, "PROJECT_ROOT", root)
     return root
 
 
 def test_frontend_fingerprint_follows_its_inputs(fake_project, tmp_path):
     settings = make_settings(tmp_path)
-    first = runner.frontend_fingerprint(settings, env={})
-    assert runner.frontend_fingerprint(settings, env={}) == first
+    first = frontend.frontend_fingerprint(settings, env={})
+    assert frontend.frontend_fingerprint(settings, env={}) == first
     # Byte-code and the formatting of Reflex's package.json do not count.
     (fake_project / "app" / "__pycache__" / "app.cpython-311.pyc").write_bytes(b"\1")
     (fake_project / "reflex.lock" / "package.json").write_text('{\n  "b": 2,\n  "a": 1\n}\n')
     (fake_project / "pyproject.toml").write_text("[tool.ruff]\nline-length = 120\n")  # tool config only
-    assert runner.frontend_fingerprint(settings, env={}) == first
+    assert frontend.frontend_fingerprint(settings, env={}) == first
     # The port is baked into the bundle.
-    assert runner.frontend_fingerprint(make_settings(tmp_path, port=3001), env={}) != first
-    assert runner.frontend_fingerprint(settings, env={"REFLEX_API_URL": "https://strata.example"}) != first
+    assert frontend.frontend_fingerprint(make_settings(tmp_path, port=3001), env={}) != first
+    assert frontend.frontend_fingerprint(settings, env={"REFLEX_API_URL": "https://strata.example"}) != first
     (fake_project / "assets" / "logo.svg").write_text("<svg></svg>")
-    second = runner.frontend_fingerprint(settings, env={})
+    second = frontend.frontend_fingerprint(settings, env={})
     assert second != first
     (fake_project / "app" / "page.py").write_text("x = 1\n")
-    assert runner.frontend_fingerprint(settings, env={}) != second
+    assert frontend.frontend_fingerprint(settings, env={}) != second
 
 
 def test_frontend_is_current_only_with_a_matching_stamp(fake_project, tmp_path):
     settings = make_settings(tmp_path)
-    client = runner.web_dir(settings, env={}) / "build" / "client"
-    assert not runner.frontend_is_current(settings, env={})
+    client = paths.web_dir(settings, env={}) / "build" / "client"
+    assert not frontend.frontend_is_current(settings, env={})
     client.mkdir(parents=True)
     (client / "index.html").write_text("<html></html>")
-    assert not runner.frontend_is_current(settings, env={})  # no stamp
-    stamp = runner.web_dir(settings, env={}) / "build" / runner.FRONTEND_STAMP
-    stamp.write_text(json.dumps({"fingerprint": runner.frontend_fingerprint(settings, env={})}))
-    assert runner.frontend_is_current(settings, env={})
+    assert not frontend.frontend_is_current(settings, env={})  # no stamp
+    stamp = paths.web_dir(settings, env={}) / "build" / frontend.FRONTEND_STAMP
+    stamp.write_text(json.dumps({"fingerprint": frontend.frontend_fingerprint(settings, env={})}))
+    assert frontend.frontend_is_current(settings, env={})
     (client / "index.html").unlink()  # a build that died half-way
-    assert not runner.frontend_is_current(settings, env={})
+    assert not frontend.frontend_is_current(settings, env={})
     (client / "index.html").write_text("<html></html>")
     (fake_project / "app" / "app.py").write_text("app = 2\n")
-    assert not runner.frontend_is_current(settings, env={})
+    assert not frontend.frontend_is_current(settings, env={})
 
 
 def test_ensure_frontend_skips_the_build_when_current(fake_project, tmp_path, monkeypatch):
@@ -269,31 +425,31 @@ def test_ensure_frontend_skips_the_build_when_current(fake_project, tmp_path, mo
 
     def fake_export(args, **kwargs):
         calls.append(args)
-        client = runner.web_dir(settings, env={}) / "build" / "client"
+        client = paths.web_dir(settings, env={}) / "build" / "client"
         client.mkdir(parents=True, exist_ok=True)
         (client / "index.html").write_text("<html></html>")
         (fake_project / ".gitignore").write_text(".web\n*.db\n")  # what Reflex's init does
         return subprocess.CompletedProcess(args, 0)
 
     (fake_project / ".gitignore").write_text(".venv/\n")
-    monkeypatch.setattr(runner.subprocess, "run", fake_export)
-    assert runner.ensure_frontend(settings, env={}) is True
+    monkeypatch.setattr(frontend.subprocess, "run", fake_export)
+    assert frontend.ensure_frontend(settings, env={}) is True
     assert calls and calls[0][1:5] == ["export", "--frontend-only", "--no-zip", "--env"]
     assert (fake_project / ".gitignore").read_text() == ".venv/\n"
-    assert runner.ensure_frontend(settings, env={}) is False
+    assert frontend.ensure_frontend(settings, env={}) is False
     assert len(calls) == 1
-    assert runner.ensure_frontend(settings, env={}, force=True) is True
+    assert frontend.ensure_frontend(settings, env={}, force=True) is True
     assert len(calls) == 2
 
 
 def test_each_port_has_its_own_web_build_dir(fake_project, tmp_path):
-    on_3000 = runner.web_dir(make_settings(tmp_path, port=3000), env={})
-    on_3999 = runner.web_dir(make_settings(tmp_path, port=3999), env={})
+    on_3000 = paths.web_dir(make_settings(tmp_path, port=3000), env={})
+    on_3999 = paths.web_dir(make_settings(tmp_path, port=3999), env={})
     assert on_3000 != on_3999
     assert on_3000.parent == on_3999.parent == fake_project / ".web"  # ignored by git
-    env = runner.child_env(make_settings(tmp_path, port=3999), base={})
+    env = environment.child_env(make_settings(tmp_path, port=3999), base={})
     assert env["REFLEX_WEB_WORKDIR"] == str(on_3999)
-    custom = runner.child_env(make_settings(tmp_path), base={"REFLEX_WEB_WORKDIR": "/srv/web"})
+    custom = environment.child_env(make_settings(tmp_path), base={"REFLEX_WEB_WORKDIR": "/srv/web"})
     assert custom["REFLEX_WEB_WORKDIR"] == "/srv/web"
 
 
@@ -307,19 +463,19 @@ def test_ports_in_use_are_detected_even_with_so_reuseport(tmp_path):
         listener.bind(("0.0.0.0", 0))
         listener.listen()
         port = listener.getsockname()[1]
-        assert runner.port_in_use("0.0.0.0", port)
-        assert runner.port_in_use("127.0.0.1", port)
+        assert supervise.port_in_use("0.0.0.0", port)
+        assert supervise.port_in_use("127.0.0.1", port)
         settings = make_settings(tmp_path, port=port, embedded_redis_port=free_port())
-        assert runner.busy_ports(settings) == [f"web port {port}"]
-        assert runner.run(settings) == 1  # refuses instead of sharing the port
-        assert not runner.is_running(settings)
-    assert not runner.port_in_use("0.0.0.0", port)
+        assert supervise.busy_ports(settings) == [f"web port {port}"]
+        assert supervise.run(settings) == 1  # refuses instead of sharing the port
+        assert not supervise.is_running(settings)
+    assert not supervise.port_in_use("0.0.0.0", port)
     external = make_settings(tmp_path, port=free_port(), redis_url="redis://r:6379/0", chroma_url="http://c:8000")
-    assert runner.busy_ports(external) == []
+    assert supervise.busy_ports(external) == []
 
 
 def test_stop_when_nothing_runs(tmp_path, capsys):
-    assert runner.stop(make_settings(tmp_path)) == 0
+    assert supervise.stop(make_settings(tmp_path)) == 0
     assert "not running" in capsys.readouterr().out
 
 
@@ -327,42 +483,42 @@ def test_run_refuses_a_second_stack_on_the_same_data_dir(tmp_path, monkeypatch):
     import fcntl
 
     settings = make_settings(tmp_path)
-    monkeypatch.setattr(runner, "_run_locked", lambda *a: pytest.fail("started a second stack"))
-    runner.run_dir(settings).mkdir(parents=True)
+    monkeypatch.setattr(supervise, "_run_locked", lambda *a: pytest.fail("started a second stack"))
+    paths.run_dir(settings).mkdir(parents=True)
     # Another `strata run` holds the lock (e.g. while it builds the frontend) ...
-    with (runner.run_dir(settings) / "run.lock").open("w") as held:
+    with (paths.run_dir(settings) / "run.lock").open("w") as held:
         fcntl.flock(held, fcntl.LOCK_EX)
-        assert runner.run(settings) == 1
+        assert supervise.run(settings) == 1
     # ... or a supervisord from an earlier run is still alive.
     fake = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "supervisord"])
     try:
         wait_until(lambda: b"supervisord" in Path(f"/proc/{fake.pid}/cmdline").read_bytes(), 10, "exec")
-        runner.pid_path(settings).write_text(str(fake.pid))
-        assert runner.is_running(settings)
-        assert runner.run(settings) == 1
+        paths.pid_path(settings).write_text(str(fake.pid))
+        assert supervise.is_running(settings)
+        assert supervise.run(settings) == 1
     finally:
         fake.kill()
         fake.wait()
     # A stale pidfile (dead pid, or a pid reused by something else) does not block.
-    assert not runner.is_running(settings)
-    runner.pid_path(settings).write_text(str(os.getpid()))
-    assert not runner.is_running(settings)
+    assert not supervise.is_running(settings)
+    paths.pid_path(settings).write_text(str(os.getpid()))
+    assert not supervise.is_running(settings)
 
 
 def test_stale_processes_of_a_dead_supervisord_are_found_and_stopped(tmp_path):
     settings = make_settings(tmp_path)
     other = make_settings(tmp_path / "other")
-    env = runner.child_env(settings, base={"PATH": os.environ["PATH"]})
+    env = environment.child_env(settings, base={"PATH": os.environ["PATH"]})
     orphan = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], env=env)
     bystander = subprocess.Popen(
-        [sys.executable, "-c", "import time; time.sleep(60)"], env=runner.child_env(other, base={})
+        [sys.executable, "-c", "import time; time.sleep(60)"], env=environment.child_env(other, base={})
     )
     try:
         for proc in (orphan, bystander):  # until exec replaced the forked copy of our environ
             wait_until(lambda p=proc: b"time.sleep" in Path(f"/proc/{p.pid}/cmdline").read_bytes(), 10, "exec")
-        assert orphan.pid in runner.stale_processes(settings)
-        assert bystander.pid not in runner.stale_processes(settings)
-        assert runner.stop(settings) == 0  # `make stop` cleans them up too
+        assert orphan.pid in supervise.stale_processes(settings)
+        assert bystander.pid not in supervise.stale_processes(settings)
+        assert supervise.stop(settings) == 0  # `make stop` cleans them up too
         assert orphan.wait(15) is not None
         assert bystander.poll() is None
     finally:
@@ -411,7 +567,7 @@ def test_dockerfile_runs_the_same_strata_run(monkeypatch):
 
     calls = []
     monkeypatch.setattr(cli, "migrate", lambda: calls.append("migrate"))
-    monkeypatch.setattr(runner, "run", lambda settings: calls.append(("run", settings)) or 7)
+    monkeypatch.setattr(supervise, "run", lambda settings: calls.append(("run", settings)) or 7)
     result = CliRunner().invoke(cli.cli, ["run"])
     assert result.exit_code == 7, result.output
     assert calls[0] == "migrate" and calls[1][0] == "run"
@@ -491,16 +647,16 @@ def test_stack_starts_restarts_and_stops_clean(tmp_path):
 
         # A crashed worker is restarted too.
         worker_pid = stack.status()["worker"][1]
-        assert runner.supervisorctl(stack.settings, "signal", "KILL", "worker").returncode == 0
+        assert supervise.supervisorctl(stack.settings, "signal", "KILL", "worker").returncode == 0
         stack.wait(lambda: stack.status()["worker"][1] not in (None, worker_pid), 60, "a new worker")
 
         # Valkey can be stopped and started on its own: the UI keeps serving and
         # the health endpoint reports it, then recovers.
-        assert runner.supervisorctl(stack.settings, "stop", "valkey").returncode == 0
+        assert supervise.supervisorctl(stack.settings, "stop", "valkey").returncode == 0
         assert stack.status()["valkey"][0] == "STOPPED"
         stack.wait(lambda: stack.components()["redis"]["ok"] is False, 30, "redis reported down")
         assert stack.get("/ping").status_code == 200
-        assert runner.supervisorctl(stack.settings, "start", "valkey").returncode == 0
+        assert supervise.supervisorctl(stack.settings, "start", "valkey").returncode == 0
         stack.wait(lambda: stack.components()["redis"]["ok"] is True, 60, "redis reported up again")
 
         # Ctrl-C: SIGINT to supervisord stops everything, and `strata run` returns.
@@ -534,7 +690,7 @@ def test_stack_with_an_external_redis(tmp_path):
             stack.wait(lambda: stack.components()["redis"]["ok"] is False, 30, "redis reported down")
             # Restarted while the state Redis is down: the web program waits
             # instead of crash-looping into FATAL, and serves once Redis is back.
-            assert runner.supervisorctl(stack.settings, "restart", "web").returncode == 0
+            assert supervise.supervisorctl(stack.settings, "restart", "web").returncode == 0
             time.sleep(3)
             assert stack.status()["web"][0] == "RUNNING"
             with pytest.raises(httpx.TransportError):
@@ -543,7 +699,7 @@ def test_stack_with_an_external_redis(tmp_path):
             stack.wait(lambda: stack.get("/ping", timeout=5).status_code == 200, 90, "web serving again")
 
             # `make stop` from another shell.
-            assert runner.stop(stack.settings) == 0
+            assert supervise.stop(stack.settings) == 0
             assert stack.proc.wait(60) == 0
             assert not processes_of(stack.data_dir)
     finally:

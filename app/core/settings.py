@@ -112,7 +112,19 @@ class Settings(BaseSettings):
 
     @property
     def effective_redis_url(self) -> str:
-        return self.redis_url or f"redis://127.0.0.1:{self.embedded_redis_port}/0"
+        if self.redis_url:
+            return self.redis_url
+        try:
+            password = self.embedded_redis_password_file.read_text().strip()
+        except OSError:  # not started yet: connecting fails with NOAUTH or refused
+            password = ""
+        auth = f":{password}@" if password else ""
+        return f"redis://{auth}127.0.0.1:{self.embedded_redis_port}/0"
+
+    @property
+    def embedded_redis_password_file(self) -> Path:
+        """The embedded Valkey's password (0600), written by `strata run` (app/core/runner/config.py)."""
+        return self.resolved_data_dir / "run" / "valkey.password"
 
     @property
     def ui_state_in_redis(self) -> bool:

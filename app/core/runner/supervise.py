@@ -1,0 +1,226 @@
+"""Run the stack under supervisord, stop it from any shell, drive single programs.
+
+`run(settings)` writes the config (`config.write_config`) and runs supervisord
+in the foreground. It refuses to start a second stack on the same data dir (a
+lock, and the pidfile) or on ports something already listens on (granian binds
+with SO_REUSEPORT, so a second server would otherwise share the port silently),
+and first stops processes a killed supervisord left behind (they carry
+STRATA_RUN_DIR=<data_dir>/run in their environment).
+
+`stop(settings)` asks that supervisord (over its unix socket in
+`<data_dir>/run/`) to shut down. `supervisorctl(settings, ...)` drives single
+programs (tests: `stop valkey`, `start valkey`, `signal KILL web`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+from app.core.runner import paths
+from app.core.runner.config import write_config
+from app.core.runner.environment import child_env
+from app.core.runner.frontend import ensure_frontend
+from app.core.settings import Settings, get_settings
+
+
+def _supervisord_pid(settings: Settings) -> int | None:
+    try:
+        pid = int(paths.pid_path(settings).read_text().strip())
+    except (OSError, ValueError):
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:
+        return pid
+    # A stale pidfile whose pid now belongs to another process does not count.
+    with contextlib.suppress(OSError):
+        if b"supervisord" not in Path(f"/proc/{pid}/cmdline").read_bytes():
+            return None
+    return pid
+
+
+def stale_processes(settings: Settings) -> list[int]:
+    """Processes left from a stack whose supervisord died without stopping them
+    (SIGKILL, OOM): they carry this data dir's STRATA_RUN_DIR marker (Linux)."""
+    marker = f"{paths.RUN_MARKER}={paths.run_dir(settings)}".encode()
+    found = []
+    for proc in Path("/proc").glob("[0-9]*"):
+        if int(proc.name) == os.getpid():
+            continue
+        with contextlib.suppress(OSError):
+            if marker in (proc / "environ").read_bytes().split(b"\0"):
+                found.append(int(proc.name))
+    return sorted(found)
+
+
+def kill_stale(settings: Settings, grace: float = 10) -> list[int]:
+    """SIGTERM (then SIGKILL) the `stale_processes()`; returns their pids."""
+    pids = stale_processes(settings)
+    if not pids:
+        return []
+    print(f"strata: stopping {len(pids)} processes left by an earlier run: {pids}", file=sys.stderr)
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, sig)
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline and stale_processes(settings):
+            time.sleep(0.2)
+        if not stale_processes(settings):
+            break
+    return pids
+
+
+def port_in_use(host: str, port: int) -> bool:
+    """Whether something listens on host:port. Bound without SO_REUSEPORT on
+    purpose: granian listens with SO_REUSEPORT, so a second web server on the same
+    port would otherwise start silently and share the traffic with the first."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return True
+    return False
+
+
+def busy_ports(settings: Settings) -> list[str]:
+    """The ports this stack needs that something else already listens on."""
+    wanted = [("web", settings.host, settings.port)]
+    if not settings.redis_url:
+        wanted.append(("valkey", "127.0.0.1", settings.embedded_redis_port))
+    if not settings.chroma_url:
+        wanted.append(("chroma", "127.0.0.1", settings.embedded_chroma_port))
+    return [f"{name} port {port}" for name, host, port in wanted if port_in_use(host, port)]
+
+
+def is_running(settings: Settings) -> bool:
+    return _supervisord_pid(settings) is not None
+
+
+def run(settings: Settings | None = None) -> int:
+    """Run the stack under supervisord in the foreground; return its exit code.
+
+    SIGINT/SIGTERM/SIGHUP/SIGQUIT are forwarded to supervisord, which stops every
+    program (whole process groups) in reverse priority order before exiting.
+    """
+    settings = settings or get_settings()
+    paths.run_dir(settings).mkdir(parents=True, exist_ok=True)
+    # Held for the whole run (released by the kernel however we exit): one stack
+    # per data dir, including while the frontend builds before supervisord starts.
+    lock = (paths.run_dir(settings) / "run.lock").open("w")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.close()
+        pid = None
+    else:
+        pid = _supervisord_pid(settings)
+        if pid is None:
+            return _run_locked(settings, lock)
+        lock.close()
+    print(
+        f"strata: already running (data dir {settings.resolved_data_dir}"
+        f"{f', supervisord pid {pid}' if pid else ''}); `make stop` or `strata stop` first",
+        file=sys.stderr,
+    )
+    return 1
+
+
+def _run_locked(settings: Settings, lock) -> int:
+    with lock:
+        kill_stale(settings)
+        if busy := busy_ports(settings):
+            print(
+                f"strata: {', '.join(busy)} already in use (another Strata, or another "
+                "program); stop it or set STRATA_PORT / STRATA_EMBEDDED_REDIS_PORT / "
+                "STRATA_EMBEDDED_CHROMA_PORT",
+                file=sys.stderr,
+            )
+            return 1
+        env = child_env(settings)
+        ensure_frontend(settings, env=env)
+        conf = write_config(settings)
+        return _supervise(conf, env)
+
+
+def _supervise(conf: Path, env: Mapping[str, str]) -> int:
+    proc = subprocess.Popen(
+        [paths.bin_path("supervisord"), "-n", "-c", str(conf)],
+        cwd=paths.PROJECT_ROOT,
+        env=env,
+    )
+
+    def forward(signum: int, _frame: object) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(signum)
+
+    forwarded = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
+    previous = {s: signal.signal(s, forward) for s in forwarded}
+    try:
+        while True:
+            try:
+                return proc.wait()
+            except KeyboardInterrupt:  # pragma: no cover - handler replaces it
+                forward(signal.SIGINT, None)
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
+def supervisorctl(settings: Settings, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """Run `supervisorctl -c <data_dir>/run/supervisord.conf ARGS...` and capture output.
+
+    Examples: ``supervisorctl(s, "status")``, ``supervisorctl(s, "stop", "valkey")``,
+    ``supervisorctl(s, "signal", "KILL", "worker")``. Exit codes are supervisorctl's
+    (0 ok; status returns 3 when a program is not RUNNING).
+    """
+    return subprocess.run(
+        [paths.bin_path("supervisorctl"), "-c", str(paths.config_path(settings)), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        cwd=paths.PROJECT_ROOT,
+    )
+
+
+def stop(settings: Settings | None = None, timeout: float = 120) -> int:
+    """Stop a running stack from any shell; 0 when it is stopped (or was not running)."""
+    settings = settings or get_settings()
+    pid = _supervisord_pid(settings)
+    if pid is None:
+        if kill_stale(settings):
+            print("strata: stopped")
+        else:
+            print(f"strata: not running (data dir {settings.resolved_data_dir})")
+        return 0
+    result = supervisorctl(settings, "shutdown", timeout=timeout)
+    if result.returncode != 0:
+        # The socket is gone or broken: fall back to the signal supervisord also
+        # understands as "stop everything and exit".
+        print(result.stdout + result.stderr, file=sys.stderr, end="")
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            print("strata: stopped")
+            return 0
+        time.sleep(0.2)
+    print(f"strata: supervisord (pid {pid}) still running after {timeout:.0f}s", file=sys.stderr)
+    return 1
