@@ -10,7 +10,12 @@ the web process, the frontend build and the tests agree on ports and URLs:
   STRATA_REDIS_URL points at a shared one, so web replicas can scale out behind a
   load balancer (see Settings.ui_state_in_redis);
 * nothing here may reach the internet: telemetry off, no version checks, the
-  npm registry explicit (see `app.core.runner.child_env`).
+  npm registry explicit (see `app.core.runner.child_env`);
+* CORS: Reflex allows every origin by default ("*", with credentials, on the API and
+  the websocket). Only the origins in STRATA_CORS_ORIGINS get CORS headers here; the
+  app's own pages need none, and `app.core.http.SameOriginWebSockets` checks websocket
+  origins (an empty list turns off the socket server's own origin check, which would
+  otherwise accept only the listed origins and so not the app's own host).
 """
 
 import reflex as rx
@@ -29,5 +34,6 @@ config = rx.Config(
     state_manager_mode="redis" if _settings.ui_state_in_redis else "memory",
     # No sitemap plugin: it wants an absolute public deploy URL we do not know.
     disable_plugins=[rx.plugins.SitemapPlugin],
+    cors_allowed_origins=_settings.cors_origin_list,
     plugins=[rx.plugins.RadixThemesPlugin(theme=rx.theme(accent_color="iris", radius="medium"))],
 )

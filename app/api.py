@@ -1,104 +1,118 @@
-"""The FastAPI app that Reflex's backend mounts: /api/v1, /api/docs and /metrics."""
+"""The FastAPI app that Reflex's backend mounts: /api/v1, /api/docs and /metrics, and the
+HTTP edge (app/core/http.py) in front of them and of Reflex's own routes."""
 
-import time
-import uuid
+import hmac
+from pathlib import Path
 
-import structlog
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.routing import APIRoute, APIRouter
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import app.job_kinds  # noqa: F401 - the jobs API validates kinds against the registry
 import jobs.metrics  # noqa: F401 - registers the jobs gauge with /metrics
 from app.ask.api import router as ask_router
 from app.auth.api import router as auth_router
+from app.auth.deps import bearer_credential, current_user, minimum_role
 from app.core.errors import StrataError, TooManyAttempts
-from app.core.metrics import HTTP_LATENCY, HTTP_REQUESTS, render_metrics
+from app.core.http import BodyLimit, LimitRequestBodies, ObserveRequests, SameOriginWebSockets, SecurityHeaders
+from app.core.metrics import render_metrics
+from app.core.roles import Role, require_role
+from app.core.settings import Settings, get_settings
 from app.generation.openai_api import build_openai_api
 from app.jobs_board.api import router as jobs_router
 from app.knowledge.api import router as knowledge_router
 from app.predict.api import router as predict_router
 from app.system.api import router as system_router
 
-log = structlog.get_logger("strata.api")
+MB = 1024 * 1024
+# Multipart framing (boundaries, part headers, the small fields beside the files).
+MULTIPART_OVERHEAD_BYTES = 64 * 1024
 
-API_PREFIXES = ("/api/", "/metrics", "/v1/")
+
+def upload_body_bytes(settings: Settings) -> int:
+    return int(max(settings.upload_request_max_mb, settings.upload_max_mb) * MB) + MULTIPART_OVERHEAD_BYTES
 
 
-class ObserveRequests:
-    """Request id, metrics and one log line per API request.
+# Routes that take more than a JSON body, each with its limit; every other route gets
+# STRATA_REQUEST_MAX_KB. A route for large uploads (datasets, say) adds its line here.
+BODY_LIMITS = (
+    BodyLimit(r"/api/v1/knowledge/\d+/documents", upload_body_bytes),
+    # Reflex's upload endpoint (rx.upload on the Knowledge page): it parses the whole
+    # multipart body to temporary files before the event handler checks who is asking.
+    BodyLimit(r"/_upload", upload_body_bytes),
+)
 
-    Plain ASGI rather than `@app.middleware("http")`: Starlette's BaseHTTPMiddleware runs
-    the app in a task group of its own and relays the body through memory streams, which
-    cost about a third of the event loop's time per predict request under load."""
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
+def json_body_bytes(settings: Settings) -> int:
+    return settings.request_max_kb * 1024
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not scope["path"].startswith(API_PREFIXES):
-            await self.app(scope, receive, send)
-            return
-        headers = dict(scope["headers"])
-        request_id = headers.get(b"x-request-id", b"").decode("latin-1") or uuid.uuid4().hex
-        structlog.contextvars.clear_contextvars()
-        structlog.contextvars.bind_contextvars(request_id=request_id)
-        started = time.perf_counter()
-        status = 500
-        response_started = False
 
-        async def send_with_request_id(message: Message) -> None:
-            nonlocal status, response_started
-            if message["type"] == "http.response.start":
-                status, response_started = message["status"], True
-                message["headers"] = [*message.get("headers", []), (b"x-request-id", request_id.encode("latin-1"))]
-            await send(message)
+def frontend_dir() -> Path:
+    """Where the web program serves the exported frontend from (Reflex's build output)."""
+    from reflex.utils.prerequisites import get_web_dir
+    from reflex_base.constants import Dirs
 
-        try:
-            await self.app(scope, receive, send_with_request_id)
-        except Exception:
-            log.exception("request.failed", method=scope["method"], path=scope["path"])
-            if response_started:  # too late for an error response: the client sees the connection drop
-                raise
-            await JSONResponse({"detail": "Internal server error", "request_id": request_id}, status_code=500)(
-                scope, receive, send_with_request_id
-            )
-        elapsed = time.perf_counter() - started
-        route = getattr(scope.get("route"), "path", "unmatched")
-        HTTP_REQUESTS.labels(scope["method"], route, str(status)).inc()
-        HTTP_LATENCY.labels(scope["method"], route).observe(elapsed)
-        log.info(
-            "request",
-            method=scope["method"],
-            path=scope["path"],
-            status=status,
-            ms=round(elapsed * 1000, 1),
-            user_id=scope.get("state", {}).get("user_id"),
-        )
+    return get_web_dir() / Dirs.STATIC
+
+
+async def metrics_reader(request: Request) -> None:
+    """Anyone while metrics are public; else a Prometheus scraper with STRATA_METRICS_TOKEN, or an admin."""
+    settings = get_settings()
+    if settings.metrics_are_public:
+        return
+    if settings.metrics_token and hmac.compare_digest(
+        bearer_credential(request).encode(), settings.metrics_token.encode()
+    ):
+        return
+    require_role(await current_user(request), Role.admin)
+
+
+async def docs_reader(request: Request) -> None:
+    if not get_settings().api_docs_are_public:
+        require_role(await current_user(request), Role.admin)
+
+
+def _publish_minimum_roles(router: APIRouter) -> None:
+    for route in router.routes:
+        if isinstance(route, APIRoute):
+            route.openapi_extra = {
+                **(route.openapi_extra or {}),
+                "x-strata-minimum-role": minimum_role(route.dependant),
+            }
 
 
 def build_api() -> FastAPI:
-    api = FastAPI(
-        title="Strata API",
-        version="1",
-        docs_url="/api/docs",
-        redoc_url=None,
-        openapi_url="/api/openapi.json",
-    )
+    # Docs served by the routes below, behind docs_reader, rather than FastAPI's open ones.
+    api = FastAPI(title="Strata API", version="1", docs_url=None, redoc_url=None, openapi_url=None)
     for router in (ask_router, auth_router, jobs_router, knowledge_router, predict_router, system_router):
+        _publish_minimum_roles(router)
         api.include_router(router)
 
     # OpenAI-compatible API, a sub-application with OpenAI's error shape.
     api.mount("/v1", build_openai_api())
 
-    @api.get("/metrics", include_in_schema=False)
+    @api.get("/metrics", include_in_schema=False, dependencies=[Depends(metrics_reader)])
     def metrics() -> Response:
         body, content_type = render_metrics()
         return Response(body, media_type=content_type)
 
+    @api.get("/api/openapi.json", include_in_schema=False, dependencies=[Depends(docs_reader)])
+    def openapi() -> JSONResponse:
+        return JSONResponse(api.openapi())
+
+    @api.get("/api/docs", include_in_schema=False, dependencies=[Depends(docs_reader)])
+    def docs() -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url="/api/openapi.json", title="Strata API")
+
+    # Innermost first. Reflex wraps its own routes (/_event, /_upload, the frontend) inside
+    # this app, so each of these sees them too; Reflex adds its CORS middleware outside.
+    api.add_middleware(LimitRequestBodies, limits=BODY_LIMITS, default=json_body_bytes)
+    api.add_middleware(SameOriginWebSockets, extra_origins=lambda settings: settings.cors_origin_list)
     api.add_middleware(ObserveRequests)
+    api.add_middleware(SecurityHeaders, frontend_dir=frontend_dir)
 
     @api.exception_handler(StrataError)
     async def strata_error(_request: Request, exc: StrataError) -> JSONResponse:

@@ -2,15 +2,18 @@
 
 import asyncio
 import json
+import re
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from sqlalchemy import text
 
-from app.core import migrations, ml
+from app.auth.tables import User
+from app.core import coalesce, migrations, ml
 from app.core.clients import get_async_redis, get_chroma
 from app.core.db import get_engine
+from app.core.roles import Role, require_role
 from app.core.settings import get_settings
 from app.core.time import utcnow
 from app.generation.service import describe_generator
@@ -133,10 +136,75 @@ async def _run_check(name: str) -> ComponentHealth:
     return ComponentHealth(name, True, details)
 
 
+# user:password@ in any URL an error message quotes (a database or Redis URL, say).
+_URL_CREDENTIALS = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)[^/\s]*@")
+
+
+def redact_credentials(text: str) -> str:
+    return _URL_CREDENTIALS.sub(r"\g<scheme>***@", text)
+
+
 def _one_line(exc: Exception) -> str:
     message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    return f"{type(exc).__name__}: {message}"[:300]
+    return redact_credentials(f"{type(exc).__name__}: {message}")[:300]
 
 
-async def system_health() -> list[ComponentHealth]:
-    return list(await asyncio.gather(*(_run_check(name) for name in CHECKS)))
+# A web replica still serves pages without a worker, so a load balancer keeps it.
+NON_CRITICAL = {"workers"}
+
+
+@dataclass(frozen=True)
+class HealthReport:
+    components: list[ComponentHealth]
+    checked_at: datetime
+
+    @property
+    def critical_down(self) -> list[str]:
+        return [c.name for c in self.components if not c.ok and c.name not in NON_CRITICAL]
+
+    @property
+    def status(self) -> str:
+        if self.critical_down:
+            return "down"
+        return "ok" if all(c.ok for c in self.components) else "degraded"
+
+    @property
+    def status_code(self) -> int:
+        """For load balancers: 503 takes this replica out of rotation."""
+        return 503 if self.critical_down else 200
+
+    def public(self) -> dict:
+        """What anyone may see: up or down per component. Error messages name internal
+        hosts, ports and paths, so they are for staff (`detailed_health`)."""
+        return {
+            "status": self.status,
+            "checked_at": self.checked_at.isoformat(),
+            "components": {c.name: {"ok": c.ok} for c in self.components},
+        }
+
+
+_last_report: tuple[float, HealthReport] | None = None
+
+
+async def _check_all() -> HealthReport:
+    global _last_report
+    components = list(await asyncio.gather(*(_run_check(name) for name in CHECKS)))
+    report = HealthReport(components, utcnow())
+    _last_report = (time.monotonic(), report)
+    return report
+
+
+async def health_report() -> HealthReport:
+    """Every component's health, checked at most once per STRATA_HEALTH_CACHE_SECONDS:
+    load balancers and open System pages poll it, and each check costs a database query,
+    a Redis round trip, a Chroma call and a model inference. Callers arriving while a
+    check runs share it."""
+    if _last_report is not None and time.monotonic() - _last_report[0] < get_settings().health_cache_seconds:
+        return _last_report[1]
+    return await coalesce.shared("system health", _check_all)
+
+
+async def detailed_health(*, actor: User) -> HealthReport:
+    """The report with each component's details and errors, for staff."""
+    require_role(actor, Role.staff)
+    return await health_report()

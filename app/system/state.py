@@ -2,10 +2,9 @@ from dataclasses import dataclass
 
 import reflex as rx
 
-from app.auth.state import AuthState
+from app.auth.state import AuthState, acting_user
 from app.core.roles import Role
-from app.core.time import utcnow
-from app.system.service import system_health
+from app.system.service import detailed_health
 from app.ui.live import refresh_while_open
 
 REFRESH_SECONDS = 2.0
@@ -33,12 +32,12 @@ class SystemState(AuthState):
         await refresh_while_open(self, Role.staff, self._refresh, REFRESH_SECONDS)
 
     async def _refresh(self) -> None:
-        components = await system_health()
+        report = await detailed_health(actor=acting_user())
         async with self:
             self.components = [
-                ComponentView(c.name, c.ok, c.error, [[k, v] for k, v in c.details.items()]) for c in components
+                ComponentView(c.name, c.ok, c.error, [[k, v] for k, v in c.details.items()]) for c in report.components
             ]
-            self.checked_at = f"{utcnow():%H:%M:%S} UTC"
+            self.checked_at = f"{report.checked_at:%H:%M:%S} UTC"
 
     @rx.event
     def stop_watching(self):
