@@ -379,6 +379,11 @@ def fake_project(tmp_path, monkeypatch):
     (root / "reflex.lock" / "package.json").write_text('{"a": 1, "b": 2}')
     (root / "rxconfig.py").write_text("config = None\n")
     (root / "pyproject.toml").write_text("[project]\n")
+    (root / "app" / "ask").mkdir()
+    (root / "app" / "ask" / "page.py").write_text("def ask_page(): ...\n")
+    (root / "app" / "core" / "runner").mkdir(parents=True)
+    (root / "app" / "core" / "runner" / "supervise.py").write_text("def run(): ...\n")
+    (root / "app" / "cli.py").write_text("cli = None\n")
     monkeypatch.setattr(paths, "PROJECT_ROOT", root)
     return root
 
@@ -440,6 +445,44 @@ def test_ensure_frontend_skips_the_build_when_current(fake_project, tmp_path, mo
     assert len(calls) == 1
     assert frontend.ensure_frontend(settings, env={}, force=True) is True
     assert len(calls) == 2
+
+
+def _fake_build(settings: Settings) -> None:
+    client = paths.web_dir(settings, env={}) / "build" / "client"
+    client.mkdir(parents=True)
+    (client / "index.html").write_text("<html></html>")
+    stamp = paths.web_dir(settings, env={}) / "build" / frontend.FRONTEND_STAMP
+    stamp.write_text(json.dumps({"fingerprint": frontend.frontend_fingerprint(settings, env={})}))
+
+
+def test_editing_supervision_code_keeps_the_frontend_build(fake_project, tmp_path):
+    settings = make_settings(tmp_path)
+    _fake_build(settings)
+    assert frontend.frontend_is_current(settings, env={})
+    (fake_project / "app" / "core" / "runner" / "supervise.py").write_text("def run(): return 1\n")
+    (fake_project / "app" / "core" / "runner" / "web.py").write_text("def serve_web(): ...\n")
+    (fake_project / "app" / "cli.py").write_text("cli = 1\n")
+    assert frontend.frontend_is_current(settings, env={})
+    (fake_project / "app" / "ask" / "page.py").write_text("def ask_page(): return 1\n")
+    assert not frontend.frontend_is_current(settings, env={})
+
+
+def test_compiling_the_app_imports_nothing_the_fingerprint_leaves_out():
+    # What `reflex export` imports to compile: rxconfig, then app.app (app_name "app").
+    code = (
+        "import sys, rxconfig, app.app\n"
+        "print('\\n'.join(m.__file__ for m in list(sys.modules.values()) if getattr(m, '__file__', None)))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=600, check=False
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    imported = {Path(line).resolve() for line in result.stdout.splitlines()}
+    assert REPO / "app" / "app.py" in imported
+    left_out = [REPO / rel for rel in frontend.FRONTEND_EXCLUDED]
+    assert all(path.exists() for path in left_out), left_out
+    leaked = sorted(f for f in imported if any(f == e or e in f.parents for e in left_out))
+    assert not leaked, f"compiling the app imports modules the frontend fingerprint ignores: {leaked}"
 
 
 def test_each_port_has_its_own_web_build_dir(fake_project, tmp_path):
@@ -600,6 +643,37 @@ def test_dockerfile_runtime_contract():
     assert "http://127.0.0.1:" in healthchecks[0]
     assert "/api/v1/health" in healthchecks[0]
     assert re.search(r"\bCMD\b", healthchecks[0])
+
+
+def docker_ignored(path: str) -> bool:
+    """Whether deploy/Dockerfile.dockerignore keeps `path` (relative to the build
+    context) out of the context, with Docker's rules: patterns anchor at the
+    context root, `**` spans directories, a matched directory takes its contents,
+    the last matching line wins and `!` re-includes."""
+    ignored = False
+    for raw in (REPO / "deploy" / "Dockerfile.dockerignore").read_text().splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        negate = line.startswith("!")
+        pattern = line.lstrip("!").strip().strip("/")
+        regex = ""
+        for token in re.split(r"(\*\*/|\*\*|\*|\?)", pattern):
+            regex += {"**/": "(?:.*/)?", "**": ".*", "*": "[^/]*", "?": "[^/]"}.get(token, re.escape(token))
+        parts = path.split("/")
+        if any(re.fullmatch(regex, "/".join(parts[:i])) for i in range(1, len(parts) + 1)):
+            ignored = not negate
+    return ignored
+
+
+def test_env_files_stay_out_of_git_and_the_image():
+    for path in (".env", ".env.production", "deploy/.env", "app/.env"):
+        ignored = subprocess.run(["git", "check-ignore", "-q", "--no-index", path], cwd=REPO, check=False)
+        assert ignored.returncode == 0, f"git would commit {path}"
+        assert docker_ignored(path), f"docker build would copy {path} into the image"
+    assert docker_ignored("data/run/valkey.password")
+    for path in ("app/app.py", "pyproject.toml", "rxconfig.py", "reflex.lock/package.json", "assets/logo.svg"):
+        assert not docker_ignored(path), path
 
 
 def test_makefile_targets_use_the_strata_commands():
