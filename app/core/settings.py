@@ -85,6 +85,22 @@ class Settings(BaseSettings):
     # 2 CPU cores its first pass over ~1000 prompt tokens already takes about a second.
     llm_max_prompt_tokens: int = 1024
 
+    # The HTTP edge (app/core/http.py): request bodies are refused (413) as they arrive once
+    # over their route's limit: request_max_kb for JSON routes, upload_request_max_mb for one
+    # upload request (all its files; never below upload_max_mb).
+    request_max_kb: int = 1024
+    upload_request_max_mb: float = 200.0
+    # /api/v1/health answers from one check of every component for this long.
+    health_cache_seconds: float = 2.0
+    # /metrics and the OpenAPI docs: open to anyone, or admins only (and, for metrics, the
+    # bearer token metrics_token of a Prometheus scraper). Unset: open in dev, closed in prod.
+    public_metrics: bool | None = None
+    public_api_docs: bool | None = None
+    metrics_token: str = ""
+    # Other sites' origins (comma-separated, e.g. https://portal.example.com) whose pages may
+    # call the API with credentials. The app's own origin needs no entry.
+    cors_origins: str = ""
+
     log_level: str = "INFO"
 
     @model_validator(mode="after")
@@ -140,6 +156,18 @@ class Settings(BaseSettings):
     @property
     def effective_chroma_url(self) -> str:
         return self.chroma_url or f"http://127.0.0.1:{self.embedded_chroma_port}"
+
+    @property
+    def metrics_are_public(self) -> bool:
+        return self.env == "dev" if self.public_metrics is None else self.public_metrics
+
+    @property
+    def api_docs_are_public(self) -> bool:
+        return self.env == "dev" if self.public_api_docs is None else self.public_api_docs
+
+    @property
+    def cors_origin_list(self) -> list[str]:
+        return [origin.strip().rstrip("/") for origin in self.cors_origins.split(",") if origin.strip()]
 
 
 @lru_cache
