@@ -7,6 +7,7 @@ from typing import Annotated
 
 import structlog
 from fastapi import Depends, Request
+from fastapi.dependencies.models import Dependant
 from sqlmodel import Session
 
 from app.auth import rate_limits
@@ -77,7 +78,22 @@ def role_at_least(minimum: Role):
         require_role(user, minimum)
         return user
 
+    check.minimum_role = minimum
     return Depends(check)
+
+
+def minimum_role(dependant: Dependant) -> str:
+    """The role a route's dependencies demand ("public" without a caller), published in the
+    OpenAPI document as x-strata-minimum-role so that clients (and the API fuzz test) know it."""
+    found, rank = "public", -1
+    pending = [dependant]
+    while pending:
+        current = pending.pop()
+        role = getattr(current.call, "minimum_role", Role.viewer if current.call is current_user else None)
+        if role is not None and role.rank > rank:
+            found, rank = role.value, role.rank
+        pending.extend(current.dependencies)
+    return found
 
 
 StaffUser = Annotated[User, role_at_least(Role.staff)]

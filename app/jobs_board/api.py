@@ -1,6 +1,6 @@
 from fastapi import APIRouter, status
 
-from app.auth.deps import RateLimitedUser, SessionDep, SettingsDep, StaffUser
+from app.auth.deps import RateLimitedCaller, SessionDep, SettingsDep, StaffUser
 from app.jobs_board import service
 from app.jobs_board.schemas import JobIn, JobKindOut, JobOut
 
@@ -23,7 +23,7 @@ def list_jobs(user: StaffUser, db_session: SessionDep, limit: int = 50, kind: st
 
 
 @router.post("", status_code=status.HTTP_202_ACCEPTED)
-async def start_job(body: JobIn, user: RateLimitedUser, settings: SettingsDep) -> JobOut:
+async def start_job(body: JobIn, user: StaffUser, _: RateLimitedCaller, settings: SettingsDep) -> JobOut:
     job = await service.start_job(actor=user, kind=body.kind, params=body.params, max_attempts=settings.job_max_tries)
     return JobOut.of(job)
 
@@ -39,5 +39,5 @@ def cancel_job(job_id: str, user: StaffUser, db_session: SessionDep) -> JobOut:
 
 
 @router.post("/{job_id}/retry", status_code=status.HTTP_202_ACCEPTED)
-async def retry_job(job_id: str, user: RateLimitedUser, settings: SettingsDep) -> JobOut:
+async def retry_job(job_id: str, user: StaffUser, _: RateLimitedCaller, settings: SettingsDep) -> JobOut:
     return JobOut.of(await service.retry_job(actor=user, job_id=job_id, max_attempts=settings.job_max_tries))
