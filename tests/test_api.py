@@ -1,4 +1,5 @@
 import asyncio
+import re
 
 import httpx
 import pytest
@@ -221,3 +222,82 @@ async def test_a_key_revoked_by_another_process_is_refused_within_the_credential
             db_session.add(key)
     await asyncio.sleep(CREDENTIAL_CACHE_SECONDS)
     assert (await client.get("/api/v1/me", headers=as_staff)).status_code == 401
+
+
+async def test_a_sane_request_id_is_echoed_and_any_other_replaced(client):
+    sane = await client.get("/api/v1/me", headers={"X-Request-ID": "lb-7f3a.req_42"})
+    assert sane.headers["x-request-id"] == "lb-7f3a.req_42"
+    for hostile in ("x" * 5000, "a b", "<script>alert(1)</script>", "id\x7f"):
+        response = await client.get("/api/v1/me", headers={"X-Request-ID": hostile})
+        echoed = response.headers["x-request-id"]
+        assert echoed != hostile and re.fullmatch(r"[0-9a-f]{32}", echoed), echoed
+
+
+@pytest.fixture
+def prod(db, monkeypatch):
+    """Production settings for one test (and back to the test defaults after it)."""
+    from app.core.settings import get_settings
+
+    monkeypatch.setenv("STRATA_ENV", "prod")
+    monkeypatch.setenv("STRATA_SECRET_KEY", "a-production-secret-of-forty-characters!")
+    get_settings.cache_clear()
+    yield monkeypatch
+    monkeypatch.undo()
+    get_settings.cache_clear()
+
+
+async def test_metrics_and_api_docs_are_for_admins_in_production(client, make_user, prod):
+    make_user("admin@x.io", role="admin")
+    make_user("v@x.io", role="viewer")
+    admin = await sign_in(client, "admin@x.io", "password-123")
+    viewer = await sign_in(client, "v@x.io", "password-123")
+    client.cookies.clear()  # the last sign-in's session cookie
+    for path in ("/metrics", "/api/docs", "/api/openapi.json"):
+        assert (await client.get(path)).status_code == 401, path
+        assert (await client.get(path, headers=viewer)).status_code == 403, path
+        assert (await client.get(path, headers=admin)).status_code == 200, path
+    assert "/api/v1/health" in (await client.get("/api/openapi.json", headers=admin)).json()["paths"]
+
+
+async def test_a_prometheus_scraper_reads_metrics_with_its_token_and_settings_can_open_them(client, prod):
+    from app.core.settings import get_settings
+
+    prod.setenv("STRATA_METRICS_TOKEN", "scraper-token-0123456789")
+    get_settings.cache_clear()
+    scraper = {"Authorization": "Bearer scraper-token-0123456789"}
+    assert "strata_http_requests_total" in (await client.get("/metrics", headers=scraper)).text
+    assert (await client.get("/metrics", headers={"Authorization": "Bearer wrong-token"})).status_code == 401
+    prod.setenv("STRATA_PUBLIC_METRICS", "true")
+    prod.setenv("STRATA_PUBLIC_API_DOCS", "true")
+    get_settings.cache_clear()
+    assert (await client.get("/metrics")).status_code == 200
+    assert (await client.get("/api/openapi.json")).status_code == 200
+
+
+def _stream(total: int, sent: list[int], piece: int = 64 * 1024):
+    """A body of `total` bytes sent in pieces; `sent` counts the pieces the server asked for."""
+
+    async def pieces():
+        for _ in range(total // piece):
+            sent.append(piece)
+            yield b"x" * piece
+
+    return pieces()
+
+
+async def test_an_oversized_json_body_is_refused_as_it_arrives_before_sign_in(client, settings):
+    limit = settings.request_max_kb * 1024
+    sent: list[int] = []
+    response = await client.post(
+        "/api/v1/auth/login", content=_stream(20 * limit, sent), headers={"Content-Type": "application/json"}
+    )
+    assert response.status_code == 413 and "larger than this route accepts" in response.json()["detail"]
+    assert limit < sum(sent) <= limit + 64 * 1024  # stopped reading one piece past the limit
+    declared = await client.post(
+        "/api/v1/ask",
+        content=b"{}",
+        headers={"Content-Type": "application/json", "Content-Length": str(100 * limit)},
+    )
+    assert declared.status_code == 413
+    # Within the limit, the route answers as before.
+    assert (await client.post("/api/v1/auth/login", json={"email": "a@b.c", "password": "x"})).status_code == 401
