@@ -9,6 +9,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.routing import APIRoute, APIRouter
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import app.job_kinds  # noqa: F401 - the jobs API validates kinds against the registry
@@ -84,9 +85,30 @@ def _publish_minimum_roles(router: APIRouter) -> None:
             }
 
 
+class ErrorOut(BaseModel):
+    """Every error of /api/v1: what went wrong, in words a user can act on."""
+
+    detail: str
+
+
+# Documented on every route, so that clients (and schema checks) know the error shape;
+# it also replaces FastAPI's default 422 schema, which our handler does not use.
+ERROR_RESPONSES: dict[int | str, dict] = {
+    "4XX": {"model": ErrorOut, "description": "The request cannot be served: `detail` says why"},
+    "5XX": {"model": ErrorOut, "description": "A server-side failure or an unavailable dependency"},
+}
+
+
 def build_api() -> FastAPI:
     # Docs served by the routes below, behind docs_reader, rather than FastAPI's open ones.
-    api = FastAPI(title="Strata API", version="1", docs_url=None, redoc_url=None, openapi_url=None)
+    api = FastAPI(
+        title="Strata API",
+        version="1",
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+        responses=ERROR_RESPONSES,
+    )
     for router in (ask_router, auth_router, jobs_router, knowledge_router, predict_router, system_router):
         _publish_minimum_roles(router)
         api.include_router(router)
