@@ -105,10 +105,12 @@ class Caller:
     user: User
     # "key:<api key id>" for API keys, else "user:<user id>": whom the rate limit counts.
     identity: str
+    # The key's own limit, else STRATA_RATE_LIMIT_PER_MINUTE.
+    limit_per_minute: int
 
 
-async def rate_limited_caller(request: Request, user: CurrentUser) -> Caller:
-    """The caller, after taking one request from their rate limit (429 with Retry-After when none is left)."""
+async def identified_caller(request: Request, user: CurrentUser) -> Caller:
+    """The caller and their rate limit, for services that take the token themselves (predict)."""
     credential = bearer_credential(request)
     # Not SettingsDep: FastAPI runs a sync dependency in a worker thread, a round trip per request.
     limit = get_settings().rate_limit_per_minute
@@ -120,8 +122,16 @@ async def rate_limited_caller(request: Request, user: CurrentUser) -> Caller:
         limit = key_limit or limit
     else:
         identity = f"user:{user.id}"
-    await ratelimit.take_token(identity, limit)
-    return Caller(user=user, identity=identity)
+    return Caller(user=user, identity=identity, limit_per_minute=limit)
+
+
+IdentifiedCaller = Annotated[Caller, Depends(identified_caller)]
+
+
+async def rate_limited_caller(caller: IdentifiedCaller) -> Caller:
+    """The caller, after taking one request from their rate limit (429 with Retry-After when none is left)."""
+    await ratelimit.take_token(caller.identity, caller.limit_per_minute)
+    return caller
 
 
 RateLimitedCaller = Annotated[Caller, Depends(rate_limited_caller)]

@@ -1,6 +1,6 @@
 from fastapi import APIRouter, status
 
-from app.auth.deps import AdminUser, CurrentUser, RateLimitedCaller, SessionDep, StaffUser
+from app.auth.deps import AdminUser, CurrentUser, IdentifiedCaller, SessionDep, StaffUser
 from app.core.errors import NotFound
 from app.predict import service
 from app.predict.schemas import (
@@ -81,7 +81,12 @@ def rollback(model_name: str, user: StaffUser, db_session: SessionDep) -> ModelS
 
 
 @router.post("/models/{model_name}/predict")
-async def predict(model_name: str, body: PredictRequest, caller: RateLimitedCaller) -> PredictionResponse:
+async def predict(model_name: str, body: PredictRequest, caller: IdentifiedCaller) -> PredictionResponse:
     return await service.predict(
-        model_name=model_name, inputs=body.input_list(), caller=caller.identity, version_number=body.version
+        actor=caller.user,
+        model_name=model_name,
+        inputs=body.input_list(),
+        caller=caller.identity,
+        limit_per_minute=caller.limit_per_minute,
+        version_number=body.version,
     )

@@ -17,7 +17,7 @@ from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from app.auth.tables import User
-from app.core import coalesce, ml
+from app.core import coalesce, ml, ratelimit
 from app.core.db import run_in_session
 from app.core.errors import Conflict, InvalidInput, NotFound
 from app.core.metrics import PREDICTIONS_SERVED
@@ -577,10 +577,23 @@ def _log_sample(served: ServedVersion, caller: str, latency_ms: float, rows: lis
 
 
 async def predict(
-    *, model_name: str, inputs: list[str], caller: str, version_number: int | None = None
+    *,
+    actor: User,
+    model_name: str,
+    inputs: list[str],
+    caller: str | None = None,
+    limit_per_minute: int | None = None,
+    version_number: int | None = None,
 ) -> PredictionResponse:
-    """Routes to production or canary (sticky per caller) unless a version is pinned.
-    `caller` is "user:<id>" or "key:<id>". Raises InvalidInput, NotFound."""
+    """Takes one request from the caller's rate limit, then routes to production or canary
+    (sticky per caller) unless a version is pinned. `caller` is whose budget and route this
+    is: "key:<id>" for an API key, else "user:<actor id>" (the default); `limit_per_minute`
+    is that budget (an API key's own limit; default STRATA_RATE_LIMIT_PER_MINUTE).
+    No db_session: the registry is read in short sessions of its own (cached routes), so that
+    no connection is held while the model runs. Raises TooManyAttempts, InvalidInput, NotFound."""
+    require_role(actor, Role.viewer)
+    caller = caller or f"user:{actor.id}"
+    await ratelimit.take_token(caller, limit_per_minute or get_settings().rate_limit_per_minute)
     started = time.perf_counter()
     _check_inputs(inputs)
     served = await _served_version(model_name, caller, version_number)

@@ -7,11 +7,9 @@ from typing import Any
 import reflex as rx
 
 from app.auth.state import AuthState, acting_user, guarded
-from app.core import ratelimit
 from app.core.db import run_in_session
 from app.core.errors import StrataError
 from app.core.roles import Role
-from app.core.settings import get_settings
 from app.predict import service
 from app.predict.schemas import LabelSpec, ModelSummary, PredictionResponse, RegistryEvent, VersionSummary
 from app.ui.live import refresh_while_open
@@ -113,11 +111,8 @@ class PredictState(AuthState):
         if not inputs:
             self.error = "Type or paste some text: one input per line."
             return
-        caller = f"user:{acting_user().id}"
         try:
-            # The same per-user budget as the user's API calls.
-            await ratelimit.take_token(caller, get_settings().rate_limit_per_minute)
-            response = await service.predict(model_name=self.model_name, inputs=inputs, caller=caller)
+            response = await service.predict(actor=acting_user(), model_name=self.model_name, inputs=inputs)
         except StrataError as exc:
             self.error = exc.message
             self.results = []

@@ -40,8 +40,9 @@ def metric(name: str, **labels) -> float:
     return REGISTRY.get_sample_value(name, labels) or 0.0
 
 
-async def test_the_builtin_classifier_names_the_topic_with_probabilities():
+async def test_the_builtin_classifier_names_the_topic_with_probabilities(viewer):
     response = await service.predict(
+        actor=viewer,
         model_name=CLASSIFIER_NAME,
         inputs=[
             "Shares fell sharply after the bank reported lower quarterly profits and weak sales.",
@@ -57,17 +58,21 @@ async def test_the_builtin_classifier_names_the_topic_with_probabilities():
         assert result.confidence == result.scores[0].probability == max(s.probability for s in result.scores)
 
 
-async def test_the_embedder_answers_with_normalised_vectors():
-    response = await service.predict(model_name=EMBEDDER_NAME, inputs=["hello world"], caller="user:1")
+async def test_the_embedder_answers_with_normalised_vectors(viewer):
+    response = await service.predict(actor=viewer, model_name=EMBEDDER_NAME, inputs=["hello world"], caller="user:1")
     (result,) = response.results
     assert result.label is None and len(result.embedding) == 384
     assert abs(sum(x * x for x in result.embedding) - 1) < 1e-4
 
 
-async def test_canary_takes_its_share_of_callers_within_tolerance(staff):
+async def test_canary_takes_its_share_of_callers_within_tolerance(viewer, staff):
     number = canary(staff, 30)
     answered = [
-        (await service.predict(model_name=CLASSIFIER_NAME, inputs=["a kitten purrs"], caller=f"user:{i}")).version
+        (
+            await service.predict(
+                actor=viewer, model_name=CLASSIFIER_NAME, inputs=["a kitten purrs"], caller=f"user:{i}"
+            )
+        ).version
         for i in range(600)
     ]
     share = answered.count(number) / len(answered)
@@ -75,13 +80,15 @@ async def test_canary_takes_its_share_of_callers_within_tolerance(staff):
     assert set(answered) == {1, number}
 
 
-async def test_a_caller_keeps_its_version_while_weights_stay_and_raising_the_share_keeps_canary_callers(staff):
+async def test_a_caller_keeps_its_version_while_weights_stay_and_raising_the_share_keeps_canary_callers(viewer, staff):
     number = canary(staff, 50)
     first = {}
     for i in range(40):
         caller = f"key:{i}"
         seen = {
-            (await service.predict(model_name=CLASSIFIER_NAME, inputs=[f"text {j}"], caller=caller)).version
+            (
+                await service.predict(actor=viewer, model_name=CLASSIFIER_NAME, inputs=[f"text {j}"], caller=caller)
+            ).version
             for j in range(5)
         }
         assert len(seen) == 1, caller
@@ -92,19 +99,23 @@ async def test_a_caller_keeps_its_version_while_weights_stay_and_raising_the_sha
         )
     for caller, version in first.items():
         if version == number:
-            response = await service.predict(model_name=CLASSIFIER_NAME, inputs=["again"], caller=caller)
+            response = await service.predict(actor=viewer, model_name=CLASSIFIER_NAME, inputs=["again"], caller=caller)
             assert response.version == number
 
 
-async def test_promote_then_roll_back_changes_who_answers(staff):
+async def test_promote_then_roll_back_changes_who_answers(viewer, staff):
     number = canary(staff, 0)
     with session_scope() as db_session:
         service.promote(db_session=db_session, actor=staff, model_name=CLASSIFIER_NAME, version_number=number)
-    promoted = await service.predict(model_name=CLASSIFIER_NAME, inputs=["a puppy barks"], caller="user:7")
+    promoted = await service.predict(
+        actor=viewer, model_name=CLASSIFIER_NAME, inputs=["a puppy barks"], caller="user:7"
+    )
     assert (promoted.version, promoted.results[0].label) == (number, "dogs")
     with session_scope() as db_session:
         service.rollback(db_session=db_session, actor=staff, model_name=CLASSIFIER_NAME)
-    restored = await service.predict(model_name=CLASSIFIER_NAME, inputs=["a puppy barks"], caller="user:7")
+    restored = await service.predict(
+        actor=viewer, model_name=CLASSIFIER_NAME, inputs=["a puppy barks"], caller="user:7"
+    )
     assert restored.version == 1 and restored.results[0].label in {
         "business",
         "entertainment",
@@ -114,27 +125,29 @@ async def test_promote_then_roll_back_changes_who_answers(staff):
     }
 
 
-async def test_a_pinned_version_answers_whatever_the_routing(staff):
+async def test_a_pinned_version_answers_whatever_the_routing(viewer, staff):
     number = canary(staff, 0)
     response = await service.predict(
-        model_name=CLASSIFIER_NAME, inputs=["a kitten"], caller="user:1", version_number=number
+        actor=viewer, model_name=CLASSIFIER_NAME, inputs=["a kitten"], caller="user:1", version_number=number
     )
     assert response.version == number and response.results[0].label == "cats"
     with pytest.raises(NotFound):
-        await service.predict(model_name=CLASSIFIER_NAME, inputs=["x"], caller="user:1", version_number=42)
+        await service.predict(
+            actor=viewer, model_name=CLASSIFIER_NAME, inputs=["x"], caller="user:1", version_number=42
+        )
     with pytest.raises(NotFound):
-        await service.predict(model_name="no-such-model", inputs=["x"], caller="user:1")
+        await service.predict(actor=viewer, model_name="no-such-model", inputs=["x"], caller="user:1")
 
 
-async def test_the_same_input_is_answered_from_the_cache_and_counted():
+async def test_the_same_input_is_answered_from_the_cache_and_counted(viewer):
     hits, misses = (
         metric("strata_prediction_cache_total", result="hit"),
         metric("strata_prediction_cache_total", result="miss"),
     )
     texts = ["Parliament passed the budget after a long debate.", "The band's new album tops the charts."]
-    first = await service.predict(model_name=CLASSIFIER_NAME, inputs=texts, caller="user:1")
+    first = await service.predict(actor=viewer, model_name=CLASSIFIER_NAME, inputs=texts, caller="user:1")
     second = await service.predict(
-        model_name=CLASSIFIER_NAME, inputs=[texts[1], texts[0], "A fresh one."], caller="user:2"
+        actor=viewer, model_name=CLASSIFIER_NAME, inputs=[texts[1], texts[0], "A fresh one."], caller="user:2"
     )
     assert (first.cached, second.cached) == (0, 2)
     assert second.results[0].label == first.results[1].label
@@ -146,12 +159,14 @@ async def test_the_same_input_is_answered_from_the_cache_and_counted():
     assert version.served == 5
 
 
-async def test_predictions_still_work_uncached_while_redis_is_down(valkey_server):
+async def test_predictions_still_work_uncached_while_redis_is_down(viewer, valkey_server):
     text = "The minister resigned after the election defeat."
-    await service.predict(model_name=CLASSIFIER_NAME, inputs=[text], caller="user:1")
+    await service.predict(actor=viewer, model_name=CLASSIFIER_NAME, inputs=[text], caller="user:1")
     valkey_server.stop()
     try:
-        down = await service.predict(model_name=CLASSIFIER_NAME, inputs=[text, "Another one."], caller="user:1")
+        down = await service.predict(
+            actor=viewer, model_name=CLASSIFIER_NAME, inputs=[text, "Another one."], caller="user:1"
+        )
         assert down.cached == 0 and down.results[0].label == "politics"
         with session_scope() as db_session:
             assert service.list_versions(db_session=db_session, model_name=CLASSIFIER_NAME)[0].served >= 0
@@ -159,19 +174,23 @@ async def test_predictions_still_work_uncached_while_redis_is_down(valkey_server
         valkey_server.start()
 
 
-async def test_concurrent_requests_are_batched_and_each_gets_its_own_answers():
+async def test_concurrent_requests_are_batched_and_each_gets_its_own_answers(viewer):
     batches_before = metric("strata_serving_batch_size_count")
     inputs_before = metric("strata_serving_batch_size_sum")
     texts = [
         f"Story number {i} about {topic}." for i, topic in enumerate(["football", "elections", "banks", "films"] * 8)
     ]
     alone = [
-        (await service.predict(model_name=CLASSIFIER_NAME, inputs=[text], caller="user:1", version_number=1)).results[0]
+        (
+            await service.predict(
+                actor=viewer, model_name=CLASSIFIER_NAME, inputs=[text], caller="user:1", version_number=1
+            )
+        ).results[0]
         for text in texts[:4]
     ]
     together = await asyncio.gather(
         *(
-            service.predict(model_name=CLASSIFIER_NAME, inputs=[text], caller=f"user:{i}")
+            service.predict(actor=viewer, model_name=CLASSIFIER_NAME, inputs=[text], caller=f"user:{i}")
             for i, text in enumerate(texts)
         )
     )
@@ -185,15 +204,15 @@ async def test_concurrent_requests_are_batched_and_each_gets_its_own_answers():
     assert calls - 4 < 28 / 2
 
 
-async def test_answers_of_concurrent_requests_are_all_cached_and_counted():
+async def test_answers_of_concurrent_requests_are_all_cached_and_counted(viewer):
     texts = [f"Headline {i}: the {topic} story of the day." for i, topic in enumerate(["sport", "tech", "money"] * 6)]
     await asyncio.gather(
         *(
-            service.predict(model_name=CLASSIFIER_NAME, inputs=[text], caller=f"user:{i}")
+            service.predict(actor=viewer, model_name=CLASSIFIER_NAME, inputs=[text], caller=f"user:{i}")
             for i, text in enumerate(texts)
         )
     )
-    again = await service.predict(model_name=CLASSIFIER_NAME, inputs=texts, caller="user:1")
+    again = await service.predict(actor=viewer, model_name=CLASSIFIER_NAME, inputs=texts, caller="user:1")
     assert again.cached == len(texts)
     with session_scope() as db_session:
         (version,) = service.list_versions(db_session=db_session, model_name=CLASSIFIER_NAME)
@@ -209,16 +228,18 @@ async def test_answers_of_concurrent_requests_are_all_cached_and_counted():
         (["x" * 10_001], "characters"),
     ],
 )
-async def test_bad_inputs_are_refused_with_the_reason(inputs, problem):
+async def test_bad_inputs_are_refused_with_the_reason(viewer, inputs, problem):
     with pytest.raises(InvalidInput, match=problem):
-        await service.predict(model_name=CLASSIFIER_NAME, inputs=inputs, caller="user:1")
+        await service.predict(actor=viewer, model_name=CLASSIFIER_NAME, inputs=inputs, caller="user:1")
 
 
-async def test_every_prediction_is_logged_at_sample_rate_one(monkeypatch):
+async def test_every_prediction_is_logged_at_sample_rate_one(viewer, monkeypatch):
     from app.core.settings import get_settings
 
     monkeypatch.setattr(get_settings(), "prediction_log_sample_rate", 1.0)
-    await service.predict(model_name=CLASSIFIER_NAME, inputs=["Oil prices rose.", "Oil prices rose."], caller="key:3")
+    await service.predict(
+        actor=viewer, model_name=CLASSIFIER_NAME, inputs=["Oil prices rose.", "Oil prices rose."], caller="key:3"
+    )
     for _ in range(50):
         with session_scope() as db_session:
             rows = db_session.exec(select(PredictionLog)).all()
@@ -250,7 +271,7 @@ def test_loaded_versions_are_bounded_least_recently_used_first(staff):
     assert loaded.loaded_ids() == [first.id, third.id]
 
 
-async def test_an_imported_embedder_version_serves_from_its_own_files(settings, make_user, tmp_path):
+async def test_an_imported_embedder_version_serves_from_its_own_files(viewer, settings, make_user, tmp_path):
     admin = make_user("admin@x.io", role="admin")
     source = tmp_path / "minilm-copy"
     shutil.copytree(settings.resolved_models_dir / EMBEDDER_NAME, source)
@@ -259,7 +280,11 @@ async def test_an_imported_embedder_version_serves_from_its_own_files(settings, 
             db_session=db_session, actor=admin, model_name=EMBEDDER_NAME, source_dir=str(source)
         )
     shutil.rmtree(source)  # served from the registry's copy
-    builtin = await service.predict(model_name=EMBEDDER_NAME, inputs=["same model"], caller="user:1", version_number=1)
-    imported = await service.predict(model_name=EMBEDDER_NAME, inputs=["same model"], caller="user:1", version_number=2)
+    builtin = await service.predict(
+        actor=viewer, model_name=EMBEDDER_NAME, inputs=["same model"], caller="user:1", version_number=1
+    )
+    imported = await service.predict(
+        actor=viewer, model_name=EMBEDDER_NAME, inputs=["same model"], caller="user:1", version_number=2
+    )
     assert imported.version == 2 and imported.cached == 0
     assert imported.results[0].embedding == pytest.approx(builtin.results[0].embedding, abs=1e-5)
