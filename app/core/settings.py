@@ -58,6 +58,8 @@ class Settings(BaseSettings):
 
     # Requests a minute per user and per API key (an admin can set another per key).
     rate_limit_per_minute: int = 120
+    # Answers one user may have being written at once (Ask page, /api/v1/ask, /v1/chat/completions).
+    max_streams_per_user: int = 2
     # Predictions: cached per (model version, input) in Redis; a sample of them logged.
     prediction_cache_ttl_seconds: int = 3600
     prediction_log_sample_rate: float = 0.1
