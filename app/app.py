@@ -21,6 +21,10 @@ from app.ui.layout import page_guard
 configure_logging(get_settings().log_level)
 
 app = rx.App(api_transformer=build_api())
+# Given STRATA_CORS_ORIGINS, Reflex's socket server would accept only those origins, not the
+# app's own host (which Strata cannot know in advance): app.core.http.SameOriginWebSockets
+# checks websocket origins instead ([] turns the socket server's own check off).
+app.sio.eio.cors_allowed_origins = []
 app.add_page(login_page, route="/login", title="Sign in · Strata")
 app.add_page(home_page, route="/", title="Strata", on_load=page_guard(Role.viewer))
 app.add_page(ask_page, route="/ask", title="Ask · Strata", on_load=[page_guard(Role.viewer), AskState.load])
