@@ -81,11 +81,13 @@ def start_chroma(path: Path) -> tuple[subprocess.Popen, str]:
 
 def faq_pairs() -> list[tuple[str, str, str]]:
     """(page, question, answer) from the FAQ pages: sections whose heading is a question."""
-    from app.knowledge.parsing import parse_document
+    from app.core.settings import get_settings
+    from app.knowledge.parsing import ParseLimits, parse_document
 
+    limits = ParseLimits.of(get_settings())
     pairs = []
     for page in sorted((PYTHON_DOCS / "faq").glob("*.html")):
-        for section in parse_document(page.read_bytes(), page.name).sections:
+        for section in parse_document(page.read_bytes(), page.name, limits).sections:
             if section.heading and section.heading.endswith("?") and len(section.text.split()) >= 5:
                 pairs.append((page.stem, section.heading, section.text))
     return pairs
@@ -113,7 +115,7 @@ def add(db_session_factory, settings, user, knowledge_base_id: int, name: str, d
     try:
         with db_session_factory() as db_session:
             return service.add_document(
-                db_session=db_session, settings=settings, user=user, knowledge_base_id=knowledge_base_id, staged=staged
+                db_session=db_session, settings=settings, actor=user, knowledge_base_id=knowledge_base_id, staged=staged
             ).id
     except Conflict:
         staged.discard()
@@ -209,14 +211,14 @@ def run(args, settings, user, knowledge_base) -> None:
         passages = sum(
             document.chunk_count
             for document in service.list_documents(
-                db_session=db_session, user=user, knowledge_base_id=knowledge_base.id
+                db_session=db_session, actor=user, knowledge_base_id=knowledge_base.id
             )
         )
 
     ranks: dict[str, list[int | None]] = {label: [] for label, _, _ in RUNS}
     seconds: dict[str, float] = {label: 0.0 for label, _, _ in RUNS}
     with session_scope() as db_session:
-        service.search(db_session=db_session, user=user, knowledge_base_ids=[knowledge_base.id], query="warm up")
+        service.search(db_session=db_session, actor=user, knowledge_base_ids=[knowledge_base.id], query="warm up")
         for question, relevant in answers.items():
             for label, mode, weight in RUNS:
                 if weight is not None:
@@ -224,7 +226,7 @@ def run(args, settings, user, knowledge_base) -> None:
                 began = time.perf_counter()
                 found = service.search(
                     db_session=db_session,
-                    user=user,
+                    actor=user,
                     knowledge_base_ids=[knowledge_base.id],
                     query=question,
                     top_k=args.top_k,

@@ -46,6 +46,14 @@ class Settings(BaseSettings):
 
     # Knowledge bases: uploads above this size are refused before anything is stored.
     upload_max_mb: float = 50.0
+    # Each document is parsed in a child process with these limits (wall-clock and CPU time,
+    # address space); PDFs beyond pdf_max_pages and DOCX archives that would unpack beyond
+    # archive_max_expanded_mb or archive_max_members are refused before they are read.
+    parse_timeout_seconds: float = 300.0
+    parse_max_memory_mb: int = 1024
+    pdf_max_pages: int = 2000
+    archive_max_expanded_mb: int = 256
+    archive_max_members: int = 10000
     # Chunks in embedder word pieces (the embedder reads at most 256); overlap keeps
     # a sentence cut at a chunk border whole in one of the two.
     chunk_tokens: int = 200

@@ -8,6 +8,7 @@ import io
 import re
 import unicodedata
 import zipfile
+from collections import Counter
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import PurePath
@@ -63,18 +64,39 @@ class Section:
 
 
 @dataclass(frozen=True)
+class ParseLimits:
+    """How much of a file Strata reads: checked before the costly part, so a hostile file
+    fails with a message instead of filling memory (the parse process has hard limits too)."""
+
+    pdf_max_pages: int
+    archive_max_bytes: int  # a DOCX's members, unzipped
+    archive_max_members: int
+
+    @classmethod
+    def of(cls, settings) -> "ParseLimits":
+        return cls(
+            pdf_max_pages=settings.pdf_max_pages,
+            archive_max_bytes=settings.archive_max_expanded_mb * 1024 * 1024,
+            archive_max_members=settings.archive_max_members,
+        )
+
+
+@dataclass(frozen=True)
 class ParsedDocument:
     content_type: str  # pdf, docx, html, markdown or text
     sections: list[Section]
     page_count: int | None = None
 
 
-def parse_document(data: bytes, filename: str) -> ParsedDocument:
+def parse_document(data: bytes, filename: str, limits: ParseLimits) -> ParsedDocument:
     content_type = sniff(data, filename)
-    parser = {"pdf": _parse_pdf, "docx": _parse_docx, "html": _parse_html, "markdown": _parse_markdown}.get(
-        content_type, _parse_text
-    )
-    parsed = parser(data) if content_type in ("pdf", "docx") else parser(_decode(data))
+    if content_type == "pdf":
+        parsed = _parse_pdf(data, limits)
+    elif content_type == "docx":
+        parsed = _parse_docx(data, limits)
+    else:
+        parser = {"html": _parse_html, "markdown": _parse_markdown}.get(content_type, _parse_text)
+        parsed = parser(_decode(data))
     sections = [Section(clean(s.text), s.page, clean(s.heading) if s.heading else None) for s in parsed.sections]
     sections = [s for s in sections if s.text]
     if not sections:
@@ -161,7 +183,7 @@ def clean(text: str) -> str:
 # ------------------------------------------------------------------------ PDF
 
 
-def _parse_pdf(data: bytes) -> ParsedDocument:
+def _parse_pdf(data: bytes, limits: ParseLimits) -> ParsedDocument:
     from pypdf import PdfReader
     from pypdf.errors import PdfReadError
 
@@ -173,6 +195,11 @@ def _parse_pdf(data: bytes) -> ParsedDocument:
             )
         pages = reader.pages
         page_count = len(pages)
+        if page_count > limits.pdf_max_pages:
+            raise UnreadableDocument(
+                f"This PDF has more than {limits.pdf_max_pages} pages, more than Strata reads in one document;"
+                " split it into parts and upload those."
+            )
         headings = _outline_headings(reader)
         sections = []
         heading = None
@@ -220,11 +247,28 @@ def _outline_headings(reader) -> dict[int, str]:
 # ----------------------------------------------------------------------- DOCX
 
 
-def _parse_docx(data: bytes) -> ParsedDocument:
+def _check_archive(data: bytes, limits: ParseLimits) -> None:
+    """Refuses a zip bomb before anything is unpacked. The sizes are those the archive
+    declares; Python's zipfile never inflates a member beyond its declared size."""
+    members = zipfile.ZipFile(io.BytesIO(data)).infolist()
+    if len(members) > limits.archive_max_members:
+        raise UnreadableDocument(
+            f"This DOCX holds more than {limits.archive_max_members} files, more than a Word document needs;"
+            " it was not unpacked."
+        )
+    if sum(member.file_size for member in members) > limits.archive_max_bytes:
+        raise UnreadableDocument(
+            f"This DOCX expands to more than {limits.archive_max_bytes // (1024 * 1024)} MB when unpacked,"
+            " more than Strata reads in one document; it was not unpacked. Save it as PDF or split it."
+        )
+
+
+def _parse_docx(data: bytes, limits: ParseLimits) -> ParsedDocument:
     import docx
     from docx.table import Table
 
     try:
+        _check_archive(data, limits)
         document = docx.Document(io.BytesIO(data))
         sections: list[Section] = []
         heading = None
@@ -260,24 +304,26 @@ _SKIPPED_TAGS = frozenset("script style noscript template nav header footer head
 _SKIPPED_ROLES = frozenset(("navigation", "search", "banner", "contentinfo"))
 _VOID_TAGS = frozenset("area base br col embed hr img input link meta source track wbr".split())
 _HEADING_TAGS = frozenset(("h1", "h2", "h3", "h4", "h5", "h6"))
+MAX_TITLE_CHARACTERS = 500
 
 
 class _HtmlText(HTMLParser):
-    """Visible text by heading; page chrome (navigation, scripts, footers, permalinks) left out."""
+    """Visible text by heading; page chrome (navigation, scripts, footers, permalinks) left out.
+
+    Linear in the input however deep its nesting: the open elements are counted by name and
+    by whether they skip their content, never scanned per tag or per piece of text."""
 
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
         self.sections: list[Section] = []
         self.title = ""
         self._open: list[tuple[str, bool]] = []  # (tag, skips its content)
+        self._open_by_tag: Counter[str] = Counter()
+        self._open_skipping = 0
         self._heading: str | None = None
         self._heading_parts: list[str] | None = None
         self._body: list[str] = []
         self._in_title = False
-
-    @property
-    def _skipping(self) -> bool:
-        return any(skips for _tag, skips in self._open)
 
     def handle_starttag(self, tag: str, attrs) -> None:
         attributes = dict(attrs)
@@ -295,7 +341,9 @@ class _HtmlText(HTMLParser):
             or any(name in ("sphinxsidebar", "related", "footer") for name in classes)
         )
         self._open.append((tag, skips))
-        if tag in _HEADING_TAGS and not self._skipping:
+        self._open_by_tag[tag] += 1
+        self._open_skipping += skips
+        if tag in _HEADING_TAGS and not self._open_skipping:
             self._flush()
             self._heading_parts = []
 
@@ -305,16 +353,23 @@ class _HtmlText(HTMLParser):
         if tag in _HEADING_TAGS and self._heading_parts is not None:
             self._heading = clean("".join(self._heading_parts).replace("¶", "")) or self._heading
             self._heading_parts = None
-        if any(open_tag == tag for open_tag, _ in self._open):
-            while self._open and self._open.pop()[0] != tag:
-                pass
+        # An end tag closes the innermost open element of its name and any left unclosed inside it.
+        if self._open_by_tag[tag]:
+            while True:
+                closed, skips = self._open.pop()
+                self._open_by_tag[closed] -= 1
+                self._open_skipping -= skips
+                if closed == tag:
+                    break
         if tag in _BLOCK_TAGS:
             self._body.append("\n")
 
     def handle_data(self, data: str) -> None:
-        if self._in_title:
-            self.title += data
-        if self._skipping:
+        # The title only names sections without a heading: its start is enough, and an
+        # unclosed <title> cannot make every section re-read the whole page.
+        if self._in_title and len(self.title) < MAX_TITLE_CHARACTERS:
+            self.title += data[:MAX_TITLE_CHARACTERS]
+        if self._open_skipping:
             return
         if self._heading_parts is not None:
             self._heading_parts.append(data)

@@ -65,8 +65,8 @@ class DocumentOut(BaseModel):
 
 
 class SearchIn(BaseModel):
-    query: str
+    query: str = Field(max_length=4000)
     # Every knowledge base the caller may read when omitted.
-    knowledge_base_ids: list[int] | None = None
+    knowledge_base_ids: list[int] | None = Field(default=None, max_length=100)
     top_k: int | None = Field(default=None, ge=1, le=100)
     mode: Literal["hybrid", "dense", "lexical"] = "hybrid"

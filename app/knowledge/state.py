@@ -11,7 +11,6 @@ from app.core.settings import get_settings
 from app.knowledge import service
 from app.knowledge.tables import Document, DocumentStatus, KnowledgeBase
 from app.ui.live import refresh_while_open
-from jobs import service as jobs_service
 
 REFRESH_SECONDS = 1.0
 UPLOAD_ID = "knowledge-upload"
@@ -70,19 +69,17 @@ def _document_row(document: Document, progress: float, message: str) -> Document
     )
 
 
-def _document_rows(*, db_session, user: User, knowledge_base_id: int) -> list[DocumentRow]:
-    rows = []
-    for document in service.list_documents(db_session=db_session, user=user, knowledge_base_id=knowledge_base_id):
-        progress, message = 0.0, "Waiting for a worker"
-        if document.job_id and document.status in (DocumentStatus.queued, DocumentStatus.ingesting):
-            job = jobs_service.get_job(db_session=db_session, job_id=document.job_id)
-            progress, message = job.progress, job.message
-        rows.append(_document_row(document, progress, message))
-    return rows
+def _document_rows(*, db_session, actor: User, knowledge_base_id: int) -> list[DocumentRow]:
+    return [
+        _document_row(document, progress, message)
+        for document, progress, message in service.documents_with_progress(
+            db_session=db_session, actor=actor, knowledge_base_id=knowledge_base_id
+        )
+    ]
 
 
-def _knowledge_base_rows(*, db_session, user: User) -> list[KnowledgeBaseRow]:
-    return [_knowledge_base_row(kb) for kb in service.readable_knowledge_bases(db_session=db_session, user=user)]
+def _knowledge_base_rows(*, db_session, actor: User) -> list[KnowledgeBaseRow]:
+    return [_knowledge_base_row(kb) for kb in service.readable_knowledge_bases(db_session=db_session, actor=actor)]
 
 
 class KnowledgeState(AuthState):
@@ -109,13 +106,13 @@ class KnowledgeState(AuthState):
         return selected.description if (selected := self._selected()) else ""
 
     async def _reload(self, user: User) -> None:
-        self.knowledge_bases = await run_in_session(_knowledge_base_rows, user=user)
+        self.knowledge_bases = await run_in_session(_knowledge_base_rows, actor=user)
         if self.knowledge_bases and self.selected_id not in {kb.id for kb in self.knowledge_bases}:
             self.selected_id = self.knowledge_bases[0].id
         if not self.knowledge_bases:
             self.selected_id = 0
         self.documents = (
-            await run_in_session(_document_rows, user=user, knowledge_base_id=self.selected_id)
+            await run_in_session(_document_rows, actor=user, knowledge_base_id=self.selected_id)
             if self.selected_id
             else []
         )
@@ -137,7 +134,7 @@ class KnowledgeState(AuthState):
         roles = [role for role in service.READER_ROLE_CHOICES if form.get(f"reader_{role}")]
         knowledge_base = await run_in_session(
             service.create_knowledge_base,
-            user=acting_user(),
+            actor=acting_user(),
             name=str(form.get("name", "")),
             description=str(form.get("description", "")),
             reader_roles=roles,
@@ -151,7 +148,7 @@ class KnowledgeState(AuthState):
     async def rename(self, form: dict):
         await run_in_session(
             service.update_knowledge_base,
-            user=acting_user(),
+            actor=acting_user(),
             knowledge_base_id=self.selected_id,
             name=str(form.get("name", "")),
         )
@@ -164,7 +161,7 @@ class KnowledgeState(AuthState):
         await run_in_session(
             service.delete_knowledge_base,
             settings=get_settings(),
-            user=acting_user(),
+            actor=acting_user(),
             knowledge_base_id=self.selected_id,
         )
         self.selected_id = 0
@@ -175,7 +172,7 @@ class KnowledgeState(AuthState):
     @guarded(Role.staff)
     async def delete_document(self, document_id: int):
         await run_in_session(
-            service.delete_document, settings=get_settings(), user=acting_user(), document_id=document_id
+            service.delete_document, settings=get_settings(), actor=acting_user(), document_id=document_id
         )
         await self._reload(acting_user())
 
@@ -188,7 +185,7 @@ class KnowledgeState(AuthState):
         for file in files:
             try:
                 await service.upload_documents(
-                    user=user, settings=settings, knowledge_base_id=self.selected_id, uploads=[file]
+                    actor=user, settings=settings, knowledge_base_id=self.selected_id, uploads=[file]
                 )
             except StrataError as exc:
                 problems.append(exc.message)
@@ -207,7 +204,7 @@ class KnowledgeState(AuthState):
         if user is None:
             return
         try:
-            rows = await run_in_session(_document_rows, user=user, knowledge_base_id=selected_id)
+            rows = await run_in_session(_document_rows, actor=user, knowledge_base_id=selected_id)
         except StrataError:
             rows = []  # deleted or no longer readable
         async with self:

@@ -1,6 +1,8 @@
 """Documents in, end to end: the API, real `strata worker` processes, the real Chroma
 server and the real embedder."""
 
+from pathlib import Path
+
 import pytest
 from sqlmodel import func, select
 
@@ -10,6 +12,7 @@ from app.core.settings import get_settings
 from app.knowledge.tables import Chunk, Document, KnowledgeBase
 from jobs.tables import Job
 from tests.conftest import wait_until
+from tests.knowledge import hostile
 from tests.knowledge.conftest import (
     ALICE_ANSWER_PAGE,
     ALICE_ANSWER_TEXT,
@@ -81,6 +84,30 @@ async def test_pdf_and_bad_files_uploaded_together(client, workers, staff, alice
     assert original.status_code == 200 and original.content == alice_pdf
     assert original.headers["content-type"] == "application/pdf"
     assert original.headers["content-disposition"].startswith("inline")
+    assert original.headers["x-content-type-options"] == "nosniff"
+    assert original.headers["content-security-policy"] == "sandbox; default-src 'none'"
+
+
+async def test_an_uploaded_page_is_never_served_as_a_page_that_runs(client, workers, staff):
+    """A staff member's HTML with a script must not run as whoever opens its citation."""
+    workers()
+    headers = await sign_in(client, "staff@x.io")
+    kb = await create_kb(client, headers)
+    page = b"<!DOCTYPE html><html><body><h1>Policy</h1><p>Staff may work from home.</p><script>fetch('/api/v1/auth/keys')</script></body></html>"
+    await upload(client, headers, kb["id"], ("policy.html", page), ("notes.docx", b"PK"))
+    documents = {d["filename"]: d for d in await wait_documents(client, headers, kb["id"])}
+    assert documents["policy.html"]["status"] == "ready" and documents["notes.docx"]["status"] == "failed"
+    served = await client.get(f"/api/v1/knowledge/documents/{documents['policy.html']['id']}/file", headers=headers)
+    assert served.status_code == 200 and served.content == page
+    assert served.headers["content-type"] == "text/plain; charset=utf-8"
+    assert served.headers["x-content-type-options"] == "nosniff"
+    assert served.headers["content-security-policy"].startswith("sandbox;")
+    assert "default-src 'none'" in served.headers["content-security-policy"]
+    # A document never read (this "DOCX" failed) downloads as bytes, whatever its name says.
+    download = await client.get(f"/api/v1/knowledge/documents/{documents['notes.docx']['id']}/file", headers=headers)
+    assert download.headers["content-type"] == "application/octet-stream"
+    assert download.headers["content-disposition"].startswith("attachment")
+    assert download.headers["x-content-type-options"] == "nosniff"
 
 
 async def test_identical_content_is_not_ingested_twice(client, workers, staff):
@@ -164,6 +191,7 @@ async def test_a_worker_killed_mid_ingestion_leaves_no_ready_half_document(
 
 @pytest.mark.parametrize("reader_roles", [["staff"]])
 async def test_a_viewer_without_access_gets_nothing(client, make_user, staff, viewer, reader_roles):
+    make_user("admin@x.io", role="admin")
     staff_headers = await sign_in(client, "staff@x.io")
     viewer_headers = await sign_in(client, "viewer@x.io")
     private = await create_kb(client, staff_headers, name="Private", reader_roles=reader_roles)
@@ -174,24 +202,93 @@ async def test_a_viewer_without_access_gets_nothing(client, make_user, staff, vi
     service.ingest_document(document["id"], on_progress=lambda *_: None)
 
     assert [kb["name"] for kb in (await client.get("/api/v1/knowledge", headers=viewer_headers)).json()] == ["Public"]
+    # Everything about a knowledge base the viewer may not read answers as if it did not exist.
     for path in (
         f"/api/v1/knowledge/{private['id']}",
         f"/api/v1/knowledge/{private['id']}/documents",
         f"/api/v1/knowledge/documents/{document['id']}",
         f"/api/v1/knowledge/documents/{document['id']}/file",
     ):
-        assert (await client.get(path, headers=viewer_headers)).status_code == 403, path
+        refused = await client.get(path, headers=viewer_headers)
+        assert refused.status_code == 404, path
+        assert "Private" not in refused.text and "s.txt" not in refused.text, path
+        assert "does not exist or you may not read it" in refused.json()["detail"], path
     refused = await client.post(
         "/api/v1/search", headers=viewer_headers, json={"query": "salaries", "knowledge_base_ids": [private["id"]]}
     )
-    assert refused.status_code == 403 and "Private" in refused.json()["detail"]
+    assert refused.status_code == 404 and "Private" not in refused.text
+    missing = await client.post(
+        "/api/v1/search", headers=viewer_headers, json={"query": "salaries", "knowledge_base_ids": [999]}
+    )
+    assert missing.status_code == 404
+    assert missing.json()["detail"] == refused.json()["detail"].replace(str(private["id"]), "999")
     assert (await client.post("/api/v1/search", headers=viewer_headers, json={"query": "salaries"})).json() == []
     found = (await client.post("/api/v1/search", headers=staff_headers, json={"query": "salaries"})).json()
     assert [p["document_name"] for p in found] == ["s.txt"]
     assert (await upload(client, viewer_headers, public["id"], ("v.txt", b"x"))).status_code == 403
     assert (await client.post("/api/v1/knowledge", headers=viewer_headers, json={"name": "Mine"})).status_code == 403
     assert (await client.delete(f"/api/v1/knowledge/{public['id']}", headers=viewer_headers)).status_code == 403
-    missing = await client.post(
-        "/api/v1/search", headers=staff_headers, json={"query": "x", "knowledge_base_ids": [999]}
+    # Staff may not read an admin-only knowledge base: changing or deleting it answers 404, naming nothing.
+    admin_only = await create_kb(client, await sign_in(client, "admin@x.io"), name="Board minutes", reader_roles=[])
+    for method, path in (
+        ("PATCH", f"/api/v1/knowledge/{admin_only['id']}"),
+        ("DELETE", f"/api/v1/knowledge/{admin_only['id']}"),
+        ("GET", f"/api/v1/knowledge/{admin_only['id']}/documents"),
+    ):
+        refused = await client.request(
+            method, path, headers=staff_headers, json={"name": "x"} if method == "PATCH" else None
+        )
+        assert refused.status_code == 404 and "Board minutes" not in refused.text, path
+    upload_refused = await upload(client, staff_headers, admin_only["id"], ("x.txt", b"x"))
+    assert upload_refused.status_code == 404 and "Board minutes" not in upload_refused.text
+    assert stored_files(admin_only["id"]) == []
+
+
+def worker_children(worker) -> set[int]:
+    """The worker process's live child processes (its parse processes)."""
+    found = set()
+    for task in Path(f"/proc/{worker.process.pid}/task").iterdir():
+        found.update(int(pid) for pid in (task / "children").read_text().split())
+    return found
+
+
+async def test_hostile_documents_fail_only_themselves(client, workers, worker_env, staff):
+    worker_env.update(STRATA_PDF_MAX_PAGES="20", STRATA_ARCHIVE_MAX_EXPANDED_MB="20")
+    workers()
+    headers = await sign_in(client, "staff@x.io")
+    kb = await create_kb(client, headers)
+    response = await upload(
+        client,
+        headers,
+        kb["id"],
+        ("bomb.docx", hostile.zip_bomb_docx(expanded_mb=100)),
+        ("long.pdf", hostile.long_pdf(21)),
+        ("deep.html", hostile.nested_html()),
+        ("notes.md", b"# Tea\nThe Hatter always takes tea at six o'clock."),
     )
-    assert missing.status_code == 404
+    assert response.status_code == 202, response.text
+    documents = {d["filename"]: d for d in await wait_documents(client, headers, kb["id"])}
+    assert documents["bomb.docx"]["status"] == "failed"
+    assert documents["bomb.docx"]["error"].startswith("This DOCX expands to more than 20 MB when unpacked")
+    assert documents["long.pdf"]["status"] == "failed"
+    assert documents["long.pdf"]["error"].startswith("This PDF has more than 20 pages")
+    assert documents["deep.html"]["status"] == "ready", documents["deep.html"]["error"]
+    assert documents["notes.md"]["status"] == "ready"
+    deep = (await client.post("/api/v1/search", headers=headers, json={"query": "innermost words"})).json()
+    assert deep[0]["document_name"] == "deep.html"
+
+
+async def test_a_parse_over_the_time_limit_frees_its_worker(client, workers, worker_env, staff):
+    worker_env["STRATA_PARSE_TIMEOUT_SECONDS"] = "2"
+    worker = workers()
+    headers = await sign_in(client, "staff@x.io")
+    kb = await create_kb(client, headers)
+    await upload(client, headers, kb["id"], ("long.html", hostile.long_html(25)))
+    (slow,) = await wait_documents(client, headers, kb["id"])
+    assert slow["status"] == "failed"
+    assert slow["error"].startswith("Reading this file took longer than 2 s")
+    assert worker_children(worker) == set()  # the parse process was killed and reaped
+
+    await upload(client, headers, kb["id"], ("after.txt", b"The Dormouse fell asleep."))
+    documents = {d["filename"]: d for d in await wait_documents(client, headers, kb["id"])}
+    assert documents["after.txt"]["status"] == "ready", documents["after.txt"]["error"]

@@ -1,0 +1,185 @@
+"""Documents received: uploads staged to disk within the size limit, stored once per
+content in their knowledge base, and queued for ingestion."""
+
+import hashlib
+import os
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from sqlmodel import Session, select
+
+from app.core.db import run_in_session
+from app.core.errors import Conflict, InvalidInput, NotFound, ServiceUnavailable, StrataError
+from app.core.roles import Actor
+from app.core.settings import Settings
+from app.knowledge.access import get_managed_knowledge_base
+from app.knowledge.ingestion import INGEST_DOCUMENT, fail_ingestion
+from app.knowledge.tables import Document
+from jobs import service as jobs_service
+
+UPLOAD_READ_BYTES = 1 << 20
+
+
+class TooLarge(StrataError):
+    status_code = 413
+
+
+class UploadedFile(Protocol):
+    """Starlette's UploadFile (API) and Reflex's rx.UploadFile (page) both fit."""
+
+    filename: str | None
+
+    async def read(self, size: int = -1) -> bytes: ...
+
+
+@dataclass
+class StagedUpload:
+    """An upload received into a temporary file, not yet a document."""
+
+    filename: str
+    path: Path
+    size_bytes: int
+    sha256: str
+
+    def discard(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+
+def knowledge_base_dir(settings: Settings, knowledge_base_id: int) -> Path:
+    return settings.resolved_data_dir / "knowledge" / str(knowledge_base_id)
+
+
+def _safe_filename(name: str | None) -> str:
+    base = Path((name or "").replace("\\", "/")).name.strip()
+    return base[:255] or "unnamed"
+
+
+async def stage_upload(upload: UploadedFile, *, settings: Settings) -> StagedUpload:
+    """Copies an upload to a temporary file, counting bytes and hashing as it goes, and
+    stops at the size limit: an oversized file raises TooLarge and leaves nothing behind."""
+    limit = int(settings.upload_max_mb * 1024 * 1024)
+    staging = settings.resolved_data_dir / "knowledge" / "incoming"
+    staging.mkdir(parents=True, exist_ok=True)
+    filename = _safe_filename(upload.filename)
+    path = staging / uuid.uuid4().hex
+    digest = hashlib.sha256()
+    size = 0
+    try:
+        with path.open("wb") as out:
+            while block := await upload.read(UPLOAD_READ_BYTES):
+                size += len(block)
+                if size > limit:
+                    raise TooLarge(
+                        f"{filename} is larger than the limit of {settings.upload_max_mb:g} MB a file; nothing was stored."
+                    )
+                digest.update(block)
+                out.write(block)
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+    return StagedUpload(filename=filename, path=path, size_bytes=size, sha256=digest.hexdigest())
+
+
+def add_document(
+    *, db_session: Session, settings: Settings, actor: Actor, knowledge_base_id: int, staged: StagedUpload
+) -> Document:
+    """Turns a staged upload into a queued document, unless the same content is already in the knowledge base."""
+    knowledge_base = get_managed_knowledge_base(db_session=db_session, actor=actor, knowledge_base_id=knowledge_base_id)
+    existing = db_session.exec(
+        select(Document).where(Document.knowledge_base_id == knowledge_base.id, Document.sha256 == staged.sha256)
+    ).first()
+    if existing is not None:
+        raise Conflict(
+            f"{staged.filename}: the same content is already in this knowledge base as {existing.filename!r}"
+            f" ({existing.status}); it was not ingested again."
+        )
+    target = knowledge_base_dir(settings, knowledge_base.id) / f"{staged.sha256}{Path(staged.filename).suffix[:16]}"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    document = Document(
+        knowledge_base_id=knowledge_base.id,
+        filename=staged.filename,
+        size_bytes=staged.size_bytes,
+        sha256=staged.sha256,
+        stored_path=str(target.relative_to(settings.resolved_data_dir)),
+        created_by=actor.id,
+    )
+    db_session.add(document)
+    db_session.flush()
+    os.replace(staged.path, target)
+    return document
+
+
+async def upload_documents(
+    *, actor: Actor, settings: Settings, knowledge_base_id: int, uploads: Sequence[UploadedFile]
+) -> list[Document]:
+    """Receives files and queues one ingestion job each. All or nothing: a file over the
+    size limit or already in the knowledge base refuses the whole upload, and nothing is stored."""
+    # Checked before a byte is written: only those who may add documents here can fill the disk.
+    await run_in_session(get_managed_knowledge_base, actor=actor, knowledge_base_id=knowledge_base_id)
+    if not uploads:
+        raise InvalidInput("Choose at least one file to upload.")
+    staged: list[StagedUpload] = []
+    try:
+        for upload in uploads:
+            staged.append(await stage_upload(upload, settings=settings))
+        hashes = [item.sha256 for item in staged]
+        repeated = next((item for item in staged if hashes.count(item.sha256) > 1), None)
+        if repeated is not None:
+            raise Conflict(f"{repeated.filename}: the same content was chosen twice; it was not uploaded.")
+        documents = await run_in_session(
+            _add_documents, settings=settings, actor=actor, knowledge_base_id=knowledge_base_id, staged=staged
+        )
+    finally:
+        for item in staged:
+            item.discard()
+    return [await _ingest_later(actor=actor, settings=settings, document=document) for document in documents]
+
+
+def _add_documents(
+    *, db_session: Session, settings: Settings, actor: Actor, knowledge_base_id: int, staged: list[StagedUpload]
+) -> list[Document]:
+    added = []
+    try:
+        for item in staged:
+            added.append(
+                add_document(
+                    db_session=db_session,
+                    settings=settings,
+                    actor=actor,
+                    knowledge_base_id=knowledge_base_id,
+                    staged=item,
+                )
+            )
+    except BaseException:
+        # The transaction rolls back; the files already moved in go too.
+        for document in added:
+            (settings.resolved_data_dir / document.stored_path).unlink(missing_ok=True)
+        raise
+    return added
+
+
+async def _ingest_later(*, actor: Actor, settings: Settings, document: Document) -> Document:
+    """Queues the document's ingestion job; if the queue is down the document fails with the reason."""
+    try:
+        job = await jobs_service.enqueue(
+            actor=actor,
+            kind=INGEST_DOCUMENT,
+            params={"document_id": document.id},
+            max_attempts=settings.job_max_tries,
+        )
+    except ServiceUnavailable as exc:
+        await run_in_session(fail_ingestion, document_id=document.id, message=exc.message)
+        raise
+    return await run_in_session(_attach_job, document_id=document.id, job_id=job.id)
+
+
+def _attach_job(*, db_session: Session, document_id: int, job_id: str) -> Document:
+    document = db_session.get(Document, document_id)
+    if document is None:
+        raise NotFound(f"Document {document_id} does not exist or you may not read it.")
+    document.job_id = job_id
+    db_session.add(document)
+    return document
