@@ -17,6 +17,7 @@ import jobs.metrics  # noqa: F401 - registers the jobs gauge with /metrics
 from app.ask.api import router as ask_router
 from app.auth.api import router as auth_router
 from app.auth.deps import bearer_credential, current_user, minimum_role
+from app.auth.oidc_api import router as oidc_router
 from app.core.errors import StrataError, TooManyAttempts
 from app.core.http import BodyLimit, LimitRequestBodies, ObserveRequests, SameOriginWebSockets, SecurityHeaders
 from app.core.metrics import render_metrics
@@ -109,7 +110,7 @@ def build_api() -> FastAPI:
         openapi_url=None,
         responses=ERROR_RESPONSES,
     )
-    for router in (ask_router, auth_router, jobs_router, knowledge_router, predict_router, system_router):
+    for router in (ask_router, auth_router, oidc_router, jobs_router, knowledge_router, predict_router, system_router):
         _publish_minimum_roles(router)
         api.include_router(router)
 

@@ -1,9 +1,40 @@
 import reflex as rx
 
+from app.auth.oidc_state import CompanySignInState
 from app.auth.state import AuthState, KeyRow, KeysState, LoginState, UserRow, UsersState
 from app.ui.layout import shell
 
 ROLES = ["viewer", "staff", "admin"]
+
+
+def _company_sign_in() -> rx.Component:
+    """When OIDC is configured: the way in for everyone but the break-glass admin."""
+    return rx.fragment(
+        rx.cond(
+            CompanySignInState.company_sign_in_problem,
+            rx.callout(
+                CompanySignInState.company_sign_in_problem,
+                icon="triangle-alert",
+                color_scheme="red",
+                id="company-sign-in-error",
+            ),
+        ),
+        rx.cond(
+            CompanySignInState.company_sign_in_enabled,
+            rx.vstack(
+                # A plain link: the browser leaves the app for the provider (no client-side routing).
+                rx.button(
+                    rx.el.a(CompanySignInState.company_sign_in_label, href=CompanySignInState.company_sign_in_url),
+                    as_child=True,
+                    width="100%",
+                    id="company-sign-in",
+                ),
+                rx.text("or with a password", size="1", color_scheme="gray"),
+                align="center",
+                width="100%",
+            ),
+        ),
+    )
 
 
 def login_page() -> rx.Component:
@@ -16,6 +47,7 @@ def login_page() -> rx.Component:
                         LoginState.error,
                         rx.callout(LoginState.error, icon="triangle-alert", color_scheme="red", id="login-error"),
                     ),
+                    _company_sign_in(),
                     rx.input(placeholder="Email", name="email", type="email", required=True, width="100%", id="email"),
                     rx.input(
                         placeholder="Password",

@@ -17,6 +17,7 @@ from app.core.time import utcnow
 
 EMAIL_PATTERN = re.compile(r"^[^@\s]+@[^@\s]+$")
 MIN_PASSWORD_LENGTH = 8
+PASSWORD_LOGIN_OFF = "Password sign-in is turned off here: use the company sign-in button."
 WRONG_CREDENTIALS = "Wrong email or password."
 
 # Who changed what: the acting user id is bound to the log context by the API or the UI.
@@ -172,6 +173,9 @@ def _end_sessions(db_session: Session, user_id: int) -> None:
 
 def authenticate(*, db_session: Session, settings: Settings, email: str, password: str) -> User:
     """Checks a password. Repeated failures lock the account for a while."""
+    if not settings.password_login and email.strip().lower() != settings.admin_email.strip().lower():
+        # Decided before any lookup: the same answer for every address but the break-glass admin's.
+        raise Forbidden(PASSWORD_LOGIN_OFF)
     user = get_user_by_email(db_session=db_session, email=email)
     if user is None:
         # Same work as a real check, so timing does not reveal which emails exist.

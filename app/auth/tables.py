@@ -1,5 +1,6 @@
 from datetime import datetime
 
+from sqlalchemy import UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from app.core.roles import Role
@@ -7,6 +8,9 @@ from app.core.time import utcnow
 
 
 class User(SQLModel, table=True):
+    # One Strata user per company account: the provider's subject is unique only within its issuer.
+    __table_args__ = (UniqueConstraint("oidc_issuer", "oidc_subject", name="uq_user_oidc_identity"),)
+
     id: int | None = Field(default=None, primary_key=True)
     email: str = Field(max_length=320, unique=True, index=True)
     name: str = Field(max_length=200)
@@ -16,6 +20,9 @@ class User(SQLModel, table=True):
     failed_logins: int = 0
     locked_until: datetime | None = None
     created_at: datetime = Field(default_factory=utcnow)
+    # Set for users who sign in with the company's OpenID provider (app/auth/oidc.py).
+    oidc_issuer: str | None = Field(default=None, max_length=500)
+    oidc_subject: str | None = Field(default=None, max_length=255)
 
 
 class UserSession(SQLModel, table=True):

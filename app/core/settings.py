@@ -39,6 +39,30 @@ class Settings(BaseSettings):
     session_hours: float = 12.0
     login_max_failures: int = 5
     login_lockout_minutes: float = 15.0
+    # Off: only STRATA_ADMIN_EMAIL (the break-glass admin) signs in with a password; everyone
+    # else uses company sign-in.
+    password_login: bool = True
+
+    # Company sign-in with OpenID Connect (app/auth/oidc.py), on when issuer and client id are
+    # set. Roles come from the ID token's oidc_role_claim (a string or a list, e.g. groups):
+    # a value listed in oidc_admin_values, oidc_staff_values or oidc_viewer_values (comma-
+    # separated) gives that role, the highest one winning; anyone else gets oidc_default_role,
+    # where "none" refuses them.
+    oidc_issuer: str = ""
+    oidc_client_id: str = ""
+    oidc_client_secret: str = ""
+    oidc_provider_name: str = "your company account"
+    oidc_scopes: str = "openid email profile"
+    oidc_role_claim: str = "groups"
+    oidc_admin_values: str = ""
+    oidc_staff_values: str = ""
+    oidc_viewer_values: str = ""
+    oidc_default_role: Literal["none", "viewer"] = "none"
+    # The callback URL registered at the provider; empty: this server's own
+    # /api/v1/auth/oidc/callback as the request reached it (set it behind a TLS proxy).
+    oidc_redirect_url: str = ""
+    oidc_timeout_seconds: float = 10.0
+    oidc_clock_skew_seconds: int = 60
 
     job_max_tries: int = 3
     job_timeout_seconds: int = 3600
@@ -122,7 +146,13 @@ class Settings(BaseSettings):
             )
         if self.env == "prod" and len(self.secret_key) < MIN_SECRET_KEY_LENGTH:
             raise ValueError(f"STRATA_SECRET_KEY must have at least {MIN_SECRET_KEY_LENGTH} characters")
+        if self.env == "prod" and self.oidc_issuer and not self.oidc_issuer.startswith("https://"):
+            raise ValueError("STRATA_OIDC_ISSUER must be an https:// URL in production")
         return self
+
+    @property
+    def oidc_enabled(self) -> bool:
+        return bool(self.oidc_issuer and self.oidc_client_id)
 
     @property
     def resolved_data_dir(self) -> Path:

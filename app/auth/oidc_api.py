@@ -1,0 +1,73 @@
+"""Company sign-in routes (app/auth/oidc.py does the work). Every failure ends on the login page
+with a code that the page turns into a message; none ends in an error page."""
+
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Request
+from fastapi.responses import RedirectResponse
+
+from app.auth import oidc
+from app.core.db import run_in_session
+from app.core.settings import Settings, get_settings
+
+router = APIRouter(prefix="/api/v1/auth/oidc", tags=["auth"])
+
+TRANSACTION_COOKIE = "strata_oidc"
+TRANSACTION_COOKIE_PATH = "/api/v1/auth/oidc"
+
+
+def _redirect_uri(request: Request, settings: Settings) -> str:
+    return settings.oidc_redirect_url or str(request.url_for("oidc_callback"))
+
+
+def _to_login(failure: oidc.SignInFailed) -> RedirectResponse:
+    query = {"sign_in_error": failure.code}
+    if failure.next_path != "/":
+        query["next"] = failure.next_path
+    response = RedirectResponse(f"/login?{urlencode(query)}", status_code=303)
+    response.delete_cookie(TRANSACTION_COOKIE, path=TRANSACTION_COOKIE_PATH)
+    return response
+
+
+@router.get("/login", include_in_schema=False)
+async def oidc_login(request: Request, next: str = "/") -> RedirectResponse:
+    """Sends the browser to the company's provider; it comes back to /callback."""
+    settings = get_settings()
+    try:
+        url, sealed = await oidc.start_sign_in(
+            settings=settings, redirect_uri=_redirect_uri(request, settings), next_path=next
+        )
+    except oidc.SignInFailed as failure:
+        return _to_login(failure)
+    response = RedirectResponse(url, status_code=303)
+    # SameSite=Lax, not Strict: the provider sends the browser back by a cross-site top-level
+    # navigation, on which a Strict cookie would be withheld. Lax still withholds it from other
+    # sites' forms, frames and scripts; the path keeps it off every other request.
+    response.set_cookie(
+        TRANSACTION_COOKIE,
+        sealed,
+        max_age=oidc.TRANSACTION_SECONDS,
+        path=TRANSACTION_COOKIE_PATH,
+        httponly=True,
+        secure=settings.env == "prod",
+        samesite="lax",
+    )
+    return response
+
+
+@router.get("/callback", include_in_schema=False)
+async def oidc_callback(request: Request) -> RedirectResponse:
+    settings = get_settings()
+    try:
+        identity, next_path = await oidc.finish_sign_in(
+            settings=settings,
+            redirect_uri=_redirect_uri(request, settings),
+            sealed_transaction=request.cookies.get(TRANSACTION_COOKIE, ""),
+            params=request.query_params,
+        )
+        response = RedirectResponse(next_path, status_code=303)
+        await run_in_session(oidc.start_company_session, settings=settings, identity=identity, response=response)
+    except oidc.SignInFailed as failure:
+        return _to_login(failure)
+    response.delete_cookie(TRANSACTION_COOKIE, path=TRANSACTION_COOKIE_PATH)
+    return response
