@@ -5,7 +5,10 @@ import sys
 
 import typer
 
+# Users and keys are managed as SYSTEM: whoever can run `strata` holds the server's files
+# and secrets already, so the command needs no sign-in of its own.
 from app.auth import service as auth_service
+from app.auth.service import SYSTEM
 from app.core.db import get_engine, session_scope
 from app.core.errors import StrataError
 from app.core.settings import get_settings
@@ -28,7 +31,7 @@ def _fail(message: str) -> None:
 def migrate() -> None:
     """Apply database migrations, create the first admin if there is no user and register the built-in models."""
     from app.core import migrations
-    from app.predict import service as predict_service
+    from app.predict import registry as predict_registry
 
     settings = get_settings()
     if settings.effective_database_url.startswith("sqlite"):
@@ -45,7 +48,7 @@ def migrate() -> None:
             fg=typer.colors.YELLOW,
         )
     with session_scope() as db_session:
-        for name in predict_service.ensure_builtin_models(db_session=db_session, settings=settings):
+        for name in predict_registry.ensure_builtin_models(db_session=db_session, settings=settings):
             typer.echo(f"Registered the built-in model {name}.")
 
 
@@ -84,7 +87,9 @@ def users_create(
     """Create a user."""
     try:
         with session_scope() as db_session:
-            user = auth_service.create_user(db_session=db_session, email=email, name=name, role=role, password=password)
+            user = auth_service.create_user(
+                db_session=db_session, actor=SYSTEM, email=email, name=name, role=role, password=password
+            )
             typer.echo(f"Created {user.email} ({user.role}), id {user.id}.")
     except StrataError as exc:
         _fail(exc.message)
@@ -94,7 +99,7 @@ def users_create(
 def users_list(as_json: bool = typer.Option(False, "--json", help="Print JSON")) -> None:
     """List users."""
     with session_scope() as db_session:
-        users = auth_service.list_users(db_session=db_session)
+        users = auth_service.list_users(db_session=db_session, actor=SYSTEM)
         rows = [{"id": u.id, "email": u.email, "name": u.name, "role": u.role, "active": u.is_active} for u in users]
     if as_json:
         typer.echo(json.dumps(rows))
@@ -104,10 +109,7 @@ def users_list(as_json: bool = typer.Option(False, "--json", help="Print JSON"))
 
 
 def _user_id(db_session, email: str) -> int:
-    user = auth_service.get_user_by_email(db_session=db_session, email=email)
-    if user is None:
-        _fail(f"No user with email {email}.")
-    return user.id
+    return auth_service.find_user(db_session=db_session, actor=SYSTEM, email=email).id
 
 
 @users_cli.command("set-role")
@@ -115,7 +117,9 @@ def users_set_role(email: str, role: str) -> None:
     """Change a user's role."""
     try:
         with session_scope() as db_session:
-            user = auth_service.set_role(db_session=db_session, user_id=_user_id(db_session, email), role=role)
+            user = auth_service.update_user(
+                db_session=db_session, actor=SYSTEM, user_id=_user_id(db_session, email), role=role
+            )
             typer.echo(f"{user.email} is now {user.role}.")
     except StrataError as exc:
         _fail(exc.message)
@@ -127,7 +131,7 @@ def keys_create(user: str = typer.Option(..., "--user", help="Owner's email"), n
     try:
         with session_scope() as db_session:
             key, plaintext = auth_service.create_api_key(
-                db_session=db_session, user_id=_user_id(db_session, user), name=name
+                db_session=db_session, actor=SYSTEM, user_id=_user_id(db_session, user), name=name
             )
             typer.echo(f"API key {key.id} for {user} (shown once, store it now):", err=True)
             typer.echo(plaintext)
@@ -139,7 +143,7 @@ def keys_create(user: str = typer.Option(..., "--user", help="Owner's email"), n
 def keys_list() -> None:
     """List API keys (never their secrets)."""
     with session_scope() as db_session:
-        for key, owner in auth_service.list_api_keys(db_session=db_session):
+        for key, owner in auth_service.list_api_keys(db_session=db_session, actor=SYSTEM):
             state = f"revoked {key.revoked_at:%Y-%m-%d}" if key.revoked_at else "active"
             typer.echo(f"{key.id:>4}  {key.prefix}…  {owner.email:<40} {key.name:<20} {state}")
 
@@ -149,7 +153,7 @@ def keys_revoke(key_id: int) -> None:
     """Revoke an API key by its id (see `strata keys list`)."""
     try:
         with session_scope() as db_session:
-            auth_service.revoke_api_key(db_session=db_session, key_id=key_id)
+            auth_service.revoke_api_key(db_session=db_session, actor=SYSTEM, key_id=key_id)
             typer.echo(f"API key {key_id} revoked.")
     except StrataError as exc:
         _fail(exc.message)

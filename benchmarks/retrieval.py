@@ -168,7 +168,12 @@ def scratch_knowledge_base(name: str, **env: str):
         migrations.upgrade(settings.effective_database_url)
         with session_scope() as db_session:
             user = auth_service.create_user(
-                db_session=db_session, email="bench@strata.local", name="", role="admin", password="benchmark-password"
+                db_session=db_session,
+                actor=auth_service.SYSTEM,
+                email="bench@strata.local",
+                name="",
+                role="admin",
+                password="benchmark-password",
             )
             knowledge_base = service.create_knowledge_base(db_session=db_session, user=user, name=name)
         yield settings, user, knowledge_base

@@ -106,8 +106,8 @@ from sqlmodel import select
 migrations.upgrade()
 with session_scope() as s:
     service.ensure_builtin_models(db_session=s, settings=get_settings())
-    user = auth.create_user(db_session=s, email="bench@x.io", name="", role="viewer", password="bench-password")
-    key, plaintext = auth.create_api_key(db_session=s, user_id=user.id, name="bench")
+    user = auth.create_user(db_session=s, actor=auth.SYSTEM, email="bench@x.io", name="", role="viewer", password="bench-password")
+    key, plaintext = auth.create_api_key(db_session=s, actor=auth.SYSTEM, user_id=user.id, name="bench")
     if AUTH == "session":
         plaintext = auth.create_session(db_session=s, settings=get_settings(), user=user)
     version = s.exec(select(ModelVersion).where(ModelVersion.artifact.like("%.json"))).one()

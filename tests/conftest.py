@@ -205,7 +205,9 @@ def make_user(db):
 
     def make(email: str, role: str = "viewer", password: str = "password-123"):
         with session_scope() as db_session:
-            return service.create_user(db_session=db_session, email=email, name="", role=role, password=password)
+            return service.create_user(
+                db_session=db_session, actor=service.SYSTEM, email=email, name="", role=role, password=password
+            )
 
     return make
 

@@ -13,6 +13,10 @@ from app.auth.tables import User
 from app.core.settings import Settings
 
 SESSION_COOKIE = "strata_session"
+# The browser's sign-in form posts to SIGN_IN_PATH; Sign out ends the session, then loads
+# SIGNED_OUT_PATH, whose response removes the cookie (app/auth/api.py).
+SIGN_IN_PATH = "/api/v1/auth/sign-in"
+SIGNED_OUT_PATH = "/api/v1/auth/signed-out"
 
 
 def set_session_cookie(response: Response, token: str, settings: Settings) -> None:
@@ -47,3 +51,11 @@ def session_token_from_cookie_header(cookie_header: str) -> str:
         if name == SESSION_COOKIE:
             return value.strip().strip('"')
     return ""
+
+
+def safe_next_path(target: str) -> str:
+    """Where to go after signing in: a path on this site, never another site (an open
+    redirect would lend Strata's sign-in page to phishing)."""
+    if target.startswith("/") and not target.startswith(("//", "/\\")) and "\\" not in target:
+        return target
+    return "/"

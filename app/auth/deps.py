@@ -12,6 +12,7 @@ from sqlmodel import Session
 
 from app.auth import rate_limits
 from app.auth import service as auth_service
+from app.auth.cookies import SESSION_COOKIE
 from app.auth.tables import User
 from app.core import coalesce, ratelimit
 from app.core.db import run_in_session, session_scope
@@ -19,8 +20,6 @@ from app.core.errors import Unauthorized
 from app.core.roles import Role, require_role
 from app.core.security import API_KEY_PREFIX
 from app.core.settings import Settings, get_settings
-
-SESSION_COOKIE = "strata_session"
 
 
 def db_session() -> Iterator[Session]:

@@ -1,5 +1,7 @@
 import reflex as rx
+from reflex_components_core.el.elements.base import BaseHTML
 
+from app.auth.cookies import SIGN_IN_PATH
 from app.auth.oidc_state import CompanySignInState
 from app.auth.state import AuthState, KeyRow, KeysState, LoginState, UserRow, UsersState
 from app.ui.layout import shell
@@ -37,10 +39,19 @@ def _company_sign_in() -> rx.Component:
     )
 
 
+class _PostForm(BaseHTML):
+    """A form the browser submits itself: rx.form always stops the submission and sends it
+    over the websocket instead, where no response could set an HttpOnly cookie."""
+
+    tag = "form"
+    action: rx.Var[str]
+    method: rx.Var[str]
+
+
 def login_page() -> rx.Component:
     return rx.center(
         rx.card(
-            rx.form(
+            _PostForm.create(
                 rx.vstack(
                     rx.heading("Sign in to Strata", size="6"),
                     rx.cond(
@@ -57,12 +68,13 @@ def login_page() -> rx.Component:
                         width="100%",
                         id="password",
                     ),
+                    rx.el.input(type="hidden", name="next", value=LoginState.next_path),
                     rx.button("Sign in", type="submit", width="100%", id="sign-in"),
                     spacing="3",
                     width="320px",
                 ),
-                on_submit=LoginState.sign_in,
-                reset_on_submit=False,
+                action=SIGN_IN_PATH,
+                method="post",
             ),
         ),
         height="100vh",

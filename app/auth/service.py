@@ -1,27 +1,50 @@
-"""Users, sign-in sessions and API keys."""
+"""Users, sign-in sessions and API keys.
+
+Every function that acts on someone's behalf takes the acting user (`actor`) and checks
+their role itself; `SYSTEM` is Strata acting on its own (first start, the `strata` command,
+which only whoever runs the server can use)."""
 
 import re
+import secrets
 import threading
 import time
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from functools import cache
 
 import structlog
+from sqlalchemy import ColumnElement, case, delete, or_, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, func, select
 
-from app.auth.tables import ApiKey, User, UserSession
+from app.auth.tables import ApiKey, SignInAttempts, User, UserSession
 from app.core import security
-from app.core.errors import Conflict, Forbidden, InvalidInput, NotFound, TooManyAttempts, Unauthorized
-from app.core.roles import Role
+from app.core.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthorized
+from app.core.roles import Actor, Role, require_role
 from app.core.settings import Settings
 from app.core.time import utcnow
 
 EMAIL_PATTERN = re.compile(r"^[^@\s]+@[^@\s]+$")
 MIN_PASSWORD_LENGTH = 8
 PASSWORD_LOGIN_OFF = "Password sign-in is turned off here: use the company sign-in button."
-WRONG_CREDENTIALS = "Wrong email or password."
 
 # Who changed what: the acting user id is bound to the log context by the API or the UI.
 audit = structlog.get_logger("strata.audit")
+
+
+@dataclass(frozen=True)
+class SystemActor:
+    """Strata itself (satisfies app.core.roles.Actor): acts with the admin role, as nobody."""
+
+    id: None = None
+    role: str = Role.admin.value
+
+
+SYSTEM = SystemActor()
+
+
+def _by(actor: Actor) -> str:
+    return "system" if actor.id is None else f"user:{actor.id}"
 
 
 # How long a process trusts a credential it checked, so that API traffic does not read the
@@ -83,27 +106,44 @@ def _check_password_strength(password: str) -> None:
         raise InvalidInput(f"Passwords need at least {MIN_PASSWORD_LENGTH} characters.")
 
 
-def get_user(*, db_session: Session, user_id: int) -> User:
+def _user(db_session: Session, user_id: int) -> User:
     user = db_session.get(User, user_id)
     if user is None:
         raise NotFound(f"No user with id {user_id}.")
     return user
 
 
-def get_user_by_email(*, db_session: Session, email: str) -> User | None:
+def _user_by_email(db_session: Session, email: str) -> User | None:
     return db_session.exec(select(User).where(User.email == email.strip().lower())).first()
 
 
-def list_users(*, db_session: Session) -> list[User]:
+def get_user(*, db_session: Session, actor: Actor, user_id: int) -> User:
+    """A user's record: admins read anyone's, others only their own."""
+    if actor.id != user_id:
+        require_role(actor, Role.admin)
+    return _user(db_session, user_id)
+
+
+def find_user(*, db_session: Session, actor: Actor, email: str) -> User:
+    require_role(actor, Role.admin)
+    user = _user_by_email(db_session, email)
+    if user is None:
+        raise NotFound(f"No user with email {email.strip().lower()}.")
+    return user
+
+
+def list_users(*, db_session: Session, actor: Actor) -> list[User]:
+    require_role(actor, Role.admin)
     return list(db_session.exec(select(User).order_by(col(User.email))))
 
 
-def create_user(*, db_session: Session, email: str, name: str, role: str, password: str) -> User:
+def create_user(*, db_session: Session, actor: Actor, email: str, name: str, role: str, password: str) -> User:
+    require_role(actor, Role.admin)
     email = email.strip().lower()
     if not EMAIL_PATTERN.match(email):
         raise InvalidInput(f"{email!r} is not an email address.")
     _check_password_strength(password)
-    if get_user_by_email(db_session=db_session, email=email):
+    if _user_by_email(db_session, email):
         raise Conflict(f"A user with email {email} already exists.")
     user = User(
         email=email,
@@ -113,7 +153,7 @@ def create_user(*, db_session: Session, email: str, name: str, role: str, passwo
     )
     db_session.add(user)
     db_session.flush()
-    audit.info("user.created", target_user_id=user.id, role=user.role)
+    audit.info("user.created", by=_by(actor), target_user_id=user.id, role=user.role)
     return user
 
 
@@ -127,42 +167,46 @@ def _refuse_losing_last_admin(db_session: Session, user: User) -> None:
         raise Conflict("This is the last active admin; make another admin first.")
 
 
-def set_role(*, db_session: Session, user_id: int, role: str) -> User:
-    user = get_user(db_session=db_session, user_id=user_id)
-    new_role = parse_role(role)
-    if new_role != Role.admin:
-        _refuse_losing_last_admin(db_session, user)
-    user.role = new_role.value
+def update_user(
+    *, db_session: Session, actor: Actor, user_id: int, role: str | None = None, active: bool | None = None
+) -> User:
+    """Changes a user's role and/or active flag; deactivating ends their sessions."""
+    require_role(actor, Role.admin)
+    user = _user(db_session, user_id)
+    if role is not None:
+        new_role = parse_role(role)
+        if new_role != Role.admin:
+            _refuse_losing_last_admin(db_session, user)
+        user.role = new_role.value
+        audit.info("user.role_set", by=_by(actor), target_user_id=user.id, role=user.role)
+    if active is not None:
+        if not active:
+            _refuse_losing_last_admin(db_session, user)
+            _end_sessions(db_session, user.id)
+        user.is_active = active
+        audit.info("user.activated" if active else "user.deactivated", by=_by(actor), target_user_id=user.id)
     db_session.add(user)
     _remembered.forget(user_id=user.id)
-    audit.info("user.role_set", target_user_id=user.id, role=user.role)
     return user
 
 
-def set_active(*, db_session: Session, user_id: int, active: bool) -> User:
-    user = get_user(db_session=db_session, user_id=user_id)
-    if not active:
-        _refuse_losing_last_admin(db_session, user)
-        _end_sessions(db_session, user.id)
-    user.is_active = active
-    db_session.add(user)
-    _remembered.forget(user_id=user.id)
-    audit.info("user.activated" if active else "user.deactivated", target_user_id=user.id)
-    return user
-
-
-def reset_password(*, db_session: Session, user_id: int, new_password: str | None = None) -> str:
-    """Sets the password (generated when none is given), ends the user's sessions, returns it."""
-    user = get_user(db_session=db_session, user_id=user_id)
+def reset_password(
+    *, db_session: Session, actor: Actor, user_id: int, new_password: str | None = None
+) -> tuple[User, str]:
+    """Sets the password (generated when none is given), lifts its lockouts, ends the user's
+    sessions; returns the user and the password."""
+    require_role(actor, Role.admin)
+    user = _user(db_session, user_id)
     password = new_password or security.new_password()
     _check_password_strength(password)
     user.password_hash = security.hash_password(password)
     user.failed_logins = 0
     user.locked_until = None
+    db_session.exec(delete(SignInAttempts).where(SignInAttempts.user_id == user.id))
     _end_sessions(db_session, user.id)
     db_session.add(user)
-    audit.info("user.password_reset", target_user_id=user.id)
-    return password
+    audit.info("user.password_reset", by=_by(actor), target_user_id=user.id)
+    return user, password
 
 
 def _end_sessions(db_session: Session, user_id: int) -> None:
@@ -171,37 +215,114 @@ def _end_sessions(db_session: Session, user_id: int) -> None:
     _remembered.forget(user_id=user_id)
 
 
-def authenticate(*, db_session: Session, settings: Settings, email: str, password: str) -> User:
-    """Checks a password. Repeated failures lock the account for a while."""
+# ------------------------------------------------------------------ password sign-in
+#
+# Every refusal looks the same (status, message, headers) whether the email is unknown,
+# the password wrong, the account locked or deactivated, and costs one password check:
+# the answer tells a guesser nothing about which accounts exist. A locked account answers
+# the same even to its right password, or the lock would tell a guesser which guess was
+# right. Attempts are counted before the password is checked, by single UPDATE statements,
+# so parallel guesses cannot check more passwords than the limit allows.
+
+
+def wrong_credentials_message(settings: Settings) -> str:
+    return (
+        f"Wrong email or password. After {settings.login_max_failures} failed attempts, "
+        f"sign-in pauses for {settings.login_lockout_minutes:g} minutes."
+    )
+
+
+@cache
+def _dummy_password_hash() -> str:
+    """Checked against for refusals that have no real hash to check: made once, with the
+    same parameters as real hashes, so checking it costs what a real check costs."""
+    return security.hash_password(secrets.token_urlsafe(16))
+
+
+def _take_attempt(count: ColumnElement, window_ends: ColumnElement, *, now: datetime, limit: int, window: timedelta):
+    """SET clauses that count one attempt: a window past its end starts again at 1, and an
+    attempt within the limit pushes the window's end `window` past now (so a lockout lasts
+    `window` after the last attempt that was checked). Evaluated by the database on the
+    row's current values, so concurrent attempts each get their own number."""
+    expired = or_(window_ends.is_(None), window_ends <= now)
+    return {
+        count.name: case((expired, 1), else_=count + 1),
+        window_ends.name: case((or_(expired, count < limit), now + window), else_=window_ends),
+    }
+
+
+def _take_source_attempt(db_session: Session, *, user_id: int, source: str, now: datetime, settings: Settings) -> int:
+    """The number of this attempt on the account from this source in its window."""
+    table = SignInAttempts.__table__
+    window = timedelta(minutes=settings.login_lockout_minutes)
+    dialect = postgresql if db_session.get_bind().dialect.name == "postgresql" else sqlite
+    statement = (
+        dialect.insert(table)
+        .values(user_id=user_id, source=source, attempts=1, window_ends=now + window)
+        .on_conflict_do_update(
+            index_elements=[table.c.user_id, table.c.source],
+            set_=_take_attempt(
+                table.c.attempts, table.c.window_ends, now=now, limit=settings.login_max_failures, window=window
+            ),
+        )
+        .returning(table.c.attempts)
+    )
+    return db_session.execute(statement).scalar_one()
+
+
+def _take_account_attempt(db_session: Session, *, user_id: int, now: datetime, settings: Settings) -> int:
+    """The number of this attempt on the account from all sources in its window."""
+    table = User.__table__
+    statement = (
+        update(table)
+        .where(table.c.id == user_id)
+        .values(
+            _take_attempt(
+                table.c.failed_logins,
+                table.c.locked_until,
+                now=now,
+                limit=settings.login_account_max_failures,
+                window=timedelta(minutes=settings.login_lockout_minutes),
+            )
+        )
+        .returning(table.c.failed_logins)
+    )
+    return db_session.execute(statement).scalar_one()
+
+
+def authenticate(*, db_session: Session, settings: Settings, email: str, password: str, source: str) -> User:
+    """Checks a password sent from `source` (app/auth/client_address.py). After
+    login_max_failures attempts on an account from one source, that source is refused for
+    login_lockout_minutes; after login_account_max_failures from all sources, everyone is."""
     if not settings.password_login and email.strip().lower() != settings.admin_email.strip().lower():
         # Decided before any lookup: the same answer for every address but the break-glass admin's.
         raise Forbidden(PASSWORD_LOGIN_OFF)
-    user = get_user_by_email(db_session=db_session, email=email)
+    refused = Unauthorized(wrong_credentials_message(settings))
+    user = _user_by_email(db_session, email)
     if user is None:
-        # Same work as a real check, so timing does not reveal which emails exist.
-        security.verify_password(security.hash_password("x" * MIN_PASSWORD_LENGTH), password)
-        raise Unauthorized(WRONG_CREDENTIALS)
+        security.verify_password(_dummy_password_hash(), password)
+        raise refused
     now = utcnow()
-    if user.locked_until and user.locked_until > now:
-        seconds = int((user.locked_until - now).total_seconds()) + 1
-        raise TooManyAttempts(
-            f"Too many failed sign-ins. Try again in {max(1, round(seconds / 60))} minute(s).", seconds
-        )
+    within_limits = (
+        _take_source_attempt(db_session, user_id=user.id, source=source, now=now, settings=settings)
+        <= settings.login_max_failures
+        and _take_account_attempt(db_session, user_id=user.id, now=now, settings=settings)
+        <= settings.login_account_max_failures
+    )
+    # Now, not with the caller's transaction: other attempts must see this one while the
+    # password is checked, and the caller rolls back on the error raised below.
+    db_session.commit()
+    if not within_limits:
+        security.verify_password(_dummy_password_hash(), password)
+        audit.warning("user.sign_in_locked", target_user_id=user.id, source=source)
+        raise refused
     if not security.verify_password(user.password_hash, password):
-        user.failed_logins += 1
-        if user.failed_logins >= settings.login_max_failures:
-            user.locked_until = now + timedelta(minutes=settings.login_lockout_minutes)
-            user.failed_logins = 0
-            audit.warning("user.locked_out", target_user_id=user.id, minutes=settings.login_lockout_minutes)
-        db_session.add(user)
-        # Committed here: the caller's transaction rolls back on the error we raise.
-        db_session.commit()
-        raise Unauthorized(WRONG_CREDENTIALS)
+        audit.info("user.sign_in_failed", target_user_id=user.id, source=source)
+        raise refused
     if not user.is_active:
         raise Forbidden("This account is deactivated. Ask an admin to reactivate it.")
-    user.failed_logins = 0
-    user.locked_until = None
-    db_session.add(user)
+    db_session.exec(delete(SignInAttempts).where(SignInAttempts.user_id == user.id, SignInAttempts.source == source))
+    db_session.execute(update(User.__table__).where(User.id == user.id).values(failed_logins=0, locked_until=None))
     return user
 
 
@@ -243,9 +364,10 @@ def end_session(*, db_session: Session, token: str) -> None:
         db_session.delete(session)
 
 
-def create_api_key(*, db_session: Session, user_id: int, name: str) -> tuple[ApiKey, str]:
+def create_api_key(*, db_session: Session, actor: Actor, user_id: int, name: str) -> tuple[ApiKey, str]:
     """Returns the stored key and its plaintext, which is never retrievable again."""
-    user = get_user(db_session=db_session, user_id=user_id)
+    require_role(actor, Role.admin)
+    user = _user(db_session, user_id)
     plaintext = security.new_api_key()
     key = ApiKey(
         user_id=user.id,
@@ -255,18 +377,20 @@ def create_api_key(*, db_session: Session, user_id: int, name: str) -> tuple[Api
     )
     db_session.add(key)
     db_session.flush()
-    audit.info("api_key.created", api_key_id=key.id, owner_user_id=user.id)
+    audit.info("api_key.created", by=_by(actor), api_key_id=key.id, owner_user_id=user.id)
     return key, plaintext
 
 
-def list_api_keys(*, db_session: Session, user_id: int | None = None) -> list[tuple[ApiKey, User]]:
+def list_api_keys(*, db_session: Session, actor: Actor, user_id: int | None = None) -> list[tuple[ApiKey, User]]:
+    require_role(actor, Role.admin)
     query = select(ApiKey, User).join(User).order_by(col(ApiKey.created_at).desc())
     if user_id is not None:
         query = query.where(ApiKey.user_id == user_id)
     return list(db_session.exec(query))
 
 
-def revoke_api_key(*, db_session: Session, key_id: int) -> ApiKey:
+def revoke_api_key(*, db_session: Session, actor: Actor, key_id: int) -> ApiKey:
+    require_role(actor, Role.admin)
     key = db_session.get(ApiKey, key_id)
     if key is None:
         raise NotFound(f"No API key with id {key_id}.")
@@ -274,7 +398,7 @@ def revoke_api_key(*, db_session: Session, key_id: int) -> ApiKey:
     if key.revoked_at is None:
         key.revoked_at = utcnow()
         db_session.add(key)
-        audit.info("api_key.revoked", api_key_id=key.id)
+        audit.info("api_key.revoked", by=_by(actor), api_key_id=key.id)
     return key
 
 
@@ -305,6 +429,7 @@ def ensure_admin(*, db_session: Session, settings: Settings) -> str | None:
     password = settings.admin_password or security.new_password()
     create_user(
         db_session=db_session,
+        actor=SYSTEM,
         email=settings.admin_email,
         name="Administrator",
         role=Role.admin.value,

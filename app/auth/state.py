@@ -11,6 +11,7 @@ import reflex as rx
 import structlog
 
 from app.auth import service as auth_service
+from app.auth.cookies import SIGNED_OUT_PATH, safe_next_path, session_token_from_cookie_header
 from app.auth.tables import User
 from app.core.db import run_in_session
 from app.core.errors import StrataError, Unauthorized
@@ -35,13 +36,10 @@ def acting_as(user: User) -> Iterator[None]:
 
 
 class AuthState(rx.State):
-    session_token: str = rx.Cookie(
-        "",
-        name="strata_session",
-        path="/",
-        same_site="strict",
-        max_age=int(get_settings().session_hours * 3600),
-    )
+    """The session token is never a state var (those reach the browser): the browser sends
+    its HttpOnly session cookie with the websocket handshake, and the server reads it from
+    the connection's headers (app/auth/cookies.py)."""
+
     user_email: str = ""
     user_name: str = ""
     user_role: str = ""
@@ -57,8 +55,11 @@ class AuthState(rx.State):
     def is_admin(self) -> bool:
         return self.user_role == Role.admin.value
 
+    def _session_token(self) -> str:
+        return session_token_from_cookie_header(self.router.headers.cookie)
+
     async def _require(self, minimum: Role) -> User:
-        user = await run_in_session(auth_service.user_for_session, token=self.session_token)
+        user = await run_in_session(auth_service.user_for_session, token=self._session_token())
         if user is None:
             raise Unauthorized("Your session has expired; sign in again.")
         self.user_email, self.user_name, self.user_role = user.email, user.name, user.role
@@ -67,8 +68,7 @@ class AuthState(rx.State):
 
     def _signed_out(self, message: str):
         """To sign-in, saying why only if there was a session (once, however many handlers ask)."""
-        had_session = bool(self.session_token)
-        self.session_token = ""
+        had_session = bool(self._session_token())
         self.user_email = self.user_name = self.user_role = ""
         redirect = rx.redirect(f"/login?next={self.router.url.path}")
         return [rx.toast.error(message), redirect] if had_session else redirect
@@ -89,11 +89,11 @@ class AuthState(rx.State):
 
     @rx.event
     async def sign_out(self):
-        token = self.session_token
-        await run_in_session(auth_service.end_session, token=token)
-        self.session_token = ""
+        await run_in_session(auth_service.end_session, token=self._session_token())
         self.user_email = self.user_name = self.user_role = ""
-        return rx.redirect("/login")
+        # A page load, not a client-side navigation: only a response can remove the HttpOnly
+        # cookie, and the next websocket must be opened without it.
+        return rx.call_script(f"window.location.assign({SIGNED_OUT_PATH!r})")
 
 
 def guarded(minimum: Role, *, background: bool = False):
@@ -136,27 +136,26 @@ def guarded(minimum: Role, *, background: bool = False):
 
 
 class LoginState(AuthState):
-    error: str = ""
-    busy: bool = False
+    """The sign-in page: its form posts to SIGN_IN_PATH (app/auth/api.py), which sets the
+    session cookie and sends the browser on, or back here with an error code."""
 
-    @rx.event
-    async def sign_in(self, form: dict):
-        self.error = ""
-        settings = get_settings()
-        try:
-            user = await run_in_session(
-                auth_service.authenticate,
-                settings=settings,
-                email=str(form.get("email", "")),
-                password=str(form.get("password", "")),
-            )
-            self.session_token = await run_in_session(auth_service.create_session, settings=settings, user=user)
-        except StrataError as exc:
-            self.error = exc.message
-            return None
-        self.user_email, self.user_name, self.user_role = user.email, user.name, user.role
-        target = self.router.url.query_parameters.get("next", "/")
-        return rx.redirect(target if target.startswith("/") and not target.startswith("//") else "/")
+    @rx.var(cache=False)
+    def error(self) -> str:
+        query = self.router.url.query_parameters
+        code = query.get("error", "")
+        if code == "throttled":
+            return f"Too many sign-in attempts from your address; try again in {query.get('retry', 'a few')} s."
+        if code == "password-off":
+            return auth_service.PASSWORD_LOGIN_OFF
+        if code == "deactivated":
+            return "This account is deactivated. Ask an admin to reactivate it."
+        if code == "credentials":
+            return auth_service.wrong_credentials_message(get_settings())
+        return ""
+
+    @rx.var(cache=False)
+    def next_path(self) -> str:
+        return safe_next_path(self.router.url.query_parameters.get("next", "/"))
 
 
 @dataclass
@@ -199,6 +198,7 @@ class UsersState(AuthState):
     async def create(self, form: dict):
         user = await run_in_session(
             auth_service.create_user,
+            actor=acting_user(),
             email=str(form.get("email", "")),
             name=str(form.get("name", "")),
             role=str(form.get("role") or Role.viewer.value),
@@ -210,22 +210,21 @@ class UsersState(AuthState):
     @rx.event
     @guarded(Role.admin)
     async def change_role(self, user_id: int, role: str):
-        user = await run_in_session(auth_service.set_role, user_id=user_id, role=role)
+        user = await run_in_session(auth_service.update_user, actor=acting_user(), user_id=user_id, role=role)
         await self._reload()
         return rx.toast.success(f"{user.email} is now {user.role}.")
 
     @rx.event
     @guarded(Role.admin)
     async def change_active(self, user_id: int, active: bool):
-        user = await run_in_session(auth_service.set_active, user_id=user_id, active=active)
+        user = await run_in_session(auth_service.update_user, actor=acting_user(), user_id=user_id, active=active)
         await self._reload()
         return rx.toast.success(f"{user.email} {'reactivated' if active else 'deactivated'}.")
 
     @rx.event
     @guarded(Role.admin)
     async def reset_password(self, user_id: int):
-        password = await run_in_session(auth_service.reset_password, user_id=user_id)
-        user = await run_in_session(auth_service.get_user, user_id=user_id)
+        user, password = await run_in_session(auth_service.reset_password, actor=acting_user(), user_id=user_id)
         self.password_notice = f"New password for {user.email}: {password}"
 
     @rx.event
@@ -233,7 +232,7 @@ class UsersState(AuthState):
         self.password_notice = ""
 
     async def _reload(self) -> None:
-        users = await run_in_session(auth_service.list_users)
+        users = await run_in_session(auth_service.list_users, actor=acting_user())
         self.users = [UserRow(u.id, u.email, u.name, u.role, u.is_active, _when(u.created_at)) for u in users]
 
 
@@ -251,12 +250,9 @@ class KeysState(AuthState):
     @rx.event
     @guarded(Role.admin)
     async def create(self, form: dict):
-        email = str(form.get("owner", ""))
-        owner = await run_in_session(auth_service.get_user_by_email, email=email)
-        if owner is None:
-            return rx.toast.error(f"Choose the key's owner; no user {email!r}.")
+        owner = await run_in_session(auth_service.find_user, actor=acting_user(), email=str(form.get("owner", "")))
         _, plaintext = await run_in_session(
-            auth_service.create_api_key, user_id=owner.id, name=str(form.get("name", ""))
+            auth_service.create_api_key, actor=acting_user(), user_id=owner.id, name=str(form.get("name", ""))
         )
         self.created_key = plaintext
         await self._reload()
@@ -265,7 +261,7 @@ class KeysState(AuthState):
     @rx.event
     @guarded(Role.admin)
     async def revoke(self, key_id: int):
-        await run_in_session(auth_service.revoke_api_key, key_id=key_id)
+        await run_in_session(auth_service.revoke_api_key, actor=acting_user(), key_id=key_id)
         await self._reload()
         return rx.toast.success("Key revoked; it stops working at once.")
 
@@ -274,11 +270,12 @@ class KeysState(AuthState):
         self.created_key = ""
 
     async def _reload(self) -> None:
-        pairs = await run_in_session(auth_service.list_api_keys)
+        pairs = await run_in_session(auth_service.list_api_keys, actor=acting_user())
         self.keys = [
             KeyRow(
                 k.id, k.name, k.prefix, u.email, _when(k.created_at), _when(k.last_used_at), k.revoked_at is not None
             )
             for k, u in pairs
         ]
-        self.owner_emails = [u.email for u in await run_in_session(auth_service.list_users) if u.is_active]
+        users = await run_in_session(auth_service.list_users, actor=acting_user())
+        self.owner_emails = [u.email for u in users if u.is_active]

@@ -55,3 +55,18 @@ class ApiKeyRateLimit(SQLModel, table=True):
 
     api_key_id: int = Field(foreign_key="api_key.id", primary_key=True, ondelete="CASCADE")
     requests_per_minute: int
+
+
+class SignInAttempts(SQLModel, table=True):
+    """Password sign-ins on one account from one source (a client address, an IPv6 /64), counted
+    for that source's lockout: a stranger's guesses lock out the stranger, not the owner
+    signing in from elsewhere. The account's own cap across all sources is on User
+    (failed_logins in the window that ends at locked_until)."""
+
+    __tablename__ = "sign_in_attempts"
+
+    user_id: int = Field(foreign_key="user.id", primary_key=True, ondelete="CASCADE")
+    source: str = Field(max_length=64, primary_key=True)
+    attempts: int = 0
+    # The count starts again after this; while attempts are over the limit, the source is locked until then.
+    window_ends: datetime

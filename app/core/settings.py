@@ -24,6 +24,8 @@ class Settings(BaseSettings):
     web_workers: int = 1
     # Built ONNX models; defaults to <data_dir>/models.
     models_dir: Path | None = None
+    # The only folder an admin's model import reads from; defaults to <data_dir>/imports.
+    model_import_dir: Path | None = None
 
     # External services; empty means "start the embedded one".
     database_url: str = ""
@@ -37,8 +39,17 @@ class Settings(BaseSettings):
     admin_password: str = ""
 
     session_hours: float = 12.0
+    # Password sign-in: login_max_failures wrong passwords for one account from one client
+    # address lock that address out of it for login_lockout_minutes; the account itself locks
+    # for everyone only after login_account_max_failures from all addresses together. Each
+    # address may try login_attempts_per_minute sign-ins a minute, whatever the accounts.
     login_max_failures: int = 5
     login_lockout_minutes: float = 15.0
+    login_account_max_failures: int = 100
+    login_attempts_per_minute: int = 30
+    # Reverse proxies (comma-separated addresses or networks, e.g. 10.0.0.0/8) whose
+    # X-Forwarded-For names the client; from any other peer the header is ignored.
+    trusted_proxies: str = ""
     # Off: only STRATA_ADMIN_EMAIL (the break-glass admin) signs in with a password; everyone
     # else uses company sign-in.
     password_login: bool = True
@@ -161,6 +172,10 @@ class Settings(BaseSettings):
     @property
     def resolved_models_dir(self) -> Path:
         return (self.models_dir or self.resolved_data_dir / "models").resolve()
+
+    @property
+    def resolved_model_import_dir(self) -> Path:
+        return (self.model_import_dir or self.resolved_data_dir / "imports").resolve()
 
     @property
     def effective_database_url(self) -> str:

@@ -15,7 +15,9 @@ QUESTION = [{"role": "user", "content": "Who hosts the tea party?"}]
 
 def openai_client(user) -> openai.AsyncOpenAI:
     with session_scope() as db_session:
-        _, key = auth_service.create_api_key(db_session=db_session, user_id=user.id, name="openai client")
+        _, key = auth_service.create_api_key(
+            db_session=db_session, actor=auth_service.SYSTEM, user_id=user.id, name="openai client"
+        )
     transport = httpx.ASGITransport(app=build_api())
     return openai.AsyncOpenAI(
         base_url="http://strata/v1",

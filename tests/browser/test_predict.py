@@ -46,13 +46,16 @@ def _api_keys(stack, count: int) -> list[str]:
         for _ in range(count):
             user = auth_service.create_user(
                 db_session=db_session,
+                actor=auth_service.SYSTEM,
                 email=f"caller-{uuid.uuid4().hex[:8]}@strata.test",
                 name="API caller",
                 role="viewer",
                 password="caller-password",
             )
             db_session.flush()
-            _, key = auth_service.create_api_key(db_session=db_session, user_id=user.id, name="canary test")
+            _, key = auth_service.create_api_key(
+                db_session=db_session, actor=auth_service.SYSTEM, user_id=user.id, name="canary test"
+            )
             keys.append(key)
         db_session.commit()
     engine.dispose()

@@ -54,7 +54,9 @@ def make_api_key(db, make_user):
     def make(email: str = "caller@strata.test") -> tuple[str, int]:
         user = make_user(email, role="viewer")
         with session_scope() as db_session:
-            key, plaintext = service.create_api_key(db_session=db_session, user_id=user.id, name="openai client")
+            key, plaintext = service.create_api_key(
+                db_session=db_session, actor=service.SYSTEM, user_id=user.id, name="openai client"
+            )
             return plaintext, key.id
 
     return make

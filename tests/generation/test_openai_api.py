@@ -73,7 +73,7 @@ def test_missing_or_revoked_key_is_refused_in_openai_error_shape(strata_api, mak
     key, key_id = make_api_key("revoked@strata.test")
     revoked_client = openai.OpenAI(base_url=strata_api, api_key=key, max_retries=0)
     assert revoked_client.models.list().data
-    service.revoke_api_key(db_session=db_session, key_id=key_id)
+    service.revoke_api_key(db_session=db_session, actor=service.SYSTEM, key_id=key_id)
     db_session.commit()
     # The API process may trust a key it checked for a moment (app.auth.service's credential cache).
     wait_until(lambda: _refused(revoked_client), timeout=30, what="the revoked key to be refused")

@@ -29,7 +29,9 @@ async def client():
 
 def api_key(user) -> dict:
     with session_scope() as db_session:
-        key, plaintext = auth_service.create_api_key(db_session=db_session, user_id=user.id, name="script")
+        key, plaintext = auth_service.create_api_key(
+            db_session=db_session, actor=auth_service.SYSTEM, user_id=user.id, name="script"
+        )
     return {"Authorization": f"Bearer {plaintext}"}
 
 
@@ -127,7 +129,9 @@ async def test_an_admin_sets_one_keys_limit(client, make_user, viewer, monkeypat
     admin = make_user("admin@x.io", role="admin")
     admin_key = api_key(admin)
     with session_scope() as db_session:
-        key, plaintext = auth_service.create_api_key(db_session=db_session, user_id=viewer.id, name="bulk")
+        key, plaintext = auth_service.create_api_key(
+            db_session=db_session, actor=auth_service.SYSTEM, user_id=viewer.id, name="bulk"
+        )
     url = f"/api/v1/models/{CLASSIFIER_NAME}/predict"
     viewer_key = {"Authorization": f"Bearer {plaintext}"}
     refused = await client.put(

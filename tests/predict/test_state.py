@@ -4,9 +4,11 @@ events itself; staff change it through the same handlers."""
 
 import pytest
 import reflex as rx
+from reflex.istate.data import HeaderData
 
 import app.app  # noqa: F401 - builds every page and state
 from app.auth import service as auth_service
+from app.auth.cookies import SESSION_COOKIE
 from app.auth.state import AuthState
 from app.auth.tables import User
 from app.core.db import session_scope
@@ -40,7 +42,9 @@ def signed_in(state_class: type[AuthState], user: User) -> AuthState:
     root = rx.State(_reflex_internal_init=True)
     state = root.get_substate(state_class.get_full_name().split(".")[1:])
     with session_scope() as db_session:
-        state.session_token = auth_service.create_session(db_session=db_session, settings=get_settings(), user=user)
+        token = auth_service.create_session(db_session=db_session, settings=get_settings(), user=user)
+    # As Reflex fills it in from the websocket handshake, which carries the HttpOnly session cookie.
+    state.rx_router_headers = HeaderData(cookie=f"{SESSION_COOKIE}={token}")
     return state
 
 
