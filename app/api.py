@@ -10,6 +10,7 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.routing import APIRoute, APIRouter
 from pydantic import BaseModel
+from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import app.job_kinds  # noqa: F401 - the jobs API validates kinds against the registry
@@ -23,9 +24,9 @@ from app.core.http import BodyLimit, LimitRequestBodies, ObserveRequests, SameOr
 from app.core.metrics import render_metrics
 from app.core.roles import Role, require_role
 from app.core.settings import Settings, get_settings
-from app.generation.openai_api import build_openai_api
 from app.jobs_board.api import router as jobs_router
 from app.knowledge.api import router as knowledge_router
+from app.openai_compat.api import build_openai_api
 from app.predict.api import router as predict_router
 from app.system.api import router as system_router
 
@@ -153,6 +154,13 @@ def build_api() -> FastAPI:
             for error in exc.errors()
         ]
         return JSONResponse({"detail": "Invalid request: " + "; ".join(problems)}, status_code=422)
+
+    # A number past what the database stores (an id of 10**30) is the client's mistake, whichever
+    # route and database it reaches: SQLite's driver raises OverflowError, PostgreSQL's a DataError.
+    @api.exception_handler(OverflowError)
+    @api.exception_handler(DataError)
+    async def out_of_range(_request: Request, _exc: Exception) -> JSONResponse:
+        return JSONResponse({"detail": "Invalid request: a number in it is out of range."}, status_code=422)
 
     @api.exception_handler(StarletteHTTPException)
     async def http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
