@@ -92,4 +92,8 @@ class LabelSetRequest(BaseModel):
 
 
 class ImportRequest(BaseModel):
-    path: str = Field(description="A built ONNX model folder on the server (manifest.json, model, tokenizer.json)")
+    path: str = Field(
+        max_length=1000,
+        description="A built ONNX model folder (manifest.json, model, tokenizer.json) in the model import folder "
+        "(STRATA_MODEL_IMPORT_DIR), named relative to it",
+    )

@@ -10,8 +10,8 @@ from app.auth.state import AuthState, acting_user, guarded
 from app.core.db import run_in_session
 from app.core.errors import StrataError
 from app.core.roles import Role
-from app.predict import service
-from app.predict.schemas import LabelSpec, ModelSummary, PredictionResponse, RegistryEvent, VersionSummary
+from app.predict import registry, service
+from app.predict.schemas import LabelSpec, ModelSummary, PredictionResponse, VersionSummary
 from app.ui.live import refresh_while_open
 
 # Served counts and traffic shares move while the Models page is open.
@@ -40,13 +40,6 @@ class ResultRow:
 
 def _options(models: list[ModelSummary]) -> list[ModelOption]:
     return [ModelOption(m.name, m.kind, m.description) for m in models]
-
-
-def _chosen(models: list[ModelSummary], name: str) -> ModelSummary | None:
-    """The model of that name; else the first classifier, else any model (what a page opens on)."""
-    by_name = {m.name: m for m in models}
-    fallback = next((m for m in models if m.kind == "classifier"), models[0] if models else None)
-    return by_name.get(name, fallback)
 
 
 def _result_rows(inputs: list[str], response: PredictionResponse) -> list[ResultRow]:
@@ -92,9 +85,9 @@ class PredictState(AuthState):
     @rx.event
     @guarded(Role.viewer)
     async def load(self):
-        models = await run_in_session(service.list_models)
+        models = await run_in_session(registry.list_models, actor=acting_user())
         self.models = _options(models)
-        model = _chosen(models, self.model_name)
+        model = registry.pick_model(models, self.model_name)
         self.model_name = model.name if model else ""
 
     @rx.event
@@ -173,29 +166,6 @@ def _parse_labels(text: str) -> list[LabelSpec]:
     return labels
 
 
-@dataclass
-class Registry:
-    """What the Models page shows of one model (None when no model exists yet)."""
-
-    models: list[ModelSummary]
-    model: ModelSummary | None
-    versions: list[VersionSummary]
-    events: list[RegistryEvent]
-
-
-def _registry(*, db_session, model_name: str) -> Registry:
-    models = service.list_models(db_session=db_session)
-    model = _chosen(models, model_name)
-    if model is None:
-        return Registry(models, None, [], [])
-    return Registry(
-        models,
-        model,
-        service.list_versions(db_session=db_session, model_name=model.name),
-        service.registry_events(db_session=db_session, model_name=model.name),
-    )
-
-
 class ModelsState(AuthState):
     models: list[ModelOption] = []
     model_name: str = ""
@@ -245,7 +215,7 @@ class ModelsState(AuthState):
         if not target:
             return rx.toast.error("Create a staging version first; the canary sends traffic to it.")
         await run_in_session(
-            service.set_canary, actor=acting_user(), model_name=self.model_name, version_number=target, percent=percent
+            registry.set_canary, actor=acting_user(), model_name=self.model_name, version_number=target, percent=percent
         )
         await self._reload(self.model_name)
         return rx.toast.success(f"Version {target} now answers {percent}% of {self.model_name}'s traffic.")
@@ -254,7 +224,7 @@ class ModelsState(AuthState):
     @guarded(Role.staff)
     async def promote(self, version_number: int):
         await run_in_session(
-            service.promote, actor=acting_user(), model_name=self.model_name, version_number=version_number
+            registry.promote, actor=acting_user(), model_name=self.model_name, version_number=version_number
         )
         await self._reload(self.model_name)
         return rx.toast.success(f"Version {version_number} is production.")
@@ -262,7 +232,7 @@ class ModelsState(AuthState):
     @rx.event
     @guarded(Role.staff)
     async def rollback(self):
-        await run_in_session(service.rollback, actor=acting_user(), model_name=self.model_name)
+        await run_in_session(registry.rollback, actor=acting_user(), model_name=self.model_name)
         await self._reload(self.model_name)
         return rx.toast.success(f"Rolled back: version {self.production_version} is production again.")
 
@@ -271,7 +241,7 @@ class ModelsState(AuthState):
     async def create_version(self, form: dict):
         labels = _parse_labels(str(form.get("labels", "")))
         version = await run_in_session(
-            service.create_classifier_version, actor=acting_user(), model_name=self.model_name, labels=labels
+            registry.create_classifier_version, actor=acting_user(), model_name=self.model_name, labels=labels
         )
         await self._reload(self.model_name)
         return rx.toast.success(f"Version {version.number} created in staging with {len(labels)} labels.")
@@ -287,27 +257,27 @@ class ModelsState(AuthState):
     async def _refresh(self) -> None:
         async with self:
             model_name = self.model_name
-        registry = await run_in_session(_registry, model_name=model_name)
+        overview = await run_in_session(registry.overview, actor=acting_user(), model_name=model_name)
         async with self:
             if self.model_name == model_name:
-                self._show(registry)
+                self._show(overview)
 
     async def _reload(self, model_name: str) -> None:
-        self._show(await run_in_session(_registry, model_name=model_name))
+        self._show(await run_in_session(registry.overview, actor=acting_user(), model_name=model_name))
         self.canary_draft = self.canary_percent
 
-    def _show(self, registry: Registry) -> None:
-        model = registry.model
-        self.models = _options(registry.models)
+    def _show(self, overview: registry.Overview) -> None:
+        model = overview.model
+        self.models = _options(overview.models)
         self.model_name = model.name if model else ""
         self.model_kind = model.kind if model else ""
         self.production_version = (model.production_version or 0) if model else 0
         self.canary_version = (model.canary_version or 0) if model else 0
         self.canary_percent = model.canary_percent if model else 0
-        self.versions = [_version_row(v) for v in registry.versions]
+        self.versions = [_version_row(v) for v in overview.versions]
         self.events = [
             EventRow(f"{e.at:%Y-%m-%d %H:%M:%S}", e.user, e.action, str(e.version or ""), e.detail)
-            for e in registry.events
+            for e in overview.events
         ]
-        production = next((v for v in registry.versions if v.stage == "production"), None)
+        production = next((v for v in overview.versions if v.stage == "production"), None)
         self.labels_text = _labels_text(production.labels) if production else ""

@@ -1,5 +1,7 @@
 """The predict domain's fixtures: a registry holding the built-in models, on a clean Redis."""
 
+import shutil
+
 import pytest
 
 from models.classifier import CLASSIFIER_NAME
@@ -8,20 +10,20 @@ from models.classifier import CLASSIFIER_NAME
 def forget_process_state() -> None:
     """Routes, loaded versions, Redis clients and the Redis-down mark are kept per process."""
     from app.core.clients import reset_loop_redis
-    from app.predict import service
+    from app.predict import prediction_log
     from app.predict.routing import routes
     from app.predict.serving import reset_runtime
 
-    service.discard_pending_logs()
+    prediction_log.discard_pending_logs()
     routes.invalidate()
     reset_runtime()
     reset_loop_redis()
 
 
 @pytest.fixture
-def registry(db, redis_url, settings):
+def builtin_models(db, redis_url, settings):
     from app.core.db import session_scope
-    from app.predict.service import ensure_builtin_models
+    from app.predict.registry import ensure_builtin_models
 
     forget_process_state()
     with session_scope() as db_session:
@@ -29,3 +31,22 @@ def registry(db, redis_url, settings):
     assert CLASSIFIER_NAME in added, "run `make test-models`: the classifier calibration is missing"
     yield
     forget_process_state()
+
+
+@pytest.fixture
+def import_root(settings, tmp_path, monkeypatch):
+    """The model import folder of this test (STRATA_MODEL_IMPORT_DIR)."""
+    root = tmp_path / "imports"
+    root.mkdir()
+    monkeypatch.setattr(settings, "model_import_dir", root)
+    return root
+
+
+@pytest.fixture
+def model_folder(import_root, settings):
+    """A valid import: the built embedder copied into the import folder as `minilm-copy`."""
+    from models.manifest import EMBEDDER_NAME
+
+    folder = import_root / "minilm-copy"
+    shutil.copytree(settings.resolved_models_dir / EMBEDDER_NAME, folder)
+    return folder

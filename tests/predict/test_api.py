@@ -10,7 +10,7 @@ from app.core.settings import get_settings
 from models.classifier import CLASSIFIER_NAME
 from models.manifest import EMBEDDER_NAME
 
-pytestmark = pytest.mark.usefixtures("registry")
+pytestmark = pytest.mark.usefixtures("builtin_models")
 
 LABELS = {
     "labels": [

@@ -1,7 +1,6 @@
 """Predictions: answers, routing by canary weight (sticky per caller), cache, batching, the log."""
 
 import asyncio
-import shutil
 
 import pytest
 from prometheus_client import REGISTRY
@@ -9,14 +8,14 @@ from sqlmodel import select
 
 from app.core.db import session_scope
 from app.core.errors import InvalidInput, NotFound
-from app.predict import service
+from app.predict import registry, service
 from app.predict.schemas import LabelSpec
 from app.predict.serving import LoadedVersions, VersionRef
 from app.predict.tables import ModelVersion, PredictionLog
 from models.classifier import CLASSIFIER_NAME
 from models.manifest import EMBEDDER_NAME
 
-pytestmark = pytest.mark.usefixtures("registry")
+pytestmark = pytest.mark.usefixtures("builtin_models")
 
 ANIMALS = [
     LabelSpec(name="cats", description="cats, kittens, felines that purr and meow"),
@@ -26,11 +25,11 @@ ANIMALS = [
 
 def canary(staff, percent: int) -> int:
     with session_scope() as db_session:
-        number = service.create_classifier_version(
+        number = registry.create_classifier_version(
             db_session=db_session, actor=staff, model_name=CLASSIFIER_NAME, labels=ANIMALS
         ).number
     with session_scope() as db_session:
-        service.set_canary(
+        registry.set_canary(
             db_session=db_session, actor=staff, model_name=CLASSIFIER_NAME, version_number=number, percent=percent
         )
     return number
@@ -94,7 +93,7 @@ async def test_a_caller_keeps_its_version_while_weights_stay_and_raising_the_sha
         assert len(seen) == 1, caller
         first[caller] = seen.pop()
     with session_scope() as db_session:
-        service.set_canary(
+        registry.set_canary(
             db_session=db_session, actor=staff, model_name=CLASSIFIER_NAME, version_number=number, percent=80
         )
     for caller, version in first.items():
@@ -106,13 +105,13 @@ async def test_a_caller_keeps_its_version_while_weights_stay_and_raising_the_sha
 async def test_promote_then_roll_back_changes_who_answers(viewer, staff):
     number = canary(staff, 0)
     with session_scope() as db_session:
-        service.promote(db_session=db_session, actor=staff, model_name=CLASSIFIER_NAME, version_number=number)
+        registry.promote(db_session=db_session, actor=staff, model_name=CLASSIFIER_NAME, version_number=number)
     promoted = await service.predict(
         actor=viewer, model_name=CLASSIFIER_NAME, inputs=["a puppy barks"], caller="user:7"
     )
     assert (promoted.version, promoted.results[0].label) == (number, "dogs")
     with session_scope() as db_session:
-        service.rollback(db_session=db_session, actor=staff, model_name=CLASSIFIER_NAME)
+        registry.rollback(db_session=db_session, actor=staff, model_name=CLASSIFIER_NAME)
     restored = await service.predict(
         actor=viewer, model_name=CLASSIFIER_NAME, inputs=["a puppy barks"], caller="user:7"
     )
@@ -155,7 +154,7 @@ async def test_the_same_input_is_answered_from_the_cache_and_counted(viewer):
     assert metric("strata_prediction_cache_total", result="hit") - hits == 2
     assert metric("strata_prediction_cache_total", result="miss") - misses == 3
     with session_scope() as db_session:
-        (version,) = service.list_versions(db_session=db_session, model_name=CLASSIFIER_NAME)
+        (version,) = registry.list_versions(db_session=db_session, actor=viewer, model_name=CLASSIFIER_NAME)
     assert version.served == 5
 
 
@@ -169,7 +168,9 @@ async def test_predictions_still_work_uncached_while_redis_is_down(viewer, valke
         )
         assert down.cached == 0 and down.results[0].label == "politics"
         with session_scope() as db_session:
-            assert service.list_versions(db_session=db_session, model_name=CLASSIFIER_NAME)[0].served >= 0
+            assert (
+                registry.list_versions(db_session=db_session, actor=viewer, model_name=CLASSIFIER_NAME)[0].served >= 0
+            )
     finally:
         valkey_server.start()
 
@@ -215,7 +216,7 @@ async def test_answers_of_concurrent_requests_are_all_cached_and_counted(viewer)
     again = await service.predict(actor=viewer, model_name=CLASSIFIER_NAME, inputs=texts, caller="user:1")
     assert again.cached == len(texts)
     with session_scope() as db_session:
-        (version,) = service.list_versions(db_session=db_session, model_name=CLASSIFIER_NAME)
+        (version,) = registry.list_versions(db_session=db_session, actor=viewer, model_name=CLASSIFIER_NAME)
     assert version.served == 2 * len(texts)
 
 
@@ -254,10 +255,10 @@ async def test_every_prediction_is_logged_at_sample_rate_one(viewer, monkeypatch
 def test_loaded_versions_are_bounded_least_recently_used_first(staff):
     with session_scope() as db_session:
         for labels in (ANIMALS, ANIMALS[::-1]):
-            service.create_classifier_version(
+            registry.create_classifier_version(
                 db_session=db_session, actor=staff, model_name=CLASSIFIER_NAME, labels=labels
             )
-        ids = [v.id for v in service.list_versions(db_session=db_session, model_name=CLASSIFIER_NAME)]
+        ids = [v.id for v in registry.list_versions(db_session=db_session, actor=staff, model_name=CLASSIFIER_NAME)]
         refs = [
             VersionRef(v.id, CLASSIFIER_NAME, "classifier", v.artifact)
             for v in (db_session.get(ModelVersion, version_id) for version_id in ids)
@@ -269,22 +270,3 @@ def test_loaded_versions_are_bounded_least_recently_used_first(staff):
     loaded.get(first)
     loaded.get(third)
     assert loaded.loaded_ids() == [first.id, third.id]
-
-
-async def test_an_imported_embedder_version_serves_from_its_own_files(viewer, settings, make_user, tmp_path):
-    admin = make_user("admin@x.io", role="admin")
-    source = tmp_path / "minilm-copy"
-    shutil.copytree(settings.resolved_models_dir / EMBEDDER_NAME, source)
-    with session_scope() as db_session:
-        service.import_embedder_version(
-            db_session=db_session, actor=admin, model_name=EMBEDDER_NAME, source_dir=str(source)
-        )
-    shutil.rmtree(source)  # served from the registry's copy
-    builtin = await service.predict(
-        actor=viewer, model_name=EMBEDDER_NAME, inputs=["same model"], caller="user:1", version_number=1
-    )
-    imported = await service.predict(
-        actor=viewer, model_name=EMBEDDER_NAME, inputs=["same model"], caller="user:1", version_number=2
-    )
-    assert imported.version == 2 and imported.cached == 0
-    assert imported.results[0].embedding == pytest.approx(builtin.results[0].embedding, abs=1e-5)

@@ -1,6 +1,5 @@
 """The model registry: built-ins at install, label-set versions, canary, promote, roll back, who did what."""
 
-import shutil
 from pathlib import Path
 
 import pytest
@@ -8,13 +7,13 @@ from sqlmodel import select
 
 from app.core.db import session_scope
 from app.core.errors import Conflict, Forbidden, InvalidInput, NotFound
-from app.predict import service
+from app.predict import registry
 from app.predict.schemas import LabelSpec
 from app.predict.tables import ModelVersion
 from models.classifier import CLASSIFIER_NAME, DEFAULT_LABELS
 from models.manifest import EMBEDDER_NAME, read_manifest, sha256_file
 
-pytestmark = pytest.mark.usefixtures("registry")
+pytestmark = pytest.mark.usefixtures("builtin_models")
 
 SENTIMENT = [
     LabelSpec(name="positive", description="happy, pleased, praising, good news"),
@@ -22,30 +21,30 @@ SENTIMENT = [
 ]
 
 
-def versions(model_name: str = CLASSIFIER_NAME):
+def versions(actor, model_name: str = CLASSIFIER_NAME):
     with session_scope() as db_session:
-        return service.list_versions(db_session=db_session, model_name=model_name)
+        return registry.list_versions(db_session=db_session, actor=actor, model_name=model_name)
 
 
 def new_version(actor, labels=SENTIMENT) -> int:
     with session_scope() as db_session:
-        return service.create_classifier_version(
+        return registry.create_classifier_version(
             db_session=db_session, actor=actor, model_name=CLASSIFIER_NAME, labels=labels
         ).number
 
 
-def test_install_registers_the_embedder_and_a_calibrated_classifier_once(settings):
+def test_install_registers_the_embedder_and_a_calibrated_classifier_once(settings, viewer):
     with session_scope() as db_session:
-        models = {m.name: m for m in service.list_models(db_session=db_session)}
-        assert service.ensure_builtin_models(db_session=db_session, settings=settings) == []
+        models = {m.name: m for m in registry.list_models(db_session=db_session, actor=viewer)}
+        assert registry.ensure_builtin_models(db_session=db_session, settings=settings) == []
     assert models[EMBEDDER_NAME].kind == "embedder" and models[EMBEDDER_NAME].production_version == 1
     assert models[CLASSIFIER_NAME].kind == "classifier" and models[CLASSIFIER_NAME].production_version == 1
 
-    (embedder,) = versions(EMBEDDER_NAME)
+    (embedder,) = versions(viewer, EMBEDDER_NAME)
     manifest = read_manifest(settings.resolved_models_dir / EMBEDDER_NAME)
     assert (embedder.sha256, embedder.size_bytes, embedder.source) == (manifest.sha256, manifest.size_bytes, "built-in")
 
-    (classifier,) = versions()
+    (classifier,) = versions(viewer)
     assert [label.name for label in classifier.labels] == [name for name, _ in DEFAULT_LABELS]
     assert classifier.source == "built-in" and classifier.created_by == "system"
     assert classifier.stage == "production" and classifier.traffic_percent == 100
@@ -59,7 +58,7 @@ def test_install_registers_the_embedder_and_a_calibrated_classifier_once(setting
 
 def test_a_new_label_set_is_a_staging_version_recorded_with_its_author(staff):
     number = new_version(staff)
-    newest = versions()[0]
+    newest = versions(staff)[0]
     assert (newest.number, newest.stage, newest.source, newest.created_by) == (
         number,
         "staging",
@@ -69,7 +68,7 @@ def test_a_new_label_set_is_a_staging_version_recorded_with_its_author(staff):
     assert [label.name for label in newest.labels] == ["positive", "negative"]
     assert newest.traffic_percent == 0
     with session_scope() as db_session:
-        (event, *_) = service.registry_events(db_session=db_session, model_name=CLASSIFIER_NAME)
+        (event, *_) = registry.registry_events(db_session=db_session, actor=staff, model_name=CLASSIFIER_NAME)
     assert (event.user, event.action, event.version) == (staff.email, "create_version", number)
 
 
@@ -84,26 +83,26 @@ def test_a_new_label_set_is_a_staging_version_recorded_with_its_author(staff):
 def test_bad_label_sets_are_refused_and_add_nothing(staff, labels, problem):
     with pytest.raises(InvalidInput, match=problem):
         new_version(staff, labels)
-    assert len(versions()) == 1
+    assert len(versions(staff)) == 1
 
 
 def test_canary_share_shows_as_traffic_and_only_a_staging_version_can_be_canary(staff):
     number = new_version(staff)
     with session_scope() as db_session:
-        service.set_canary(
+        registry.set_canary(
             db_session=db_session, actor=staff, model_name=CLASSIFIER_NAME, version_number=number, percent=25
         )
-    traffic = {v.number: v.traffic_percent for v in versions()}
+    traffic = {v.number: v.traffic_percent for v in versions(staff)}
     assert traffic == {number: 25, 1: 75}
     with session_scope() as db_session:
-        summary = {m.name: m for m in service.list_models(db_session=db_session)}[CLASSIFIER_NAME]
+        summary = {m.name: m for m in registry.list_models(db_session=db_session, actor=staff)}[CLASSIFIER_NAME]
         assert (summary.canary_version, summary.canary_percent) == (number, 25)
         with pytest.raises(Conflict, match="only a staging version"):
-            service.set_canary(
+            registry.set_canary(
                 db_session=db_session, actor=staff, model_name=CLASSIFIER_NAME, version_number=1, percent=5
             )
         with pytest.raises(InvalidInput, match="0 to 100"):
-            service.set_canary(
+            registry.set_canary(
                 db_session=db_session, actor=staff, model_name=CLASSIFIER_NAME, version_number=number, percent=101
             )
 
@@ -113,20 +112,20 @@ def test_promote_then_roll_back_restores_the_previous_production_version(staff):
     third = new_version(staff)
     for number in (second, third):
         with session_scope() as db_session:
-            service.promote(db_session=db_session, actor=staff, model_name=CLASSIFIER_NAME, version_number=number)
-    assert {v.number: v.stage for v in versions()} == {third: "production", second: "archived", 1: "archived"}
+            registry.promote(db_session=db_session, actor=staff, model_name=CLASSIFIER_NAME, version_number=number)
+    assert {v.number: v.stage for v in versions(staff)} == {third: "production", second: "archived", 1: "archived"}
 
     with session_scope() as db_session:
-        service.rollback(db_session=db_session, actor=staff, model_name=CLASSIFIER_NAME)
-    assert {v.number: v.stage for v in versions()} == {third: "archived", second: "production", 1: "archived"}
+        registry.rollback(db_session=db_session, actor=staff, model_name=CLASSIFIER_NAME)
+    assert {v.number: v.stage for v in versions(staff)} == {third: "archived", second: "production", 1: "archived"}
     with session_scope() as db_session:
-        service.rollback(db_session=db_session, actor=staff, model_name=CLASSIFIER_NAME)
-    assert {v.number: v.stage for v in versions()} == {third: "archived", second: "archived", 1: "production"}
+        registry.rollback(db_session=db_session, actor=staff, model_name=CLASSIFIER_NAME)
+    assert {v.number: v.stage for v in versions(staff)} == {third: "archived", second: "archived", 1: "production"}
     with session_scope() as db_session, pytest.raises(Conflict, match="no previous production"):
-        service.rollback(db_session=db_session, actor=staff, model_name=CLASSIFIER_NAME)
+        registry.rollback(db_session=db_session, actor=staff, model_name=CLASSIFIER_NAME)
 
     with session_scope() as db_session:
-        events = service.registry_events(db_session=db_session, model_name=CLASSIFIER_NAME)
+        events = registry.registry_events(db_session=db_session, actor=staff, model_name=CLASSIFIER_NAME)
         productions = db_session.exec(select(ModelVersion).where(ModelVersion.stage == "production")).all()
     assert [(e.action, e.version) for e in events[:4]] == [
         ("rollback", 1),
@@ -141,72 +140,42 @@ def test_promote_then_roll_back_restores_the_previous_production_version(staff):
 def test_promoting_ends_the_canary(staff):
     number = new_version(staff)
     with session_scope() as db_session:
-        service.set_canary(
+        registry.set_canary(
             db_session=db_session, actor=staff, model_name=CLASSIFIER_NAME, version_number=number, percent=50
         )
     with session_scope() as db_session:
-        service.promote(db_session=db_session, actor=staff, model_name=CLASSIFIER_NAME, version_number=number)
+        registry.promote(db_session=db_session, actor=staff, model_name=CLASSIFIER_NAME, version_number=number)
     with session_scope() as db_session:
-        summary = {m.name: m for m in service.list_models(db_session=db_session)}[CLASSIFIER_NAME]
+        summary = {m.name: m for m in registry.list_models(db_session=db_session, actor=staff)}[CLASSIFIER_NAME]
     assert (summary.production_version, summary.canary_version, summary.canary_percent) == (number, None, 0)
 
 
 def test_a_viewer_cannot_change_the_registry(staff, viewer):
     number = new_version(staff)
     changes = [
-        lambda s: service.create_classifier_version(
+        lambda s: registry.create_classifier_version(
             db_session=s, actor=viewer, model_name=CLASSIFIER_NAME, labels=SENTIMENT
         ),
-        lambda s: service.set_canary(
+        lambda s: registry.set_canary(
             db_session=s, actor=viewer, model_name=CLASSIFIER_NAME, version_number=number, percent=10
         ),
-        lambda s: service.promote(db_session=s, actor=viewer, model_name=CLASSIFIER_NAME, version_number=number),
-        lambda s: service.rollback(db_session=s, actor=viewer, model_name=CLASSIFIER_NAME),
+        lambda s: registry.promote(db_session=s, actor=viewer, model_name=CLASSIFIER_NAME, version_number=number),
+        lambda s: registry.rollback(db_session=s, actor=viewer, model_name=CLASSIFIER_NAME),
     ]
-    before = versions()
+    before = versions(staff)
     for change in changes:
         with session_scope() as db_session, pytest.raises(Forbidden):
             change(db_session)
-    assert versions() == before
+    assert versions(staff) == before
 
 
 def test_unknown_model_or_version_is_not_found(staff):
     with session_scope() as db_session:
         with pytest.raises(NotFound):
-            service.list_versions(db_session=db_session, model_name="nope")
+            registry.list_versions(db_session=db_session, actor=staff, model_name="nope")
         with pytest.raises(NotFound):
-            service.promote(db_session=db_session, actor=staff, model_name=CLASSIFIER_NAME, version_number=99)
+            registry.promote(db_session=db_session, actor=staff, model_name=CLASSIFIER_NAME, version_number=99)
         with pytest.raises(InvalidInput, match="embedder"):
-            service.create_classifier_version(
+            registry.create_classifier_version(
                 db_session=db_session, actor=staff, model_name=EMBEDDER_NAME, labels=SENTIMENT
             )
-
-
-def test_an_admin_imports_an_onnx_embedder_as_a_staging_version(settings, make_user, staff, tmp_path):
-    admin = make_user("admin@x.io", role="admin")
-    source = tmp_path / "minilm-copy"
-    shutil.copytree(settings.resolved_models_dir / EMBEDDER_NAME, source)
-    with session_scope() as db_session:
-        with pytest.raises(Forbidden):
-            service.import_embedder_version(
-                db_session=db_session, actor=staff, model_name=EMBEDDER_NAME, source_dir=str(source)
-            )
-        imported = service.import_embedder_version(
-            db_session=db_session, actor=admin, model_name=EMBEDDER_NAME, source_dir=str(source)
-        )
-    assert (imported.number, imported.stage, imported.source) == (2, "staging", "imported")
-    assert imported.sha256 == read_manifest(source).sha256
-
-    manifest = read_manifest(source)
-    with (source / manifest.file).open("r+b") as onnx_file:
-        onnx_file.seek(1000)
-        onnx_file.write(b"tampered")
-    with session_scope() as db_session, pytest.raises(InvalidInput, match="sha256"):
-        service.import_embedder_version(
-            db_session=db_session, actor=admin, model_name=EMBEDDER_NAME, source_dir=str(source)
-        )
-    with session_scope() as db_session, pytest.raises(InvalidInput, match="no model manifest"):
-        service.import_embedder_version(
-            db_session=db_session, actor=admin, model_name=EMBEDDER_NAME, source_dir=str(tmp_path)
-        )
-    assert [v.number for v in versions(EMBEDDER_NAME)] == [2, 1]

@@ -13,7 +13,7 @@ from app.auth.state import AuthState
 from app.auth.tables import User
 from app.core.db import session_scope
 from app.core.settings import get_settings
-from app.predict import service
+from app.predict import registry
 from app.predict.schemas import LabelSpec
 from app.predict.state import ModelsState, PredictState
 from models.classifier import CLASSIFIER_NAME
@@ -23,10 +23,10 @@ STAFF_ONLY = "This needs the staff role; you are viewer."
 
 
 @pytest.fixture
-def staging_version(registry, staff) -> None:
+def staging_version(builtin_models, staff) -> None:
     """Version 2 of the classifier, in staging, made by the staff member."""
     with session_scope() as db_session:
-        service.create_classifier_version(
+        registry.create_classifier_version(
             db_session=db_session,
             actor=staff,
             model_name=CLASSIFIER_NAME,
@@ -53,19 +53,21 @@ async def send(state, handler, *args):
     return await handler.fn(state, *args)
 
 
-def registry_snapshot() -> tuple:
+def registry_snapshot(actor) -> tuple:
     with session_scope() as db_session:
         return (
-            service.list_models(db_session=db_session),
+            registry.list_models(db_session=db_session, actor=actor),
             [
                 (v.number, v.stage, v.traffic_percent, [label.name for label in v.labels])
-                for v in service.list_versions(db_session=db_session, model_name=CLASSIFIER_NAME)
+                for v in registry.list_versions(db_session=db_session, actor=actor, model_name=CLASSIFIER_NAME)
             ],
-            service.registry_events(db_session=db_session, model_name=CLASSIFIER_NAME),
+            registry.registry_events(db_session=db_session, actor=actor, model_name=CLASSIFIER_NAME),
         )
 
 
-async def test_a_viewer_sees_the_registry_but_every_change_is_refused_and_nothing_changes(staging_version, viewer):
+async def test_a_viewer_sees_the_registry_but_every_change_is_refused_and_nothing_changes(
+    staging_version, staff, viewer
+):
     viewer = signed_in(ModelsState, viewer)
     await send(viewer, ModelsState.load)
     assert viewer.model_name == CLASSIFIER_NAME
@@ -75,7 +77,7 @@ async def test_a_viewer_sees_the_registry_but_every_change_is_refused_and_nothin
     ]
     assert viewer.canary_target == 2
 
-    before = registry_snapshot()
+    before = registry_snapshot(staff)
     # What a forged client could send, the disabled controls notwithstanding.
     viewer.canary_draft = 50
     attempts = [
@@ -88,7 +90,7 @@ async def test_a_viewer_sees_the_registry_but_every_change_is_refused_and_nothin
     for handler, *args in attempts:
         refusal = await send(viewer, handler, *args)
         assert STAFF_ONLY in str(refusal), handler
-    assert registry_snapshot() == before
+    assert registry_snapshot(staff) == before
     assert viewer.canary_draft == 50
     assert [(v.number, v.stage, v.traffic_percent) for v in viewer.versions] == [
         (2, "staging", 0),
@@ -124,16 +126,16 @@ async def test_staff_set_a_canary_promote_roll_back_and_add_a_label_set(staging_
     assert staff.events[0].user == "staff@x.io"
 
 
-async def test_a_bad_label_set_is_explained_and_creates_nothing(staging_version, staff):
+async def test_a_bad_label_set_is_explained_and_creates_nothing(staging_version, staff, viewer):
     staff = signed_in(ModelsState, staff)
     await send(staff, ModelsState.load)
-    before = registry_snapshot()
+    before = registry_snapshot(viewer)
     refusal = await send(staff, ModelsState.create_version, {"labels": "only-one"})
     assert "needs 2 to 50 labels" in str(refusal)
-    assert registry_snapshot() == before
+    assert registry_snapshot(viewer) == before
 
 
-async def test_a_viewer_predicts_one_result_per_line_with_a_score_per_label(registry, viewer):
+async def test_a_viewer_predicts_one_result_per_line_with_a_score_per_label(builtin_models, viewer):
     viewer = signed_in(PredictState, viewer)
     await send(viewer, PredictState.load)
     assert viewer.model_name == CLASSIFIER_NAME
@@ -171,7 +173,7 @@ def one_request_a_minute(monkeypatch):
     get_settings.cache_clear()
 
 
-async def test_prediction_errors_show_as_a_message_not_a_crash(registry, viewer, one_request_a_minute):
+async def test_prediction_errors_show_as_a_message_not_a_crash(builtin_models, viewer, one_request_a_minute):
     viewer = signed_in(PredictState, viewer)
     await send(viewer, PredictState.load)
 
