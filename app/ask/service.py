@@ -1,6 +1,11 @@
 """Asking: a question goes to retrieval over the knowledge bases the user may read, then to
 the generator; the steps, the passages and the answer stream out as events. Conversations
-and feedback are kept per user."""
+and feedback are kept per user.
+
+An ask costs a request of the caller's rate limit and holds one of the user's answer slots
+(app.core.ratelimit) while it is written, whether the Ask page or the API asks. What fails
+in a way the asker cannot act on (a database or server that cannot be reached) is logged
+and shown only as the answer service being unreachable."""
 
 import asyncio
 import re
@@ -13,8 +18,10 @@ from sqlmodel import Session, col, delete, select
 
 from app.ask.tables import AnswerStatus, Conversation, Message
 from app.auth.tables import User
+from app.core import ratelimit
 from app.core.db import run_in_session
-from app.core.errors import InvalidInput, NotFound, StrataError
+from app.core.errors import InvalidInput, NotFound, ServiceUnavailable, StrataError
+from app.core.roles import Role, require_role
 from app.core.time import utcnow
 from app.generation import service as generation
 from app.generation.schemas import ChatMessage
@@ -47,42 +54,42 @@ def cited_numbers(answer: str, passage_count: int) -> list[int]:
     return seen
 
 
-def list_conversations(*, db_session: Session, user: User) -> list[Conversation]:
+def list_conversations(*, db_session: Session, actor: User) -> list[Conversation]:
     statement = (
         select(Conversation)
-        .where(Conversation.user_id == user.id)
+        .where(Conversation.user_id == actor.id)
         .order_by(col(Conversation.updated_at).desc())
         .limit(100)
     )
     return list(db_session.exec(statement))
 
 
-def get_conversation(*, db_session: Session, user: User, conversation_id: int) -> Conversation:
+def get_conversation(*, db_session: Session, actor: User, conversation_id: int) -> Conversation:
     conversation = db_session.get(Conversation, conversation_id)
-    if conversation is None or conversation.user_id != user.id:
+    if conversation is None or conversation.user_id != actor.id:
         raise NotFound(f"Conversation {conversation_id} does not exist.")
     return conversation
 
 
-def conversation_messages(*, db_session: Session, user: User, conversation_id: int) -> list[Message]:
-    get_conversation(db_session=db_session, user=user, conversation_id=conversation_id)
+def conversation_messages(*, db_session: Session, actor: User, conversation_id: int) -> list[Message]:
+    get_conversation(db_session=db_session, actor=actor, conversation_id=conversation_id)
     statement = select(Message).where(Message.conversation_id == conversation_id).order_by(col(Message.id))
     return list(db_session.exec(statement))
 
 
-def delete_conversation(*, db_session: Session, user: User, conversation_id: int) -> None:
-    conversation = get_conversation(db_session=db_session, user=user, conversation_id=conversation_id)
+def delete_conversation(*, db_session: Session, actor: User, conversation_id: int) -> None:
+    conversation = get_conversation(db_session=db_session, actor=actor, conversation_id=conversation_id)
     db_session.exec(delete(Message).where(col(Message.conversation_id) == conversation_id))
     db_session.delete(conversation)
 
 
-def rate_answer(*, db_session: Session, user: User, message_id: int, rating: int, comment: str = "") -> Message:
+def rate_answer(*, db_session: Session, actor: User, message_id: int, rating: int, comment: str = "") -> Message:
     if rating not in (1, -1):
         raise InvalidInput("Rate an answer with 1 (thumbs up) or -1 (thumbs down).")
     message = db_session.get(Message, message_id)
     if message is None or message.role != "assistant":
         raise NotFound(f"Answer {message_id} does not exist.")
-    get_conversation(db_session=db_session, user=user, conversation_id=message.conversation_id)
+    get_conversation(db_session=db_session, actor=actor, conversation_id=message.conversation_id)
     message.rating = rating
     message.feedback_comment = comment.strip()[:2000] or None
     message.rated_at = utcnow()
@@ -90,12 +97,12 @@ def rate_answer(*, db_session: Session, user: User, message_id: int, rating: int
     return message
 
 
-def readable_names(*, db_session: Session, user: User, knowledge_base_ids: list[int]) -> dict[int, str]:
+def readable_names(*, db_session: Session, actor: User, knowledge_base_ids: list[int]) -> dict[int, str]:
     """The chosen knowledge bases by id and name; refuses any the user may not read, without
     telling whether it exists."""
     if not knowledge_base_ids:
         raise InvalidInput("Choose at least one knowledge base to ask.")
-    readable = {kb.id: kb.name for kb in knowledge.readable_knowledge_bases(db_session=db_session, user=user)}
+    readable = {kb.id: kb.name for kb in knowledge.readable_knowledge_bases(db_session=db_session, actor=actor)}
     for kb_id in knowledge_base_ids:
         if kb_id not in readable:
             raise NotFound(f"Knowledge base {kb_id} does not exist or you may not read it.")
@@ -103,16 +110,16 @@ def readable_names(*, db_session: Session, user: User, knowledge_base_ids: list[
 
 
 def record_question(
-    *, db_session: Session, user: User, conversation_id: int | None, question: str, knowledge_base_ids: list[int]
+    *, db_session: Session, actor: User, conversation_id: int | None, question: str, knowledge_base_ids: list[int]
 ) -> tuple[int, list[ChatMessage]]:
     """Stores the question (in a new conversation unless one is given) and returns the
     conversation id and the messages before it, for follow-ups."""
     if conversation_id is None:
-        conversation = Conversation(user_id=user.id, title=question[:120], knowledge_base_ids=knowledge_base_ids)
+        conversation = Conversation(user_id=actor.id, title=question[:120], knowledge_base_ids=knowledge_base_ids)
         history: list[ChatMessage] = []
     else:
-        conversation = get_conversation(db_session=db_session, user=user, conversation_id=conversation_id)
-        earlier = conversation_messages(db_session=db_session, user=user, conversation_id=conversation_id)
+        conversation = get_conversation(db_session=db_session, actor=actor, conversation_id=conversation_id)
+        earlier = conversation_messages(db_session=db_session, actor=actor, conversation_id=conversation_id)
         history = [
             ChatMessage(role=message.role, content=message.content)
             for message in earlier[-HISTORY_MESSAGES:]
@@ -185,7 +192,7 @@ def _checked_question(question: str) -> str:
 
 
 async def _answer_events(
-    *, user: User, question: str, names: dict[int, str], history: list[ChatMessage], top_k: int | None, answer: Answer
+    *, actor: User, question: str, names: dict[int, str], history: list[ChatMessage], top_k: int | None, answer: Answer
 ) -> AsyncIterator[AskEvent]:
     """Retrieval then generation over the knowledge bases in `names`, which the user may read."""
     knowledge_base_ids = list(names)
@@ -196,7 +203,7 @@ async def _answer_events(
     yield AskEvent("step", {"step": "searching", "message": f"Searching {', '.join(names.values())}…"})
     answer.passages = await run_in_session(
         knowledge.search,
-        user=user,
+        actor=actor,
         knowledge_base_ids=knowledge_base_ids,
         query=_retrieval_query(question, history),
         top_k=top_k,
@@ -234,20 +241,50 @@ async def _answer_events(
 
 async def ask(
     *,
-    user: User,
+    actor: User,
     question: str,
     knowledge_base_ids: list[int],
     conversation_id: int | None = None,
     top_k: int | None = None,
+    caller: str | None = None,
+    limit_per_minute: int | None = None,
 ) -> AsyncIterator[AskEvent]:
     """Answers a question as a stream of events, saved in the user's conversation. Closing
-    the stream stops generation; the answer so far is saved as stopped."""
+    the stream stops generation; the answer so far is saved as stopped.
+
+    Takes a request from the rate limit of `caller` ("key:<id>" at `limit_per_minute` for an
+    API key; else the user's own) and holds one of the user's answer slots until it ends.
+    Raises TooManyAttempts (either limit), InvalidInput, NotFound, ServiceUnavailable."""
+    require_role(actor, Role.viewer)
+    await ratelimit.take_caller_token(actor.id, caller, limit_per_minute)
     question = _checked_question(question)
-    knowledge_base_ids = list(dict.fromkeys(knowledge_base_ids))
-    names = await run_in_session(readable_names, user=user, knowledge_base_ids=knowledge_base_ids)
+    async with ratelimit.stream_slot(actor.id):
+        events = _asked(
+            actor=actor,
+            question=question,
+            knowledge_base_ids=list(dict.fromkeys(knowledge_base_ids)),
+            conversation_id=conversation_id,
+            top_k=top_k,
+        )
+        try:
+            async for event in events:
+                yield event
+        except StrataError:
+            raise
+        except Exception as exc:
+            log.exception("ask.failed")
+            raise ServiceUnavailable(generation.UNREACHABLE) from exc
+        finally:
+            await events.aclose()
+
+
+async def _asked(
+    *, actor: User, question: str, knowledge_base_ids: list[int], conversation_id: int | None, top_k: int | None
+) -> AsyncIterator[AskEvent]:
+    names = await run_in_session(readable_names, actor=actor, knowledge_base_ids=knowledge_base_ids)
     conversation_id, history = await run_in_session(
         record_question,
-        user=user,
+        actor=actor,
         conversation_id=conversation_id,
         question=question,
         knowledge_base_ids=knowledge_base_ids,
@@ -255,7 +292,7 @@ async def ask(
     yield AskEvent("conversation", {"conversation_id": conversation_id})
 
     answer = Answer()
-    events = _answer_events(user=user, question=question, names=names, history=history, top_k=top_k, answer=answer)
+    events = _answer_events(actor=actor, question=question, names=names, history=history, top_k=top_k, answer=answer)
     try:
         async for event in events:
             yield event
@@ -285,22 +322,26 @@ async def ask(
 
 
 async def answer_chat(
-    *, user: User, messages: list[ChatMessage], knowledge_base_ids: list[int] | None = None
+    *, actor: User, messages: list[ChatMessage], knowledge_base_ids: list[int] | None = None
 ) -> AsyncIterator[str]:
     """A chat turn answered from the knowledge bases (all the user may read unless chosen),
-    as text ending with its sources; not saved as a conversation. For OpenAI-style clients."""
+    as text ending with its sources; not saved as a conversation. For OpenAI-style clients,
+    whose service (app.openai_compat) takes the rate limit and the answer slot."""
+    require_role(actor, Role.viewer)
     if not messages or messages[-1].role != "user":
         raise InvalidInput("The last message must be the user's question.")
     question = _checked_question(messages[-1].content)
     history = [message for message in messages[:-1] if message.role != "system"][-HISTORY_MESSAGES:]
     if knowledge_base_ids is None:
-        readable = await run_in_session(knowledge.readable_knowledge_bases, user=user)
+        readable = await run_in_session(knowledge.readable_knowledge_bases, actor=actor)
         if not readable:
             raise NotFound("You may not read any knowledge base.")
         knowledge_base_ids = [kb.id for kb in readable]
-    names = await run_in_session(readable_names, user=user, knowledge_base_ids=list(dict.fromkeys(knowledge_base_ids)))
+    names = await run_in_session(
+        readable_names, actor=actor, knowledge_base_ids=list(dict.fromkeys(knowledge_base_ids))
+    )
     answer = Answer()
-    events = _answer_events(user=user, question=question, names=names, history=history, top_k=None, answer=answer)
+    events = _answer_events(actor=actor, question=question, names=names, history=history, top_k=None, answer=answer)
     try:
         async for event in events:
             if event.type in ("token", "notice", "error"):

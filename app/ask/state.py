@@ -142,9 +142,9 @@ class AskState(AuthState):
         chosen = set(self.chosen_ids)
 
         def lists(*, db_session):
-            bases = knowledge.readable_knowledge_bases(db_session=db_session, user=user)
+            bases = knowledge.readable_knowledge_bases(db_session=db_session, actor=user)
             unready = knowledge.unready_documents(db_session=db_session, knowledge_base_ids=[kb.id for kb in bases])
-            conversations = service.list_conversations(db_session=db_session, user=user)
+            conversations = service.list_conversations(db_session=db_session, actor=user)
             return bases, unready, conversations
 
         bases, unready, conversations = await run_in_session(lists)
@@ -187,8 +187,8 @@ class AskState(AuthState):
     @guarded(Role.viewer)
     async def open_conversation(self, conversation_id: int):
         user = acting_user()
-        conversation = await run_in_session(service.get_conversation, user=user, conversation_id=conversation_id)
-        messages = await run_in_session(service.conversation_messages, user=user, conversation_id=conversation_id)
+        conversation = await run_in_session(service.get_conversation, actor=user, conversation_id=conversation_id)
+        messages = await run_in_session(service.conversation_messages, actor=user, conversation_id=conversation_id)
         self.conversation_id = conversation.id
         self.turns = [_turn(message) for message in messages]
         chosen = set(conversation.knowledge_base_ids)
@@ -200,7 +200,7 @@ class AskState(AuthState):
     @rx.event
     @guarded(Role.viewer)
     async def delete_conversation(self, conversation_id: int):
-        await run_in_session(service.delete_conversation, user=acting_user(), conversation_id=conversation_id)
+        await run_in_session(service.delete_conversation, actor=acting_user(), conversation_id=conversation_id)
         if conversation_id == self.conversation_id:
             self.conversation_id = 0
             self.turns = []
@@ -222,8 +222,9 @@ class AskState(AuthState):
             self.generating, self._stop_requested = True, False
             self.live_question = question
             conversation_id, chosen_ids = self.conversation_id or None, self.chosen_ids
+        # The service takes the rate limit and one of the user's answer slots (429s come as errors).
         events = service.ask(
-            user=acting_user(), question=question, knowledge_base_ids=chosen_ids, conversation_id=conversation_id
+            actor=acting_user(), question=question, knowledge_base_ids=chosen_ids, conversation_id=conversation_id
         )
         try:
             async for event in events:
@@ -244,7 +245,7 @@ class AskState(AuthState):
 
     async def _show_saved_conversation(self, conversation_id: int) -> None:
         messages = await run_in_session(
-            service.conversation_messages, user=acting_user(), conversation_id=conversation_id
+            service.conversation_messages, actor=acting_user(), conversation_id=conversation_id
         )
         async with self:
             self.turns = [_turn(message) for message in messages]
@@ -290,7 +291,7 @@ class AskState(AuthState):
     @rx.event
     @guarded(Role.viewer)
     async def rate(self, message_id: int, rating: int):
-        await run_in_session(service.rate_answer, user=acting_user(), message_id=message_id, rating=rating)
+        await run_in_session(service.rate_answer, actor=acting_user(), message_id=message_id, rating=rating)
         self.turns = [replace(turn, rating=rating) if turn.message_id == message_id else turn for turn in self.turns]
         self.feedback_message_id, self.feedback_rating = message_id, rating
 
@@ -299,7 +300,7 @@ class AskState(AuthState):
     async def send_feedback_comment(self, form: dict):
         await run_in_session(
             service.rate_answer,
-            user=acting_user(),
+            actor=acting_user(),
             message_id=self.feedback_message_id,
             rating=self.feedback_rating,
             comment=str(form.get("comment", "")),

@@ -137,6 +137,15 @@ async def take_token(identity: str, limit_per_minute: int) -> None:
         )
 
 
+async def take_caller_token(user_id: int, caller: str | None = None, limit_per_minute: int | None = None) -> str:
+    """One request by `caller` (an API key, "key:<id>", at its own limit: see app.auth.deps) or
+    else by the user at STRATA_RATE_LIMIT_PER_MINUTE, for services that pages and routes share;
+    returns whom it counted."""
+    identity = caller or f"user:{user_id}"
+    await take_token(identity, limit_per_minute or get_settings().rate_limit_per_minute)
+    return identity
+
+
 # ------------------------------------------------------------------ answers at once
 
 

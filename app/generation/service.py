@@ -11,6 +11,11 @@ Generators, in order of preference:
 A generator that cannot start (server unreachable, model not built) before its
 first piece hands over to the next one. Closing a stream stops its generation:
 the remote request is closed, the local decode thread stops within one token.
+
+Every request is bounded: at most STRATA_LLM_MAX_TOKENS new tokens whatever the caller
+asks, and a prompt of about STRATA_LLM_MAX_PROMPT_TOKENS (older turns are left out first).
+What fails says only that the answer service is unreachable: the server's URL, host and
+its own error text go to the log, never to the asker.
 """
 
 import asyncio
@@ -43,6 +48,7 @@ EXTRACTIVE_PREFIX = "Extractive answer (no language model is available; these ar
 EXTRACTIVE_SENTENCES = 3
 HISTORY_TURNS = 4
 CHARS_PER_TOKEN = 4  # rough budget for English text; the prompt is trimmed by characters
+UNREACHABLE = "The answer service is unreachable; try again shortly."
 MIN_PASSAGE_CHARS = 400
 _CITATION = re.compile(r"\[\d+\]")
 ATTRIBUTION_MIN_SHARED_WORDS = 3
@@ -56,7 +62,12 @@ _thread_numbers = itertools.count(1)
 
 
 class GeneratorUnavailable(ServiceUnavailable):
-    """This generator cannot run (server unreachable, model not built); the next one may."""
+    """This generator cannot run (server unreachable, model not built); the next one may.
+    `detail` (URLs, hosts, the server's own words) is logged; the message is what users see."""
+
+    def __init__(self, detail: str, message: str = UNREACHABLE) -> None:
+        super().__init__(message)
+        self.detail = detail
 
 
 # ------------------------------------------------------------------ selection
@@ -104,17 +115,55 @@ async def _first_that_runs(
             except StopAsyncIteration:
                 return
             except GeneratorUnavailable as exc:
-                log.warning("generation.unavailable", generator=make.__name__, reason=exc.message)
+                log.warning("generation.unavailable", generator=make.__name__, reason=exc.detail)
                 continue
             yield first
-            async for piece in stream:
-                yield piece
+            try:
+                async for piece in stream:
+                    yield piece
+            except GeneratorUnavailable as exc:
+                log.warning("generation.failed", generator=make.__name__, reason=exc.detail)
+                raise
             return
         finally:
             await stream.aclose()
-    raise GeneratorUnavailable(
-        "No generator can run: set STRATA_LLM_BASE_URL or build the models (`strata models build`)."
-    )
+    message = "No generator can run: set STRATA_LLM_BASE_URL or build the models (`strata models build`)."
+    raise GeneratorUnavailable(message, message)
+
+
+def _token_limit(max_tokens: int | None) -> int:
+    """What the caller asks for, never more than STRATA_LLM_MAX_TOKENS."""
+    ceiling = get_settings().llm_max_tokens
+    return max(1, min(max_tokens or ceiling, ceiling))
+
+
+def _prompt_chars() -> int:
+    return get_settings().llm_max_prompt_tokens * CHARS_PER_TOKEN
+
+
+def _recent_turns(turns: list[ChatMessage], room: int) -> list[ChatMessage]:
+    """The latest turns that fit in `room` characters, oldest left out first."""
+    kept: list[ChatMessage] = []
+    for turn in reversed(turns):
+        room -= len(turn.content)
+        if room < 0:
+            break
+        kept.append(turn)
+    return kept[::-1]
+
+
+def fit_chat(messages: list[ChatMessage]) -> list[ChatMessage]:
+    """The system messages and the last message whole, then as many earlier turns as the prompt
+    budget leaves room for. InvalidInput when the first two alone are over it."""
+    *earlier, last = messages
+    system = [m for m in earlier if m.role == "system"]
+    room = _prompt_chars() - len(last.content) - sum(len(m.content) for m in system)
+    if room < 0:
+        raise InvalidInput(
+            f"The instructions and the last message are too long: together at most {_prompt_chars()} characters "
+            f"(about {get_settings().llm_max_prompt_tokens} tokens) fit the model's prompt."
+        )
+    return [*system, *_recent_turns([m for m in earlier if m.role != "system"], room), last]
 
 
 # ------------------------------------------------------------------ public API
@@ -131,7 +180,7 @@ async def stream_answer(
     settings = get_settings()
     request = _Request(
         messages=grounded_messages(question=question, passages=passages, history=history),
-        max_tokens=max_tokens or settings.llm_max_tokens,
+        max_tokens=_token_limit(max_tokens),
         temperature=settings.llm_temperature,
     )
     stream = _first_that_runs([*_generators(), _extractive_stream_for(question, passages)], request)
@@ -152,13 +201,14 @@ async def stream_chat(
     max_tokens: int | None = None,
     temperature: float | None = None,
 ) -> AsyncIterator[str]:
-    """Plain chat (no passages), as text pieces. ServiceUnavailable when no generator can run."""
+    """Plain chat (no passages), as text pieces, within the prompt budget (fit_chat).
+    ServiceUnavailable when no generator can run."""
     if not messages or messages[-1].role != "user":
         raise InvalidInput("The last message must be the user's.")
     settings = get_settings()
     request = _Request(
-        messages=messages,
-        max_tokens=max_tokens or settings.llm_max_tokens,
+        messages=fit_chat(messages),
+        max_tokens=_token_limit(max_tokens),
         temperature=settings.llm_temperature if temperature is None else temperature,
     )
     stream = _first_that_runs(_generators(), request)
@@ -186,9 +236,11 @@ def grounded_messages(*, question: str, passages: list[Passage], history: list[C
     left out (their numbers stay those the asker sees). Only a first passage longer
     than the whole budget is cut.
     """
-    budget = get_settings().llm_max_prompt_tokens * CHARS_PER_TOKEN
-    turns = [m for m in history if m.role in ("user", "assistant")][-HISTORY_TURNS:]
-    room = budget - len(GROUNDED_SYSTEM_PROMPT) - len(question) - sum(len(m.content) for m in turns) - 100
+    budget = _prompt_chars()
+    # Earlier turns take at most half of what the question leaves; passages get the rest.
+    room = budget - len(GROUNDED_SYSTEM_PROMPT) - len(question) - 100
+    turns = _recent_turns([m for m in history if m.role in ("user", "assistant")][-HISTORY_TURNS:], room // 2)
+    room -= sum(len(m.content) for m in turns)
     blocks: list[str] = []
     for number, passage in enumerate(passages, 1):
         block = f"[{number}] ({_passage_source(passage)}) {' '.join(passage.text.split())}"
@@ -229,15 +281,18 @@ async def _remote_stream(request: _Request) -> AsyncIterator[str]:
                     data = line.removeprefix("data:").strip()
                     if data == "[DONE]":
                         return
-                    chunk = json.loads(data)
+                    try:
+                        chunk = json.loads(data)
+                    except ValueError as exc:
+                        raise GeneratorUnavailable(f"{url} sent a line that is not JSON: {data[:300]}") from exc
                     if "error" in chunk:  # the server failed after it had started answering
-                        raise GeneratorUnavailable(f"the language model server failed: {chunk['error'].get('message')}")
+                        raise GeneratorUnavailable(f"{url} failed: {chunk['error']}")
                     for choice in chunk.get("choices", []):
                         piece = (choice.get("delta") or {}).get("content")
                         if piece:
                             yield piece
     except httpx.HTTPError as exc:
-        raise GeneratorUnavailable(f"cannot reach the language model server {url}: {exc}") from exc
+        raise GeneratorUnavailable(f"cannot reach the language model server {url}: {exc!r}") from exc
 
 
 # ------------------------------------------------------------------ local
@@ -286,7 +341,7 @@ async def _local_stream(request: _Request) -> AsyncIterator[str]:
     try:
         while (item := await queue.get()) is not _END:
             if isinstance(item, Exception):
-                raise item
+                raise GeneratorUnavailable(f"the built-in model failed: {type(item).__name__}: {item}") from item
             yield item
     finally:
         stop.set()

@@ -8,7 +8,7 @@ import pytest
 from app.api import build_api
 from app.auth import service as auth_service
 from app.core.db import session_scope
-from app.generation.openai_api import RAG_MODEL
+from app.openai_compat.service import RAG_MODEL
 
 QUESTION = [{"role": "user", "content": "Who hosts the tea party?"}]
 

@@ -6,7 +6,7 @@ import openai
 import pytest
 
 from app.core import ml
-from app.generation.openai_api import CHAT_MODEL, EMBEDDING_MODEL
+from app.openai_compat.service import CHAT_MODEL, EMBEDDING_MODEL
 from tests.conftest import wait_until
 
 QUESTION = "What is the capital of France? Answer in one sentence."
@@ -38,7 +38,8 @@ def test_streamed_chat_completion_arrives_in_pieces(client):
     assert "Paris" in "".join(pieces)
 
 
-def test_embeddings_equal_strata_own_embedder(client):
+def test_embeddings_equal_strata_own_embedder(client, builtin_models):
+    """They are predictions of the registered embedder (its production version here)."""
     texts = ["The cat sits on the mat.", "Quarterly revenue grew by 12%."]
     response = client.embeddings.create(model=EMBEDDING_MODEL, input=texts)  # the client asks for base64
     got = np.array([item.embedding for item in response.data], dtype=np.float32)

@@ -5,7 +5,7 @@ import httpx
 import openai
 import pytest
 
-from app.generation.openai_api import CHAT_MODEL
+from app.openai_compat.service import CHAT_MODEL
 from tests.stack import Stack
 
 ADMIN_EMAIL = "v1-admin@strata.test"
