@@ -61,13 +61,17 @@ def confined_folder(path: str) -> ImportFolder:
         raise InvalidInput(OUTSIDE)
     name = requested.as_posix()
     current = root
-    for part in requested.parts:
-        current = current / part
-        if current.is_symlink():
-            raise InvalidInput(f"{name!r} goes through a symbolic link; imports must be real folders.")
-    if not current.is_dir():
-        raise InvalidInput(f"There is no folder {name!r} in the model import folder.")
-    if not current.resolve().is_relative_to(root):
+    try:
+        for part in requested.parts:
+            current = current / part
+            if current.is_symlink():
+                raise InvalidInput(f"{name!r} goes through a symbolic link; imports must be real folders.")
+        if not current.is_dir():
+            raise InvalidInput(f"There is no folder {name!r} in the model import folder.")
+        inside = current.resolve(strict=True).is_relative_to(root)
+    except (OSError, RuntimeError):  # a name too long, a loop: nothing an import can use
+        raise InvalidInput(f"There is no folder {name!r} in the model import folder.") from None
+    if not inside:
         raise InvalidInput(OUTSIDE)
     return ImportFolder(current, name)
 
@@ -84,7 +88,10 @@ def _refuse_links_and_special_files(folder: ImportFolder, top: Path) -> None:
                 raise InvalidInput(f"{folder.name!r} holds more than {MAX_IMPORT_ENTRIES} files and folders.")
             path = Path(directory) / entry
             inside = f"{folder.name}/{path.relative_to(top).as_posix()}"
-            mode = path.lstat()
+            try:
+                mode = path.lstat()
+            except OSError as error:
+                fail(error)
             if stat.S_ISLNK(mode.st_mode):
                 raise InvalidInput(f"{inside!r} is a symbolic link; imports must contain only real files.")
             if stat.S_ISREG(mode.st_mode) and mode.st_nlink > 1:

@@ -185,6 +185,7 @@ def test_only_an_admin_imports_and_a_broken_model_is_explained(settings, admin, 
     with session_scope() as db_session, pytest.raises(InvalidInput, match="no model manifest") as refused:
         registry.import_embedder_version(db_session=db_session, actor=admin, model_name=EMBEDDER_NAME, path="empty")
     assert_names_no_server_path(refused.value.message, server_paths(settings, import_root))
-    with session_scope() as db_session, pytest.raises(InvalidInput, match="no folder 'missing'"):
-        registry.import_embedder_version(db_session=db_session, actor=admin, model_name=EMBEDDER_NAME, path="missing")
+    for missing in ("missing", "x" * 300):  # the second is too long a name for the file system
+        with session_scope() as db_session, pytest.raises(InvalidInput, match=f"no folder '{missing}'"):
+            registry.import_embedder_version(db_session=db_session, actor=admin, model_name=EMBEDDER_NAME, path=missing)
     assert registered(admin) == [1]
