@@ -152,4 +152,6 @@ def copy_checked(folder: ImportFolder, destination: Path, *, dimensions: int | N
     except InvalidInput:
         shutil.rmtree(destination, ignore_errors=True)
         raise
-    return CheckedImport(manifest, f"ONNX from import folder {folder.name!r} (sha256 {manifest.sha256[:12]})")
+    # Registry event details hold at most 500 characters; a folder name may be longer.
+    shown = folder.name if len(folder.name) <= 200 else f"{folder.name[:200]}…"
+    return CheckedImport(manifest, f"ONNX from import folder {shown!r} (sha256 {manifest.sha256[:12]})")
