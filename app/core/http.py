@@ -132,7 +132,7 @@ class LimitRequestBodies:
         limit = self.limit_for(scope["path"])
         declared = _header(scope, b"content-length")
         if declared is not None:
-            if not declared.isdigit():
+            if not (declared.isascii() and declared.isdigit()):
                 await _refuse(scope, receive, send, 400, "Content-Length must be a number of bytes.")
                 return
             if int(declared) > limit:
