@@ -200,3 +200,39 @@ async def test_password_sign_in_off_leaves_the_break_glass_admin(company_sign_in
     # Company users still sign in.
     provider.set_user("judy", email="judy@corp.example", groups=["everyone"])
     assert (await sign_in_at_provider(browser, "judy")).json()["email"] == "judy@corp.example"
+
+
+def login_page_state(url: str):
+    import reflex as rx
+    from reflex.istate.data import ReflexURL, RouterData
+
+    import app.app  # noqa: F401 - builds every page and state
+    from app.auth.oidc_state import CompanySignInState
+
+    root = rx.State(_reflex_internal_init=True)
+    root.router = RouterData(url=ReflexURL(url))
+    return root.get_substate(CompanySignInState.get_full_name().split(".")[1:])
+
+
+def test_the_login_page_offers_company_sign_in_and_says_why_it_failed(company_sign_in):
+    company_sign_in("https://sso.corp.example", oidc_provider_name="Corp SSO")
+    page = login_page_state(f"{STRATA}/login?sign_in_error=expired&next=/knowledge")
+    assert page.company_sign_in_enabled
+    assert page.company_sign_in_label == "Sign in with Corp SSO"
+    assert page.company_sign_in_url == "/api/v1/auth/oidc/login?next=%2Fknowledge"
+    assert page.company_sign_in_problem == PROBLEMS["expired"]
+    # Only Strata's own words: an unknown code shows nothing, a foreign `next` becomes "/".
+    page = login_page_state(f"{STRATA}/login?sign_in_error=Call+0800-SCAM&next=https://evil.example")
+    assert page.company_sign_in_problem == ""
+    assert page.company_sign_in_url == "/api/v1/auth/oidc/login?next=%2F"
+
+
+def test_production_refuses_a_provider_reached_without_tls():
+    from pydantic import ValidationError
+
+    from app.core.settings import Settings
+
+    secret = "s" * 40
+    with pytest.raises(ValidationError, match="https"):
+        Settings(env="prod", secret_key=secret, oidc_issuer="http://sso.corp.example")
+    assert Settings(env="prod", secret_key=secret, oidc_issuer="https://sso.corp.example").oidc_enabled is False
