@@ -16,11 +16,11 @@ from app.knowledge.state import KnowledgeState
 from app.predict.page import models_page, predict_page
 from app.predict.state import ModelsState, PredictState
 from app.system.page import system_page
-from app.ui.layout import page_guard
+from app.ui.layout import favicon_links, page_guard
 
 configure_logging(get_settings().log_level)
 
-app = rx.App(api_transformer=build_api())
+app = rx.App(api_transformer=build_api(), head_components=favicon_links())
 # Given STRATA_CORS_ORIGINS, Reflex's socket server would accept only those origins, not the
 # app's own host (which Strata cannot know in advance): app.core.http.SameOriginWebSockets
 # checks websocket origins instead ([] turns the socket server's own check off).

@@ -50,7 +50,13 @@ def _nav_link(item: NavItem) -> rx.Component:
 
 def sidebar() -> rx.Component:
     return rx.vstack(
-        rx.heading("Strata", size="5", margin_bottom="4"),
+        rx.hstack(
+            rx.image(src="/logo.svg", alt="", width="28px", height="28px", id="shell-logo"),
+            rx.heading("Strata", size="5"),
+            align="center",
+            spacing="2",
+            margin_bottom="4",
+        ),
         *[_nav_link(item) for item in NAV],
         rx.spacer(),
         rx.divider(),
@@ -69,6 +75,14 @@ def sidebar() -> rx.Component:
         align="start",
         spacing="1",
     )
+
+
+def favicon_links() -> list[rx.Component]:
+    """The icons of every page: files in assets/, which Reflex serves at the root."""
+    return [
+        rx.el.link(rel="icon", href="/favicon.ico", sizes="16x16 32x32 48x48"),
+        rx.el.link(rel="icon", href="/logo.svg", type="image/svg+xml"),
+    ]
 
 
 def refused() -> rx.Component:
