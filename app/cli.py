@@ -48,7 +48,7 @@ def migrate() -> None:
             fg=typer.colors.YELLOW,
         )
     with session_scope() as db_session:
-        for name in predict_registry.ensure_builtin_models(db_session=db_session, settings=settings):
+        for name in predict_registry.ensure_builtin_models(db_session=db_session, actor=SYSTEM, settings=settings):
             typer.echo(f"Registered the built-in model {name}.")
 
 

@@ -105,7 +105,7 @@ from app.predict.tables import ModelVersion
 from sqlmodel import select
 migrations.upgrade()
 with session_scope() as s:
-    registry.ensure_builtin_models(db_session=s, settings=get_settings())
+    registry.ensure_builtin_models(db_session=s, actor=auth.SYSTEM, settings=get_settings())
     user = auth.create_user(db_session=s, actor=auth.SYSTEM, email="bench@x.io", name="", role="viewer", password="bench-password")
     key, plaintext = auth.create_api_key(db_session=s, actor=auth.SYSTEM, user_id=user.id, name="bench")
     if AUTH == "session":

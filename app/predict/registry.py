@@ -15,7 +15,7 @@ from sqlmodel import Session, col, select
 from app.auth.tables import User
 from app.core import ml
 from app.core.errors import Conflict, InvalidInput, NotFound
-from app.core.roles import Role, require_role
+from app.core.roles import Actor, Role, require_role
 from app.core.settings import Settings, get_settings
 from app.predict import cache, model_import
 from app.predict.routing import Route, ServedVersion, routes
@@ -209,14 +209,19 @@ def overview(*, db_session: Session, actor: User, model_name: str) -> Overview:
 # ------------------------------------------------------------------ changing
 
 
+def _who(actor: Actor) -> str:
+    """How the registry names the actor: their e-mail, or "system" for Strata itself."""
+    return SYSTEM_USER if actor.id is None else actor.email
+
+
 def _record(
-    db_session: Session, model: RegisteredModel, actor: User | None, action: str, version: int | None, detail: str
+    db_session: Session, model: RegisteredModel, actor: Actor, action: str, version: int | None, detail: str
 ) -> None:
     db_session.add(
         RegistryChange(
             model_id=model.id,
-            user_id=actor.id if actor else None,
-            user=actor.email if actor else SYSTEM_USER,
+            user_id=actor.id,
+            user=_who(actor),
             action=action,
             version_number=version,
             detail=detail,
@@ -275,7 +280,7 @@ def _add_classifier_version(
     temperature: float,
     metrics: dict[str, float],
     source: str,
-    actor: User | None,
+    actor: Actor,
     stage: str,
 ) -> ModelVersion:
     number = _next_number(db_session, model)
@@ -293,8 +298,8 @@ def _add_classifier_version(
         source=source,
         metrics={**metrics, "temperature": temperature},
         labels=[label.model_dump() for label in labels],
-        created_by_id=actor.id if actor else None,
-        created_by=actor.email if actor else SYSTEM_USER,
+        created_by_id=actor.id,
+        created_by=_who(actor),
     )
     db_session.add(version)
     db_session.flush()
@@ -426,10 +431,11 @@ def rollback(*, db_session: Session, actor: User, model_name: str) -> None:
 # ------------------------------------------------------------------ built-ins
 
 
-def ensure_builtin_models(*, db_session: Session, settings: Settings) -> list[str]:
+def ensure_builtin_models(*, db_session: Session, actor: Actor, settings: Settings) -> list[str]:
     """Registers the built-in embedder and zero-shot classifier (idempotent: a model that
     exists is left alone). Skips a model whose files are not built yet. Returns what it added.
-    Run by the installer (`strata migrate`), for no one: the changes are the system's."""
+    Admin: `strata migrate` runs it as Strata itself (auth's SYSTEM)."""
+    require_role(actor, Role.admin)
     added = []
     existing = set(db_session.exec(select(RegisteredModel.name)))
     embedder_dir = settings.resolved_models_dir / EMBEDDER_NAME
@@ -457,10 +463,11 @@ def ensure_builtin_models(*, db_session: Session, settings: Settings) -> list[st
                     "parity_min_cosine": manifest.parity.min_cosine,
                     "parity_mean_cosine": manifest.parity.mean_cosine,
                 },
-                created_by=SYSTEM_USER,
+                created_by_id=actor.id,
+                created_by=_who(actor),
             )
         )
-        _record(db_session, model, None, "register", 1, "built-in")
+        _record(db_session, model, actor, "register", 1, "built-in")
         added.append(EMBEDDER_NAME)
     calibration = read_calibration(settings.resolved_models_dir)
     if CLASSIFIER_NAME not in existing and calibration is not None:
@@ -478,10 +485,10 @@ def ensure_builtin_models(*, db_session: Session, settings: Settings) -> list[st
             temperature=calibration.temperature,
             metrics=calibration.metrics,
             source="built-in",
-            actor=None,
+            actor=actor,
             stage="production",
         )
-        _record(db_session, model, None, "register", 1, "built-in, calibrated on BBC News")
+        _record(db_session, model, actor, "register", 1, "built-in, calibrated on BBC News")
         added.append(CLASSIFIER_NAME)
     return added
 

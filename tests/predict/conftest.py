@@ -22,12 +22,13 @@ def forget_process_state() -> None:
 
 @pytest.fixture
 def builtin_models(db, redis_url, settings):
+    from app.auth.service import SYSTEM
     from app.core.db import session_scope
     from app.predict.registry import ensure_builtin_models
 
     forget_process_state()
     with session_scope() as db_session:
-        added = ensure_builtin_models(db_session=db_session, settings=settings)
+        added = ensure_builtin_models(db_session=db_session, actor=SYSTEM, settings=settings)
     assert CLASSIFIER_NAME in added, "run `make test-models`: the classifier calibration is missing"
     yield
     forget_process_state()

@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 from sqlmodel import select
 
+from app.auth.service import SYSTEM
 from app.core.db import session_scope
 from app.core.errors import Conflict, Forbidden, InvalidInput, NotFound
 from app.predict import registry
@@ -36,7 +37,9 @@ def new_version(actor, labels=SENTIMENT) -> int:
 def test_install_registers_the_embedder_and_a_calibrated_classifier_once(settings, viewer):
     with session_scope() as db_session:
         models = {m.name: m for m in registry.list_models(db_session=db_session, actor=viewer)}
-        assert registry.ensure_builtin_models(db_session=db_session, settings=settings) == []
+        assert registry.ensure_builtin_models(db_session=db_session, actor=SYSTEM, settings=settings) == []
+        with pytest.raises(Forbidden):
+            registry.ensure_builtin_models(db_session=db_session, actor=viewer, settings=settings)
     assert models[EMBEDDER_NAME].kind == "embedder" and models[EMBEDDER_NAME].production_version == 1
     assert models[CLASSIFIER_NAME].kind == "classifier" and models[CLASSIFIER_NAME].production_version == 1
 
