@@ -29,7 +29,7 @@ def fuzz_stack():
         STRATA_ADMIN_PASSWORD=ADMIN_PASSWORD,
         # The fuzzer is one client sending thousands of requests: the limits are tested elsewhere.
         STRATA_RATE_LIMIT_PER_MINUTE="1000000",
-        STRATA_LOGIN_PER_ADDRESS_PER_MINUTE="1000000",
+        STRATA_LOGIN_ATTEMPTS_PER_MINUTE="1000000",
         STRATA_PUBLIC_API_DOCS="true",
     ) as stack:
         stack.wait_up()

@@ -287,7 +287,7 @@ def _take_account_attempt(db_session: Session, *, user_id: int, now: datetime, s
         )
         .returning(table.c.failed_logins)
     )
-    return db_session.execute(statement).scalar_one()
+    return db_session.execute(statement).scalar() or 0
 
 
 def authenticate(*, db_session: Session, settings: Settings, email: str, password: str, source: str) -> User:
@@ -299,10 +299,13 @@ def authenticate(*, db_session: Session, settings: Settings, email: str, passwor
         raise Forbidden(PASSWORD_LOGIN_OFF)
     refused = Unauthorized(wrong_credentials_message(settings))
     user = _user_by_email(db_session, email)
+    now = utcnow()
     if user is None:
+        # The database work of a known account's attempt (on no row), then the same check.
+        _take_account_attempt(db_session, user_id=0, now=now, settings=settings)
+        db_session.commit()
         security.verify_password(_dummy_password_hash(), password)
         raise refused
-    now = utcnow()
     within_limits = (
         _take_source_attempt(db_session, user_id=user.id, source=source, now=now, settings=settings)
         <= settings.login_max_failures
