@@ -17,7 +17,6 @@ import json
 import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
-from urllib.parse import urlsplit
 
 import httpx
 import structlog
@@ -33,7 +32,7 @@ from joserfc.jws import JWSRegistry
 from sqlmodel import Session, select
 
 from app.auth import service as auth_service
-from app.auth.cookies import start_browser_session
+from app.auth.cookies import safe_next_path, start_browser_session
 from app.auth.tables import User
 from app.core.errors import Conflict
 from app.core.roles import Role
@@ -42,15 +41,14 @@ from app.core.settings import Settings
 # Long enough to sign in at the provider (with a second factor), short enough that a stolen
 # cookie is soon worthless.
 TRANSACTION_SECONDS = 600
-MAX_NEXT_PATH_LENGTH = 2000
 # Asymmetric only: "none" and HMAC (keyed with the client secret) are not accepted for ID tokens.
 SIGNING_ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA")
 
 audit = structlog.get_logger("strata.audit")
 log = structlog.get_logger(__name__)
 
-# What the login page says for each way company sign-in can fail (the page reads the code from
-# its URL; a code, not the text, so that nobody can put words of their own on Strata's page).
+# What the login page says for each way company sign-in can fail (LoginState.error reads the code
+# from its URL; a code, not the text, so that nobody can put words of their own on Strata's page).
 PROBLEMS = {
     "not_configured": "Company sign-in is not set up on this server.",
     "unreachable": "The sign-in provider could not be reached. Try again in a moment, or tell your admin.",
@@ -94,20 +92,6 @@ class CompanyIdentity:
     issuer: str
     subject: str
     claims: dict
-
-
-def local_path(candidate: str) -> str:
-    """`candidate` if it is a path on this site, else "/": never an open redirect."""
-    parts = urlsplit(candidate)
-    is_local = (
-        candidate.startswith("/")
-        and not candidate.startswith(("//", "/\\"))
-        and not parts.scheme
-        and not parts.netloc
-        and len(candidate) <= MAX_NEXT_PATH_LENGTH
-        and candidate.isprintable()
-    )
-    return candidate if is_local else "/"
 
 
 def _transaction_key(settings: Settings) -> bytes:
@@ -166,7 +150,7 @@ def _client(settings: Settings) -> httpx.AsyncClient:
 async def start_sign_in(*, settings: Settings, redirect_uri: str, next_path: str) -> tuple[str, str]:
     """The provider's authorization URL to send the browser to, and the sealed transaction to
     keep in its cookie until the provider sends the browser back."""
-    next_path = local_path(next_path)
+    next_path = safe_next_path(next_path)
     if not settings.oidc_enabled:
         raise SignInFailed("not_configured", next_path)
     async with _client(settings) as client:

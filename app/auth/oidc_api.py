@@ -1,9 +1,10 @@
 """Company sign-in routes (app/auth/oidc.py does the work). Every failure ends on the login page
 with a code that the page turns into a message; none ends in an error page."""
 
+from typing import Annotated
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import RedirectResponse
 
 from app.auth import oidc
@@ -21,16 +22,17 @@ def _redirect_uri(request: Request, settings: Settings) -> str:
 
 
 def _to_login(failure: oidc.SignInFailed) -> RedirectResponse:
-    query = {"sign_in_error": failure.code}
-    if failure.next_path != "/":
-        query["next"] = failure.next_path
-    response = RedirectResponse(f"/login?{urlencode(query)}", status_code=303)
+    query = urlencode({"error": failure.code, "next": failure.next_path})
+    response = RedirectResponse(f"/login?{query}", status_code=303)
     response.delete_cookie(TRANSACTION_COOKIE, path=TRANSACTION_COOKIE_PATH)
     return response
 
 
 @router.get("/login", include_in_schema=False)
-async def oidc_login(request: Request, next: str = "/") -> RedirectResponse:
+async def oidc_login(
+    request: Request,
+    next: Annotated[str, Query(max_length=2000)] = "/",  # noqa: A002 - the query parameter's name
+) -> RedirectResponse:
     """Sends the browser to the company's provider; it comes back to /callback."""
     settings = get_settings()
     try:

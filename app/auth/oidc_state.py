@@ -1,11 +1,12 @@
-"""The login page's company sign-in button and its outcome. Settings are read when the page is
-served, not baked into the exported frontend, so configuring OIDC needs no rebuild."""
+"""The login page's company sign-in button. Settings are read when the page is served, not baked
+into the exported frontend, so configuring OIDC needs no rebuild; why a sign-in failed is
+LoginState.error's business (the callback sends an error code back to /login)."""
 
 from urllib.parse import urlencode
 
 import reflex as rx
 
-from app.auth.oidc import PROBLEMS, local_path
+from app.auth.cookies import safe_next_path
 from app.core.settings import get_settings
 
 
@@ -18,12 +19,7 @@ class CompanySignInState(rx.State):
     def company_sign_in_label(self) -> str:
         return f"Sign in with {get_settings().oidc_provider_name}"
 
-    @rx.var
+    @rx.var(cache=False)
     def company_sign_in_url(self) -> str:
-        next_path = local_path(self.router.url.query_parameters.get("next", "/"))
+        next_path = safe_next_path(self.router.url.query_parameters.get("next", "/"))
         return f"/api/v1/auth/oidc/login?{urlencode({'next': next_path})}"
-
-    @rx.var
-    def company_sign_in_problem(self) -> str:
-        """Why the last company sign-in failed (the callback names a PROBLEMS code in the URL)."""
-        return PROBLEMS.get(self.router.url.query_parameters.get("sign_in_error", ""), "")

@@ -10,31 +10,21 @@ ROLES = ["viewer", "staff", "admin"]
 
 
 def _company_sign_in() -> rx.Component:
-    """When OIDC is configured: the way in for everyone but the break-glass admin."""
-    return rx.fragment(
-        rx.cond(
-            CompanySignInState.company_sign_in_problem,
-            rx.callout(
-                CompanySignInState.company_sign_in_problem,
-                icon="triangle-alert",
-                color_scheme="red",
-                id="company-sign-in-error",
-            ),
-        ),
-        rx.cond(
-            CompanySignInState.company_sign_in_enabled,
-            rx.vstack(
-                # A plain link: the browser leaves the app for the provider (no client-side routing).
-                rx.button(
-                    rx.el.a(CompanySignInState.company_sign_in_label, href=CompanySignInState.company_sign_in_url),
-                    as_child=True,
-                    width="100%",
-                    id="company-sign-in",
-                ),
-                rx.text("or with a password", size="1", color_scheme="gray"),
-                align="center",
+    """When OIDC is configured: the way in for everyone but the break-glass admin. Its failures
+    come back as LoginState.error codes."""
+    return rx.cond(
+        CompanySignInState.company_sign_in_enabled,
+        rx.vstack(
+            # A plain link: the browser leaves the app for the provider (no client-side routing).
+            rx.button(
+                rx.el.a(CompanySignInState.company_sign_in_label, href=CompanySignInState.company_sign_in_url),
+                as_child=True,
                 width="100%",
+                id="company-sign-in",
             ),
+            rx.text("or with a password", size="1", color_scheme="gray"),
+            align="center",
+            width="100%",
         ),
     )
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import reflex as rx
 import structlog
 
+from app.auth import oidc
 from app.auth import service as auth_service
 from app.auth.cookies import SIGNED_OUT_PATH, safe_next_path, session_token_from_cookie_header
 from app.auth.tables import User
@@ -151,7 +152,7 @@ class LoginState(AuthState):
             return "This account is deactivated. Ask an admin to reactivate it."
         if code == "credentials":
             return auth_service.wrong_credentials_message(get_settings())
-        return ""
+        return oidc.PROBLEMS.get(code, "")
 
     @rx.var(cache=False)
     def next_path(self) -> str:

@@ -33,7 +33,7 @@ async def sign_in_at_provider(browser, subject: str, next_path: str = "/api/v1/m
 def problem_code(response: httpx.Response) -> str:
     """The login page's sign-in problem, which the page shows as PROBLEMS[code]."""
     assert response.url.path == "/login", response.url
-    return parse_qs(response.url.query.decode())["sign_in_error"][0]
+    return parse_qs(response.url.query.decode())["error"][0]
 
 
 async def test_first_sign_in_creates_the_user_with_the_mapped_role(company_sign_in, start_provider, browser):
@@ -202,29 +202,32 @@ async def test_password_sign_in_off_leaves_the_break_glass_admin(company_sign_in
     assert (await sign_in_at_provider(browser, "judy")).json()["email"] == "judy@corp.example"
 
 
-def login_page_state(url: str):
+def login_page(url: str):
+    """The login page's states (sign-in errors, company sign-in button) as served at `url`."""
     import reflex as rx
     from reflex.istate.data import ReflexURL, RouterData
 
     import app.app  # noqa: F401 - builds every page and state
     from app.auth.oidc_state import CompanySignInState
+    from app.auth.state import LoginState
 
     root = rx.State(_reflex_internal_init=True)
     root.router = RouterData(url=ReflexURL(url))
-    return root.get_substate(CompanySignInState.get_full_name().split(".")[1:])
+    path = lambda state: state.get_full_name().split(".")[1:]  # noqa: E731
+    return root.get_substate(path(LoginState)), root.get_substate(path(CompanySignInState))
 
 
 def test_the_login_page_offers_company_sign_in_and_says_why_it_failed(company_sign_in):
     company_sign_in("https://sso.corp.example", oidc_provider_name="Corp SSO")
-    page = login_page_state(f"{STRATA}/login?sign_in_error=expired&next=/knowledge")
-    assert page.company_sign_in_enabled
-    assert page.company_sign_in_label == "Sign in with Corp SSO"
-    assert page.company_sign_in_url == "/api/v1/auth/oidc/login?next=%2Fknowledge"
-    assert page.company_sign_in_problem == PROBLEMS["expired"]
+    errors, button = login_page(f"{STRATA}/login?error=expired&next=/knowledge")
+    assert errors.error == PROBLEMS["expired"]
+    assert button.company_sign_in_enabled
+    assert button.company_sign_in_label == "Sign in with Corp SSO"
+    assert button.company_sign_in_url == "/api/v1/auth/oidc/login?next=%2Fknowledge"
     # Only Strata's own words: an unknown code shows nothing, a foreign `next` becomes "/".
-    page = login_page_state(f"{STRATA}/login?sign_in_error=Call+0800-SCAM&next=https://evil.example")
-    assert page.company_sign_in_problem == ""
-    assert page.company_sign_in_url == "/api/v1/auth/oidc/login?next=%2F"
+    errors, button = login_page(f"{STRATA}/login?error=Call+0800-SCAM&next=https://evil.example")
+    assert errors.error == ""
+    assert button.company_sign_in_url == "/api/v1/auth/oidc/login?next=%2F"
 
 
 def test_production_refuses_a_provider_reached_without_tls():
