@@ -7,7 +7,7 @@ from prometheus_client import REGISTRY
 from sqlmodel import select
 
 from app.core.db import session_scope
-from app.core.errors import InvalidInput, NotFound
+from app.core.errors import InvalidInput, NotFound, TooManyAttempts
 from app.predict import registry, service
 from app.predict.schemas import LabelSpec
 from app.predict.serving import LoadedVersions, VersionRef
@@ -270,3 +270,23 @@ def test_loaded_versions_are_bounded_least_recently_used_first(staff):
     loaded.get(first)
     loaded.get(third)
     assert loaded.loaded_ids() == [first.id, third.id]
+
+
+async def test_the_service_itself_takes_each_prediction_from_the_callers_rate_limit(viewer, monkeypatch):
+    """So the Predict page, the API and the OpenAI-compatible embeddings all count the same way."""
+    from app.core.settings import get_settings
+
+    monkeypatch.setattr(get_settings(), "rate_limit_per_minute", 2)
+    for _ in range(2):
+        await service.predict(actor=viewer, model_name=CLASSIFIER_NAME, inputs=["Rates rose again."])
+    with pytest.raises(TooManyAttempts, match="2 requests a minute"):
+        await service.predict(actor=viewer, model_name=CLASSIFIER_NAME, inputs=["Rates rose again."])
+    # An API key of the same user counts on its own, at its own limit.
+    for _ in range(3):
+        await service.predict(
+            actor=viewer, model_name=CLASSIFIER_NAME, inputs=["Rates rose."], caller="key:7", limit_per_minute=3
+        )
+    with pytest.raises(TooManyAttempts, match="3 requests a minute"):
+        await service.predict(
+            actor=viewer, model_name=CLASSIFIER_NAME, inputs=["Rates rose."], caller="key:7", limit_per_minute=3
+        )
