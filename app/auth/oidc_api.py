@@ -8,7 +8,9 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import RedirectResponse
 
 from app.auth import oidc
+from app.auth.api import take_sign_in_attempt
 from app.core.db import run_in_session
+from app.core.errors import TooManyAttempts
 from app.core.settings import Settings, get_settings
 
 router = APIRouter(prefix="/api/v1/auth/oidc", tags=["auth"])
@@ -21,11 +23,21 @@ def _redirect_uri(request: Request, settings: Settings) -> str:
     return settings.oidc_redirect_url or str(request.url_for("oidc_callback"))
 
 
-def _to_login(failure: oidc.SignInFailed) -> RedirectResponse:
-    query = urlencode({"error": failure.code, "next": failure.next_path})
+def _to_login(code: str, next_path: str, **extra: str) -> RedirectResponse:
+    query = urlencode({"error": code, "next": next_path, **extra})
     response = RedirectResponse(f"/login?{query}", status_code=303)
     response.delete_cookie(TRANSACTION_COOKIE, path=TRANSACTION_COOKIE_PATH)
     return response
+
+
+async def _throttled(request: Request, next_path: str) -> RedirectResponse | None:
+    """Each leg costs calls to the provider, so each takes a sign-in attempt from the client's
+    address (STRATA_LOGIN_ATTEMPTS_PER_MINUTE, shared with password sign-in)."""
+    try:
+        await take_sign_in_attempt(request)
+    except TooManyAttempts as exc:
+        return _to_login("throttled", next_path, retry=str(exc.retry_after_seconds))
+    return None
 
 
 @router.get("/login", include_in_schema=False)
@@ -34,13 +46,15 @@ async def oidc_login(
     next: Annotated[str, Query(max_length=2000)] = "/",  # noqa: A002 - the query parameter's name
 ) -> RedirectResponse:
     """Sends the browser to the company's provider; it comes back to /callback."""
+    if refusal := await _throttled(request, next):
+        return refusal
     settings = get_settings()
     try:
         url, sealed = await oidc.start_sign_in(
             settings=settings, redirect_uri=_redirect_uri(request, settings), next_path=next
         )
     except oidc.SignInFailed as failure:
-        return _to_login(failure)
+        return _to_login(failure.code, failure.next_path)
     response = RedirectResponse(url, status_code=303)
     # SameSite=Lax, not Strict: the provider sends the browser back by a cross-site top-level
     # navigation, on which a Strict cookie would be withheld. Lax still withholds it from other
@@ -59,6 +73,8 @@ async def oidc_login(
 
 @router.get("/callback", include_in_schema=False)
 async def oidc_callback(request: Request) -> RedirectResponse:
+    if refusal := await _throttled(request, "/"):
+        return refusal
     settings = get_settings()
     try:
         identity, next_path = await oidc.finish_sign_in(
@@ -70,6 +86,6 @@ async def oidc_callback(request: Request) -> RedirectResponse:
         response = RedirectResponse(next_path, status_code=303)
         await run_in_session(oidc.start_company_session, settings=settings, identity=identity, response=response)
     except oidc.SignInFailed as failure:
-        return _to_login(failure)
+        return _to_login(failure.code, failure.next_path)
     response.delete_cookie(TRANSACTION_COOKIE, path=TRANSACTION_COOKIE_PATH)
     return response

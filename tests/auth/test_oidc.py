@@ -156,6 +156,17 @@ async def test_next_must_be_a_path_on_this_site(company_sign_in, start_provider,
     assert done.status_code == 303 and done.headers["location"] == "/"
 
 
+async def test_sign_in_starts_are_throttled_per_address(company_sign_in, start_provider, browser):
+    # Each start costs Strata a call to the provider: a flood from one address must not become one.
+    provider = start_provider()
+    company_sign_in(provider.url, login_attempts_per_minute="2")
+    for _ in range(2):
+        assert (await browser.get("/api/v1/auth/oidc/login")).url.host == "127.0.0.1"
+    landed = await browser.get("/api/v1/auth/oidc/login", params={"next": "/knowledge"})
+    assert problem_code(landed) == "throttled"
+    assert int(parse_qs(landed.url.query.decode())["retry"][0]) > 0
+
+
 async def test_company_accounts_link_to_existing_users_only_by_a_verified_address(
     company_sign_in, start_provider, browser, make_user, settings
 ):
