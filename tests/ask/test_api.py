@@ -157,7 +157,7 @@ async def test_asking_while_documents_are_still_ingesting_says_so(client, staff)
 
 
 async def test_closing_the_stream_stops_the_answer_and_saves_it_as_stopped(notes_kb, staff):
-    events = service.ask(user=staff, question=NOTES_QUESTION, knowledge_base_ids=[notes_kb["id"]])
+    events = service.ask(actor=staff, question=NOTES_QUESTION, knowledge_base_ids=[notes_kb["id"]])
     seen = []
     async for event in events:
         seen.append(event)
@@ -166,7 +166,7 @@ async def test_closing_the_stream_stops_the_answer_and_saves_it_as_stopped(notes
     await events.aclose()
     conversation_id = seen[0].data["conversation_id"]
     with session_scope() as db_session:
-        *_, answer = service.conversation_messages(db_session=db_session, user=staff, conversation_id=conversation_id)
+        *_, answer = service.conversation_messages(db_session=db_session, actor=staff, conversation_id=conversation_id)
     assert answer.status == AnswerStatus.stopped.value
     assert answer.content == seen[-1].data["text"]
 
