@@ -8,7 +8,7 @@ from app.knowledge.schemas import Passage
 
 class AskIn(BaseModel):
     question: str
-    knowledge_base_ids: list[int] = Field(min_length=1)
+    knowledge_base_ids: list[int] = Field(min_length=1, max_length=100)
     conversation_id: int | None = None
     top_k: int | None = Field(default=None, ge=1, le=50)
     stream: bool = False

@@ -81,7 +81,8 @@ def describe_generator() -> GeneratorInfo:
     """The generator answers will come from, by configuration (cheap: loads nothing)."""
     settings = get_settings()
     if settings.llm_base_url:
-        return GeneratorInfo(kind="remote", model=settings.llm_model or settings.llm_base_url)
+        # Askers see this name (and answers keep it): never the server's address.
+        return GeneratorInfo(kind="remote", model=settings.llm_model or "remote model")
     if _local_model_built():
         return GeneratorInfo(kind="local", model=GENERATOR_NAME)
     return GeneratorInfo(kind="extractive", model="extractive")

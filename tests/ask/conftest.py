@@ -3,6 +3,7 @@
 
 import pytest
 
+from tests.generation.conftest import fake_llm  # noqa: F401 - a language model server the test controls
 from tests.knowledge.conftest import (  # noqa: F401 - fixtures shared with the knowledge tests
     _chroma_first,
     alice_pdf,

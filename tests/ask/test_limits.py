@@ -11,7 +11,7 @@ from app.ask.state import AskState
 from app.core.settings import get_settings
 from app.generation.service import UNREACHABLE
 from tests.ask.test_api import NOTES_QUESTION, server_sent_events
-from tests.generation.conftest import AsgiStream, eventually, fake_llm  # noqa: F401 - fixture
+from tests.generation.conftest import AsgiStream, eventually
 from tests.knowledge.conftest import sign_in, upload
 from tests.predict.test_state import send, signed_in
 
@@ -61,7 +61,7 @@ async def test_answers_at_once_are_capped_across_the_api_and_the_ask_page_and_a_
     notes_kb,
     staff,
     fake_llm,
-    monkeypatch,  # noqa: F811
+    monkeypatch,
 ):
     fake_llm.mode = "hold"  # every answer stays open after its first piece
     configure(monkeypatch, max_streams_per_user=1)
@@ -102,13 +102,14 @@ async def test_answers_at_once_are_capped_across_the_api_and_the_ask_page_and_a_
     assert answered.status_code == 200 and answered.json()["status"] == "complete"
 
 
-async def _answer_started(fake_llm, count: int) -> bool:  # noqa: F811
+async def _answer_started(fake_llm, count: int) -> bool:
     return fake_llm.waiting(count)
 
 
 @pytest.mark.parametrize("stream", [True, False])
-async def test_an_unreachable_answer_service_names_no_internal_host(client, notes_kb, fake_llm, stream):  # noqa: F811
+async def test_an_unreachable_answer_service_names_no_internal_host(client, notes_kb, fake_llm, stream, monkeypatch):
     fake_llm.mode = "break"  # the server drops the connection after the first piece
+    configure(monkeypatch, llm_model="")  # a server that needs no model name: the writing step names none
     host = fake_llm.url.split("//")[1].split("/")[0]
     response = await client.post(
         "/api/v1/ask",
