@@ -41,6 +41,8 @@ from app.core.settings import Settings
 # Long enough to sign in at the provider (with a second factor), short enough that a stolen
 # cookie is soon worthless.
 TRANSACTION_SECONDS = 600
+# OpenID Connect Core 2: a subject is at most 255 ASCII characters (User.oidc_subject).
+MAX_SUBJECT_LENGTH = 255
 # Asymmetric only: "none" and HMAC (keyed with the client secret) are not accepted for ID tokens.
 SIGNING_ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA")
 
@@ -59,6 +61,7 @@ PROBLEMS = {
     "the server's and the provider's clocks disagree: tell your admin.",
     "audience": "The provider's sign-in was issued for another application, not this Strata. Tell your admin.",
     "invalid_token": "The provider's answer could not be verified. Tell your admin.",
+    "misconfigured": "The sign-in provider's settings do not fit this Strata. Tell your admin.",
     "no_email": "The provider did not share a valid email address for your account.",
     "no_role": "Your company account has no Strata role. Ask your admin for access.",
     "email_taken": "A Strata account with your email exists and could not be linked to your company account. "
@@ -136,10 +139,14 @@ async def _provider_json(client: httpx.AsyncClient, url: str, next_path: str) ->
 async def _metadata(client: httpx.AsyncClient, settings: Settings, next_path: str) -> dict:
     issuer = settings.oidc_issuer.rstrip("/")
     metadata = await _provider_json(client, f"{issuer}/.well-known/openid-configuration", next_path)
+    endpoints = ("authorization_endpoint", "token_endpoint", "jwks_uri")
+    if not all(isinstance(metadata.get(name), str) for name in ("issuer", *endpoints)):
+        log.warning("oidc.incomplete_discovery", present=sorted(metadata)[:50])
+        raise SignInFailed("misconfigured", next_path)
     # OpenID Connect Discovery 4.3: the document must name the issuer it was fetched from.
-    if metadata.get("issuer", "").rstrip("/") != issuer:
-        log.warning("oidc.issuer_mismatch", configured=issuer, published=metadata.get("issuer"))
-        raise SignInFailed("invalid_token", next_path)
+    if metadata["issuer"].rstrip("/") != issuer:
+        log.warning("oidc.issuer_mismatch", configured=issuer, published=metadata["issuer"])
+        raise SignInFailed("misconfigured", next_path)
     return metadata
 
 
@@ -194,8 +201,9 @@ async def _exchange_code(client: httpx.AsyncClient, metadata: dict, settings: Se
         token = response.json()
     except ValueError:
         token = None
-    if response.status_code != 200 or not isinstance(token, dict) or not token.get("id_token"):
-        log.warning("oidc.token_refused", status=response.status_code, error=(token or {}).get("error"))
+    if response.status_code != 200 or not isinstance(token, dict) or not isinstance(token.get("id_token"), str):
+        error = token.get("error") if isinstance(token, dict) else None
+        log.warning("oidc.token_refused", status=response.status_code, error=str(error)[:100])
         raise SignInFailed("provider_refused")
     return token
 
@@ -259,6 +267,8 @@ async def finish_sign_in(
         claims = _verify_id_token(token["id_token"], token.get("access_token", ""), jwks, settings, transaction.nonce)
     except SignInFailed as failure:
         raise SignInFailed(failure.code, next_path) from None
+    if len(claims["sub"]) > MAX_SUBJECT_LENGTH:
+        raise SignInFailed("invalid_token", next_path)
     identity = CompanyIdentity(issuer=claims["iss"], subject=claims["sub"], claims=claims)
     return identity, next_path
 
