@@ -3,11 +3,12 @@
 An import names a folder relative to STRATA_MODEL_IMPORT_DIR (default <data dir>/imports)
 and reads nothing else: a name that resolves elsewhere (`..`, another absolute path), a
 symbolic link anywhere on the way or in the tree, a hard-linked file (it may be any file of
-the same file system) or anything but plain files and folders is refused. The tree is
-checked before the copy and the copy again afterwards (links are copied as links, never
-followed), so a link swapped in meanwhile is caught too. Errors and registry events name the
-folder relative to the import folder, never by a server path."""
+the same file system) or anything but plain files and folders is refused. The copy opens
+every folder and file relative to its parent's descriptor without following links and
+checks what it opened, so a link swapped in while an import runs is refused too. Errors and
+registry events name the folder relative to the import folder, never by a server path."""
 
+import errno
 import os
 import shutil
 import stat
@@ -33,7 +34,8 @@ log = structlog.get_logger("strata.predict")
 
 @dataclass(frozen=True)
 class ImportFolder:
-    path: Path
+    root: Path
+    parts: tuple[str, ...]
     # Relative to the import folder: how errors and the registry name it.
     name: str
 
@@ -73,31 +75,77 @@ def confined_folder(path: str) -> ImportFolder:
         raise InvalidInput(f"There is no folder {name!r} in the model import folder.") from None
     if not inside:
         raise InvalidInput(OUTSIDE)
-    return ImportFolder(current, name)
+    return ImportFolder(root, requested.parts, name)
 
 
-def _refuse_links_and_special_files(folder: ImportFolder, top: Path) -> None:
+def _refusal(inside: str, error: OSError) -> InvalidInput:
+    if error.errno == errno.ELOOP:
+        return InvalidInput(f"{inside!r} is a symbolic link; imports must contain only real files.")
+    return InvalidInput(f"{inside!r} cannot be read; it may have changed during the import.")
+
+
+def _open_folder(folder: ImportFolder) -> int:
+    """A descriptor of the folder, opened one component at a time without following links."""
+    descriptor = os.open(folder.root, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for part in folder.parts:
+            try:
+                inner = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=descriptor)
+            except NotADirectoryError:  # what a link to a folder gives here, as does a file
+                if stat.S_ISLNK(os.stat(part, dir_fd=descriptor, follow_symlinks=False).st_mode):
+                    raise OSError(errno.ELOOP, "a symbolic link") from None
+                raise
+            os.close(descriptor)
+            descriptor = inner
+    except OSError as error:
+        os.close(descriptor)
+        raise _refusal(folder.name, error) from None
+    return descriptor
+
+
+def _copy_file(inside: str, name: str, dir_fd: int, target: Path) -> None:
+    try:
+        # Non-blocking, so that opening a named pipe returns at once (and is refused below).
+        descriptor = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=dir_fd)
+    except OSError as error:
+        raise _refusal(inside, error) from None
+    with os.fdopen(descriptor, "rb") as source:
+        opened = os.fstat(source.fileno())
+        if not stat.S_ISREG(opened.st_mode):
+            raise InvalidInput(f"{inside!r} is not a regular file or folder.")
+        if opened.st_nlink > 1:
+            raise InvalidInput(f"{inside!r} is a hard link; copy the real file into the import folder.")
+        os.set_blocking(source.fileno(), True)
+        with target.open("xb") as copy:
+            shutil.copyfileobj(source, copy)
+
+
+def _copy_tree(folder: ImportFolder, destination: Path) -> None:
     def fail(error: OSError) -> None:
-        raise InvalidInput(f"{folder.name!r} cannot be read completely.") from None
+        raise _refusal(folder.name, error)
 
+    top = _open_folder(folder)
     entries = 0
-    for directory, subdirectories, files in os.walk(top, onerror=fail, followlinks=False):
-        for entry in (*subdirectories, *files):
-            entries += 1
+    try:
+        destination.mkdir()
+        walk = os.fwalk(".", dir_fd=top, follow_symlinks=False, onerror=fail)
+        for directory, subdirectories, files, dir_fd in walk:
+            relative = Path(directory)
+            entries += len(subdirectories) + len(files)
             if entries > MAX_IMPORT_ENTRIES:
                 raise InvalidInput(f"{folder.name!r} holds more than {MAX_IMPORT_ENTRIES} files and folders.")
-            path = Path(directory) / entry
-            inside = f"{folder.name}/{path.relative_to(top).as_posix()}"
-            try:
-                mode = path.lstat()
-            except OSError as error:
-                fail(error)
-            if stat.S_ISLNK(mode.st_mode):
-                raise InvalidInput(f"{inside!r} is a symbolic link; imports must contain only real files.")
-            if stat.S_ISREG(mode.st_mode) and mode.st_nlink > 1:
-                raise InvalidInput(f"{inside!r} is a hard link; copy the real file into the import folder.")
-            if not (stat.S_ISREG(mode.st_mode) or stat.S_ISDIR(mode.st_mode)):
-                raise InvalidInput(f"{inside!r} is not a regular file or folder.")
+            for name in subdirectories:
+                inside = f"{folder.name}/{(relative / name).as_posix()}"
+                if stat.S_ISLNK(os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode):
+                    raise InvalidInput(f"{inside!r} is a symbolic link; imports must contain only real files.")
+                (destination / relative / name).mkdir()
+            for name in files:
+                inside = f"{folder.name}/{(relative / name).as_posix()}"
+                _copy_file(inside, name, dir_fd, destination / relative / name)
+    except OSError as error:
+        raise _refusal(folder.name, error) from None
+    finally:
+        os.close(top)
 
 
 def _plain_file(folder: Path, name: str) -> Path | None:
@@ -129,19 +177,14 @@ def _checked_manifest(folder: ImportFolder, copy: Path, dimensions: int | None) 
 
 
 def copy_checked(folder: ImportFolder, destination: Path, *, dimensions: int | None) -> CheckedImport:
-    """Copies the folder to `destination` and checks the copy: only real files, a manifest
+    """Copies the folder to `destination` (only real files) and checks the copy: a manifest
     whose ONNX file matches its sha256, `dimensions` (production's, if any), and a model that
     loads and runs. On any refusal nothing stays at `destination`."""
-    _refuse_links_and_special_files(folder, folder.path)
     if destination.exists():
         shutil.rmtree(destination)
     destination.parent.mkdir(parents=True, exist_ok=True)
     try:
-        try:
-            shutil.copytree(folder.path, destination, symlinks=True)
-        except (shutil.Error, OSError):
-            raise InvalidInput(f"{folder.name!r} could not be copied: it changed or holds unreadable files.") from None
-        _refuse_links_and_special_files(folder, destination)
+        _copy_tree(folder, destination)
         manifest = _checked_manifest(folder, destination, dimensions)
         try:
             Embedder.load(destination, threads=1).embed(["a test sentence"])

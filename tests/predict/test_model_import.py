@@ -12,7 +12,7 @@ import pytest
 from app.api import build_api
 from app.core.db import session_scope
 from app.core.errors import Forbidden, InvalidInput
-from app.predict import registry, service
+from app.predict import model_import, registry, service
 from models.manifest import EMBEDDER_NAME, read_manifest
 from tests.predict.test_api import api_key
 
@@ -100,7 +100,7 @@ async def test_paths_outside_the_import_folder_are_refused_without_naming_server
     assert response.status_code == 422, response.text
     assert "model import folder" in response.json()["detail"]
     assert_names_no_server_path(response.json()["detail"], server_paths(settings, import_root, tmp_path))
-    assert registered(admin) == [1] and not stored.exists()
+    assert registered(admin) == [1] and not (stored / "v2").exists()
 
 
 def link_a_file(folder, settings, tmp_path):
@@ -141,7 +141,7 @@ async def test_a_symlink_anywhere_in_an_import_is_refused(
     assert response.status_code == 422, response.text
     assert "symbolic link" in response.json()["detail"]
     assert_names_no_server_path(response.json()["detail"], server_paths(settings, import_root, tmp_path))
-    assert registered(admin) == [1] and not stored.exists()
+    assert registered(admin) == [1] and not (stored / "v2").exists()
 
 
 def test_a_hard_linked_file_is_refused(settings, admin, model_folder, stored, tmp_path):
@@ -150,7 +150,16 @@ def test_a_hard_linked_file_is_refused(settings, admin, model_folder, stored, tm
         registry.import_embedder_version(
             db_session=db_session, actor=admin, model_name=EMBEDDER_NAME, path="minilm-copy"
         )
-    assert registered(admin) == [1] and not stored.exists()
+    assert registered(admin) == [1] and not (stored / "v2").exists()
+
+
+def test_a_named_pipe_is_refused_without_waiting_for_a_writer(settings, admin, model_folder, stored):
+    os.mkfifo(model_folder / "pipe")
+    with session_scope() as db_session, pytest.raises(InvalidInput, match="not a regular file"):
+        registry.import_embedder_version(
+            db_session=db_session, actor=admin, model_name=EMBEDDER_NAME, path="minilm-copy"
+        )
+    assert registered(admin) == [1] and not (stored / "v2").exists()
 
 
 def test_a_manifest_naming_files_outside_its_folder_is_refused(settings, admin, model_folder, import_root, stored):
@@ -189,3 +198,13 @@ def test_only_an_admin_imports_and_a_broken_model_is_explained(settings, admin, 
         with session_scope() as db_session, pytest.raises(InvalidInput, match=f"no folder '{missing}'"):
             registry.import_embedder_version(db_session=db_session, actor=admin, model_name=EMBEDDER_NAME, path=missing)
     assert registered(admin) == [1]
+
+
+def test_a_folder_swapped_for_a_link_after_it_was_checked_is_refused(settings, model_folder, stored):
+    """The copy opens each folder without following links, so the check cannot be raced."""
+    folder = model_import.confined_folder("minilm-copy")
+    shutil.rmtree(model_folder)
+    model_folder.symlink_to(settings.resolved_models_dir / EMBEDDER_NAME, target_is_directory=True)
+    with pytest.raises(InvalidInput, match="symbolic link"):
+        model_import.copy_checked(folder, stored / "v2", dimensions=None)
+    assert not (stored / "v2").exists()
