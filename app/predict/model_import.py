@@ -86,7 +86,10 @@ def _refusal(inside: str, error: OSError) -> InvalidInput:
 
 def _open_folder(folder: ImportFolder) -> int:
     """A descriptor of the folder, opened one component at a time without following links."""
-    descriptor = os.open(folder.root, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        descriptor = os.open(folder.root, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError as error:
+        raise _refusal(folder.name, error) from None
     try:
         for part in folder.parts:
             try:
