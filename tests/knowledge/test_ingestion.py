@@ -292,3 +292,21 @@ async def test_a_parse_over_the_time_limit_frees_its_worker(client, workers, wor
     await upload(client, headers, kb["id"], ("after.txt", b"The Dormouse fell asleep."))
     documents = {d["filename"]: d for d in await wait_documents(client, headers, kb["id"])}
     assert documents["after.txt"]["status"] == "ready", documents["after.txt"]["error"]
+
+
+async def test_uploads_and_searches_take_from_the_callers_rate_limit(client, staff, monkeypatch):
+    monkeypatch.setenv("STRATA_RATE_LIMIT_PER_MINUTE", "2")
+    get_settings.cache_clear()
+    try:
+        headers = await sign_in(client, "staff@x.io")
+        kb = await create_kb(client, headers)
+        assert (await upload(client, headers, kb["id"], ("a.txt", b"One."))).status_code == 202
+        assert (await client.post("/api/v1/search", headers=headers, json={"query": "one"})).status_code == 200
+        refused = await upload(client, headers, kb["id"], ("b.txt", b"Two."))
+        assert refused.status_code == 429 and "retry-after" in refused.headers
+        assert (await client.post("/api/v1/search", headers=headers, json={"query": "one"})).status_code == 429
+        listed = (await client.get(f"/api/v1/knowledge/{kb['id']}/documents", headers=headers)).json()
+        assert [d["filename"] for d in listed] == ["a.txt"]
+    finally:
+        monkeypatch.delenv("STRATA_RATE_LIMIT_PER_MINUTE")
+        get_settings.cache_clear()
