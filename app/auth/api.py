@@ -1,5 +1,5 @@
 from typing import Annotated
-from urllib.parse import urlencode
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 from fastapi import APIRouter, Form, Request, Response, status
 from fastapi.responses import RedirectResponse
@@ -82,17 +82,20 @@ async def sign_in_form(
     request: Request,
     email: Annotated[str, Form(max_length=320)] = "",
     password: Annotated[str, Form(max_length=1024)] = "",
-    next: Annotated[str, Form(max_length=2000)] = "/",  # noqa: A002 - the form field's name
 ) -> RedirectResponse:
     """The sign-in page's form posts here (a plain form POST, so that the session cookie
-    is set by this response and never passes through a script). Success: on to `next`;
-    failure: back to the sign-in page with an error code it explains."""
+    is set by this response and never passes through a script). Success: on to the page
+    named by the sign-in page's `next` parameter; failure: back to the sign-in page with an
+    error code it explains."""
     origin = request.headers.get("origin", "")
     if origin and not same_origin(request.scope, origin):
         # Another site's page posting its own credentials would sign the visitor in as someone else.
         raise Forbidden("Sign in from Strata's own sign-in page.")
     settings = get_settings()
-    next_path = safe_next_path(next)
+    # The sign-in page's own address carries `next`: read from the Referer, since the page may
+    # have been reached by client-side navigation that its state never saw.
+    referer_query = parse_qs(urlsplit(request.headers.get("referer", "")).query)
+    next_path = safe_next_path(referer_query.get("next", ["/"])[0])
     try:
         source = await take_sign_in_attempt(request)
         user = await run_in_session(

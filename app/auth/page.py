@@ -58,7 +58,6 @@ def login_page() -> rx.Component:
                         width="100%",
                         id="password",
                     ),
-                    rx.el.input(type="hidden", name="next", value=LoginState.next_path),
                     rx.button("Sign in", type="submit", width="100%", id="sign-in"),
                     spacing="3",
                     width="320px",

@@ -12,7 +12,7 @@ import structlog
 
 from app.auth import oidc
 from app.auth import service as auth_service
-from app.auth.cookies import SIGNED_OUT_PATH, safe_next_path, session_token_from_cookie_header
+from app.auth.cookies import SIGNED_OUT_PATH, session_token_from_cookie_header
 from app.auth.tables import User
 from app.core.db import run_in_session
 from app.core.errors import StrataError, Unauthorized
@@ -153,10 +153,6 @@ class LoginState(AuthState):
         if code == "credentials":
             return auth_service.wrong_credentials_message(get_settings())
         return oidc.PROBLEMS.get(code, "")
-
-    @rx.var(cache=False)
-    def next_path(self) -> str:
-        return safe_next_path(self.router.url.query_parameters.get("next", "/"))
 
 
 @dataclass

@@ -219,22 +219,24 @@ async def test_the_session_cookie_is_http_only_and_same_site_strict(configure, r
 async def test_the_sign_in_form_sets_the_cookie_and_goes_on_or_back(redis_url, make_user):
     make_user("u@x.io", password=PASSWORD)
     async with client_at(OWNER) as client:
-        form = {"email": "u@x.io", "password": PASSWORD, "next": "/knowledge?kb=3"}
-        signed_in = await client.post("/api/v1/auth/sign-in", data=form, headers={"Origin": "http://strata"})
+        form = {"email": "u@x.io", "password": PASSWORD}
+        page = {"Origin": "http://strata", "Referer": "http://strata/login?next=%2Fknowledge%3Fkb%3D3"}
+        signed_in = await client.post("/api/v1/auth/sign-in", data=form, headers=page)
         assert signed_in.status_code == 303 and signed_in.headers["location"] == "/knowledge?kb=3"
         token, attributes = cookie_attributes(signed_in)
         assert {"httponly", "samesite=strict"} <= attributes
         me = await client.get("/api/v1/me", cookies={"strata_session": token})
         assert me.json()["email"] == "u@x.io"
 
-        wrong = await client.post("/api/v1/auth/sign-in", data={**form, "password": "wrong-password"})
+        wrong = await client.post("/api/v1/auth/sign-in", data={**form, "password": "wrong-password"}, headers=page)
         assert wrong.status_code == 303 and "set-cookie" not in wrong.headers
         back = urlsplit(wrong.headers["location"])
         assert back.path == "/login"
         assert parse_qs(back.query) == {"error": ["credentials"], "next": ["/knowledge?kb=3"]}
 
         # Never on to another site, and never signed in by another site's page.
-        elsewhere = await client.post("/api/v1/auth/sign-in", data={**form, "next": "//evil.example/x"})
+        from_elsewhere = {"Referer": "http://strata/login?next=//evil.example/x"}
+        elsewhere = await client.post("/api/v1/auth/sign-in", data=form, headers=from_elsewhere)
         assert elsewhere.headers["location"] == "/"
         forged = await client.post("/api/v1/auth/sign-in", data=form, headers={"Origin": "https://evil.example"})
         assert forged.status_code == 403 and "set-cookie" not in forged.headers
