@@ -310,3 +310,18 @@ async def test_uploads_and_searches_take_from_the_callers_rate_limit(client, sta
     finally:
         monkeypatch.delenv("STRATA_RATE_LIMIT_PER_MINUTE")
         get_settings.cache_clear()
+
+
+async def test_a_chroma_outage_is_reported_without_its_address(client, staff, monkeypatch):
+    monkeypatch.setenv("STRATA_CHROMA_URL", "http://127.0.0.1:9")  # the discard port: nothing listens
+    get_settings.cache_clear()
+    get_chroma.cache_clear()
+    try:
+        headers = await sign_in(client, "staff@x.io")
+        refused = await client.post("/api/v1/knowledge", headers=headers, json={"name": "Books"})
+        assert refused.status_code == 503
+        assert refused.json()["detail"] == "The vector store (Chroma) is unreachable; try again shortly."
+    finally:
+        monkeypatch.undo()
+        get_settings.cache_clear()
+        get_chroma.cache_clear()
