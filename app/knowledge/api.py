@@ -3,7 +3,7 @@ from typing import Annotated
 from fastapi import APIRouter, File, UploadFile, status
 from fastapi.responses import FileResponse
 
-from app.auth.deps import CurrentUser, RateLimitedUser, SessionDep, SettingsDep, StaffUser
+from app.auth.deps import CurrentUser, IdentifiedCaller, RateLimitedUser, SessionDep, SettingsDep, StaffUser
 from app.core.db import run_in_session
 from app.knowledge import service
 from app.knowledge.schemas import (
@@ -123,13 +123,18 @@ def list_documents(knowledge_base_id: int, user: CurrentUser, db_session: Sessio
 
 @router.post("/knowledge/{knowledge_base_id:int}/documents", status_code=status.HTTP_202_ACCEPTED)
 async def upload_documents(
-    knowledge_base_id: int, user: RateLimitedUser, settings: SettingsDep, files: Annotated[list[UploadFile], File()]
+    knowledge_base_id: int, caller: IdentifiedCaller, settings: SettingsDep, files: Annotated[list[UploadFile], File()]
 ) -> list[DocumentOut]:
     """Upload one or more files (multipart field `files`); each becomes a document with its ingestion job.
     A file over the size limit (413) or already in the knowledge base (409) refuses the upload; nothing is stored.
     Needs the staff role (the service checks it); counts against the caller's rate limit."""
     documents = await service.upload_documents(
-        actor=user, settings=settings, knowledge_base_id=knowledge_base_id, uploads=files
+        actor=caller.user,
+        settings=settings,
+        knowledge_base_id=knowledge_base_id,
+        uploads=files,
+        caller=caller.identity,
+        limit_per_minute=caller.limit_per_minute,
     )
     return [DocumentOut.of(document) for document in documents]
 

@@ -11,6 +11,7 @@ from typing import Protocol
 
 from sqlmodel import Session, select
 
+from app.core import ratelimit
 from app.core.db import run_in_session
 from app.core.errors import Conflict, InvalidInput, NotFound, ServiceUnavailable, StrataError
 from app.core.roles import Actor
@@ -113,10 +114,19 @@ def add_document(
 
 
 async def upload_documents(
-    *, actor: Actor, settings: Settings, knowledge_base_id: int, uploads: Sequence[UploadedFile]
+    *,
+    actor: Actor,
+    settings: Settings,
+    knowledge_base_id: int,
+    uploads: Sequence[UploadedFile],
+    caller: str | None = None,
+    limit_per_minute: int | None = None,
 ) -> list[Document]:
     """Receives files and queues one ingestion job each. All or nothing: a file over the
-    size limit or already in the knowledge base refuses the whole upload, and nothing is stored."""
+    size limit or already in the knowledge base refuses the whole upload, and nothing is stored.
+    Takes a request from the rate limit of `caller` (an API key's, at `limit_per_minute`) or
+    else of the user, whether the API or the Knowledge page uploads."""
+    await ratelimit.take_caller_token(actor.id, caller, limit_per_minute)
     # Checked before a byte is written: only those who may add documents here can fill the disk.
     await run_in_session(get_managed_knowledge_base, actor=actor, knowledge_base_id=knowledge_base_id)
     if not uploads:

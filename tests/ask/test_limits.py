@@ -1,18 +1,21 @@
-"""What one asker may cost, through the API and the Ask page alike: requests a minute (search
+"""What one asker may cost, through the API and the pages alike: requests a minute (search
 and uploads too), answers being written at once (a client that leaves gives its slot back),
 and failures that name no internal server. The language model server is a fake one."""
 
 import asyncio
+import io
 
 import pytest
+from starlette.datastructures import UploadFile
 
 from app.api import build_api
 from app.ask.state import AskState
 from app.core.settings import get_settings
 from app.generation.service import UNREACHABLE
+from app.knowledge.state import KnowledgeState
 from tests.ask.test_api import NOTES_QUESTION, server_sent_events
 from tests.generation.conftest import AsgiStream, eventually
-from tests.knowledge.conftest import sign_in, upload
+from tests.knowledge.conftest import create_kb, sign_in, upload
 from tests.predict.test_state import send, signed_in
 
 
@@ -35,6 +38,22 @@ async def test_search_and_uploads_count_against_the_rate_limit(client, staff, vi
     headers = await sign_in(client, staff.email)
     assert (await upload(client, headers, 12345, ("notes.txt", b"Tea at six."))).status_code == 404
     assert_429(await upload(client, headers, 12345, ("notes.txt", b"Tea at six.")), "1 requests a minute")
+
+
+async def test_the_knowledge_page_uploads_count_against_the_same_rate_limit(client, staff, monkeypatch):
+    configure(monkeypatch, rate_limit_per_minute=2)
+    headers = await sign_in(client, staff.email)
+    kb = await create_kb(client, headers, name="Limits")
+    tab = signed_in(KnowledgeState, staff)
+    await send(tab, KnowledgeState.select, kb["id"])
+    for name in ("one.txt", "two.txt"):
+        assert not await send(
+            tab, KnowledgeState.upload, [UploadFile(io.BytesIO(b"Tea at " + name.encode()), filename=name)]
+        )
+    refused = await send(tab, KnowledgeState.upload, [UploadFile(io.BytesIO(b"Tea at three."), filename="three.txt")])
+    assert "Rate limit of 2 requests a minute reached" in str(refused)
+    documents = (await client.get(f"/api/v1/knowledge/{kb['id']}/documents", headers=headers)).json()
+    assert sorted(document["filename"] for document in documents) == ["one.txt", "two.txt"]
 
 
 async def test_the_ask_page_counts_against_the_same_rate_limit(client, viewer, monkeypatch):
