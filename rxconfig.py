@@ -5,12 +5,12 @@ the web process, the frontend build and the tests agree on ports and URLs:
 
 * production serves frontend, backend (websocket) and the FastAPI routes on
   one port, STRATA_PORT; the frontend bundle bakes `api_url` in at build time,
-  which is why the build stamp in `app.core.runner` includes the port;
+  which is why the build stamp in `app.core.runner.frontend` includes the port;
 * UI state lives in the web process on the embedded install, and in Redis when
   STRATA_REDIS_URL points at a shared one, so web replicas can scale out behind a
   load balancer (see Settings.ui_state_in_redis);
 * nothing here may reach the internet: telemetry off, no version checks, the
-  npm registry explicit (see `app.core.runner.child_env`);
+  npm registry explicit (see `app.core.runner.environment.child_env`);
 * CORS: Reflex allows every origin by default ("*", with credentials, on the API and
   the websocket). Only the origins in STRATA_CORS_ORIGINS get CORS headers here; the
   app's own pages need none, and `app.core.http.SameOriginWebSockets` checks websocket
