@@ -6,6 +6,8 @@ import httpx
 import pytest
 
 from app.api import build_api
+from app.core import ratelimit
+from app.core.clients import reset_loop_redis
 from app.core.settings import get_settings
 from app.generation.service import UNREACHABLE
 from app.openai_compat.service import CHAT_MODEL, EMBEDDING_MODEL
@@ -183,3 +185,31 @@ async def test_an_unreachable_answer_service_names_no_internal_host(api, fake_ll
     body = await stream.read_until("[DONE]")
     assert UNREACHABLE in body and host not in body and "127.0.0.1" not in body
     await stream.task
+
+
+@pytest.fixture
+def redis_down(redis_url, valkey_server):
+    """Valkey stopped for one test, as when the Redis server dies; started again after it."""
+    ratelimit._local_buckets.clear()
+    valkey_server.stop()
+    reset_loop_redis()
+    yield
+    valkey_server.start()
+    reset_loop_redis()
+
+
+async def test_both_limits_still_bite_while_redis_is_down(api, fake_llm, key_headers, redis_down, monkeypatch):
+    configure(monkeypatch, rate_limit_per_minute=3, max_streams_per_user=1)
+    headers = key_headers()
+    fake_llm.mode = "hold"
+    held = await _open_stream(api, headers)
+    assert held.status == 200
+    await held.read_until("The warehouse")
+    body = {"model": CHAT_MODEL, "messages": QUESTION}
+    assert_openai_429(await api.post("/v1/chat/completions", headers=headers, json=body), "1 answers being written")
+    await held.leave()
+    fake_llm.release.set()
+    # The count is this process's own while Redis is down: the slot is back as the request ends.
+    answered = await api.post("/v1/chat/completions", headers=headers, json=body)
+    assert answered.json()["choices"][0]["message"]["content"] == "The warehouse opens at 7:30 [1]."
+    assert_openai_429(await api.post("/v1/chat/completions", headers=headers, json=body), "3 requests a minute")
