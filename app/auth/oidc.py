@@ -41,6 +41,9 @@ from app.core.settings import Settings
 # Long enough to sign in at the provider (with a second factor), short enough that a stolen
 # cookie is soon worthless.
 TRANSACTION_SECONDS = 600
+ROUTES_PREFIX = "/api/v1/auth/oidc"
+# The login page's "Sign in with ..." button (app/auth/oidc_api.py).
+COMPANY_SIGN_IN_PATH = f"{ROUTES_PREFIX}/login"
 # OpenID Connect Core 2: a subject is at most 255 ASCII characters (User.oidc_subject).
 MAX_SUBJECT_LENGTH = 255
 # Asymmetric only: "none" and HMAC (keyed with the client secret) are not accepted for ID tokens.

@@ -2,21 +2,22 @@
 with a code that the page turns into a message; none ends in an error page."""
 
 from typing import Annotated
-from urllib.parse import urlencode
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import RedirectResponse
 
 from app.auth import oidc
 from app.auth.api import take_sign_in_attempt
+from app.auth.cookies import safe_next_path
 from app.core.db import run_in_session
 from app.core.errors import TooManyAttempts
 from app.core.settings import Settings, get_settings
 
-router = APIRouter(prefix="/api/v1/auth/oidc", tags=["auth"])
+router = APIRouter(prefix=oidc.ROUTES_PREFIX, tags=["auth"])
 
 TRANSACTION_COOKIE = "strata_oidc"
-TRANSACTION_COOKIE_PATH = "/api/v1/auth/oidc"
+TRANSACTION_COOKIE_PATH = oidc.ROUTES_PREFIX
 
 
 def _redirect_uri(request: Request, settings: Settings) -> str:
@@ -43,10 +44,14 @@ async def _throttled(request: Request, next_path: str) -> RedirectResponse | Non
 @router.get("/login", include_in_schema=False)
 async def oidc_login(
     request: Request,
-    next: Annotated[str, Query(max_length=2000)] = "/",  # noqa: A002 - the query parameter's name
+    next: Annotated[str | None, Query(max_length=2000)] = None,  # noqa: A002 - the query parameter's name
 ) -> RedirectResponse:
-    """Sends the browser to the company's provider; it comes back to /callback."""
-    if refusal := await _throttled(request, next):
+    """Sends the browser to the company's provider; it comes back to /callback, then goes on to
+    `next`, or else to the `next` of the login page the button was clicked on (its Referer: the
+    page may have been reached by client-side navigation that no state saw)."""
+    if next is None:
+        next = parse_qs(urlsplit(request.headers.get("referer", "")).query).get("next", ["/"])[0][:2000]
+    if refusal := await _throttled(request, safe_next_path(next)):
         return refusal
     settings = get_settings()
     try:

@@ -2,11 +2,8 @@
 into the exported frontend, so configuring OIDC needs no rebuild; why a sign-in failed is
 LoginState.error's business (the callback sends an error code back to /login)."""
 
-from urllib.parse import urlencode
-
 import reflex as rx
 
-from app.auth.cookies import safe_next_path
 from app.core.settings import get_settings
 
 
@@ -18,8 +15,3 @@ class CompanySignInState(rx.State):
     @rx.var
     def company_sign_in_label(self) -> str:
         return f"Sign in with {get_settings().oidc_provider_name}"
-
-    @rx.var(cache=False)
-    def company_sign_in_url(self) -> str:
-        next_path = safe_next_path(self.router.url.query_parameters.get("next", "/"))
-        return f"/api/v1/auth/oidc/login?{urlencode({'next': next_path})}"

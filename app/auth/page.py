@@ -2,6 +2,7 @@ import reflex as rx
 from reflex_components_core.el.elements.base import BaseHTML
 
 from app.auth.cookies import SIGN_IN_PATH
+from app.auth.oidc import COMPANY_SIGN_IN_PATH
 from app.auth.oidc_state import CompanySignInState
 from app.auth.state import AuthState, KeyRow, KeysState, LoginState, UserRow, UsersState
 from app.ui.layout import shell
@@ -15,9 +16,10 @@ def _company_sign_in() -> rx.Component:
     return rx.cond(
         CompanySignInState.company_sign_in_enabled,
         rx.vstack(
-            # A plain link: the browser leaves the app for the provider (no client-side routing).
+            # A plain link: the browser leaves the app for the provider (no client-side routing),
+            # sending this page's address, whose `next` says where to go after signing in.
             rx.button(
-                rx.el.a(CompanySignInState.company_sign_in_label, href=CompanySignInState.company_sign_in_url),
+                rx.el.a(CompanySignInState.company_sign_in_label, href=COMPANY_SIGN_IN_PATH),
                 as_child=True,
                 width="100%",
                 id="company-sign-in",
