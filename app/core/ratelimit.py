@@ -206,7 +206,7 @@ async def stream_slot(user_id: int) -> AsyncIterator[None]:
     taken, in_redis = await _take_slot(key, slot, limit)
     if not taken:
         raise TooManyAttempts(
-            f"You already have {limit} answers being written, the most at once; "
+            f"You already have {limit} {'answer' if limit == 1 else 'answers'} being written, the most at once; "
             "wait for one to finish or stop it, then ask again.",
             STREAM_RETRY_AFTER_SECONDS,
         )

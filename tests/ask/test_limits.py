@@ -93,11 +93,11 @@ async def test_answers_at_once_are_capped_across_the_api_and_the_ask_page_and_a_
         headers=notes_kb["headers"],
         json={"question": NOTES_QUESTION, "knowledge_base_ids": [notes_kb["id"]], "stream": True},
     )
-    assert_429(refused, "You already have 1 answers being written")
+    assert_429(refused, "You already have 1 answer being written")
     tab = signed_in(AskState, staff)
     await send(tab, AskState.load)
     await send(tab, AskState.ask, {"question": NOTES_QUESTION})
-    assert "You already have 1 answers being written" in tab.live_error and not tab.generating
+    assert "You already have 1 answer being written" in tab.live_error and not tab.generating
 
     await streaming.leave()  # the browser tab or client closes the connection mid-answer
 
@@ -110,7 +110,7 @@ async def test_answers_at_once_are_capped_across_the_api_and_the_ask_page_and_a_
             headers=notes_kb["headers"],
             json={"question": "Again?", "knowledge_base_ids": [notes_kb["id"]]},
         ),
-        "answers being written",
+        "answer being written",
     )
     fake_llm.release.set()
     await asyncio.wait_for(page_answer, 120)

@@ -206,7 +206,7 @@ async def test_both_limits_still_bite_while_redis_is_down(api, fake_llm, key_hea
     assert held.status == 200
     await held.read_until("The warehouse")
     body = {"model": CHAT_MODEL, "messages": QUESTION}
-    assert_openai_429(await api.post("/v1/chat/completions", headers=headers, json=body), "1 answers being written")
+    assert_openai_429(await api.post("/v1/chat/completions", headers=headers, json=body), "1 answer being written")
     await held.leave()
     fake_llm.release.set()
     # The count is this process's own while Redis is down: the slot is back as the request ends.
