@@ -144,3 +144,15 @@ async def test_long_passages_go_in_whole_best_first(llm_settings):
     assert WAREHOUSE in prompt[-1].content  # the fact at the end of the best passage is not cut off
     assert "[8]" not in prompt[-1].content  # what does not fit is the least relevant
     assert "7:30" in await answer("When does the Lyon warehouse open?", passages)
+
+
+def test_a_long_history_cannot_push_the_prompt_over_its_budget(llm_settings):
+    llm_settings(llm_max_prompt_tokens="200")  # about 800 characters
+    history = [
+        ChatMessage(role="user" if n % 2 == 0 else "assistant", content=f"turn {n} " + "blah " * 120) for n in range(4)
+    ]
+    prompt = service.grounded_messages(
+        question="When does the Lyon warehouse open?", passages=[passage(WAREHOUSE)], history=history
+    )
+    assert WAREHOUSE in prompt[-1].content  # the passage keeps its room
+    assert sum(len(message.content) for message in prompt) <= 800
