@@ -563,6 +563,29 @@ def test_stale_processes_of_a_dead_supervisord_are_found_and_stopped(tmp_path):
             proc.wait()
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_an_orphaned_valkey_is_found_although_it_overwrites_its_environment(tmp_path):
+    settings = make_settings(tmp_path, port=free_port(), embedded_redis_port=free_port())
+    other = make_settings(tmp_path / "other", port=free_port(), embedded_redis_port=free_port())
+    for each in (settings, other):
+        config.write_config(each)
+    orphan, bystander = _start_rendered(settings, "valkey"), _start_rendered(other, "valkey")
+    try:
+        for each in (settings, other):  # serving: past setting its process title
+            wait_until(lambda s=each: supervise.port_in_use("127.0.0.1", s.embedded_redis_port), 30, "valkey")
+        assert supervise.stale_processes(settings) == [orphan.pid]
+        assert supervise.stale_processes(other) == [bystander.pid]
+        assert supervise.busy_ports(settings) == [f"valkey port {settings.embedded_redis_port}"]
+        assert supervise.stop(settings) == 0
+        assert orphan.wait(15) is not None
+        assert not supervise.busy_ports(settings)  # the next `strata run` can start
+        assert bystander.poll() is None
+    finally:
+        for proc in (orphan, bystander):
+            proc.kill()
+            proc.wait()
+
+
 # ------------------------------------------------------------ Makefile, Docker
 
 

@@ -52,14 +52,20 @@ def _supervisord_pid(settings: Settings) -> int | None:
 
 def stale_processes(settings: Settings) -> list[int]:
     """Processes left from a stack whose supervisord died without stopping them
-    (SIGKILL, OOM): they carry this data dir's STRATA_RUN_DIR marker (Linux)."""
+    (SIGKILL, OOM): they carry this data dir's STRATA_RUN_DIR marker (Linux).
+    Valkey overwrites its environment with its process title, marker included, so
+    it is known by its binary and its working directory, this data dir's redis/."""
     marker = f"{paths.RUN_MARKER}={paths.run_dir(settings)}".encode()
+    valkey = Path(paths.valkey_binary()).resolve()
+    redis_dir = settings.resolved_data_dir / "redis"
     found = []
     for proc in Path("/proc").glob("[0-9]*"):
         if int(proc.name) == os.getpid():
             continue
         with contextlib.suppress(OSError):
             if marker in (proc / "environ").read_bytes().split(b"\0"):
+                found.append(int(proc.name))
+            elif Path(os.readlink(proc / "exe")) == valkey and Path(os.readlink(proc / "cwd")) == redis_dir:
                 found.append(int(proc.name))
     return sorted(found)
 
