@@ -10,6 +10,8 @@ from starlette.datastructures import UploadFile
 
 from app.api import build_api
 from app.ask.state import AskState
+from app.core import ratelimit
+from app.core.errors import TooManyAttempts
 from app.core.settings import get_settings
 from app.generation.service import UNREACHABLE
 from app.knowledge.state import KnowledgeState
@@ -100,6 +102,15 @@ async def test_answers_at_once_are_capped_across_the_api_and_the_ask_page_and_a_
     assert "You already have 1 answer being written" in tab.live_error and not tab.generating
 
     await streaming.leave()  # the browser tab or client closes the connection mid-answer
+
+    async def slot_free() -> bool:
+        try:
+            async with ratelimit.stream_slot(staff.id):
+                return True
+        except TooManyAttempts:
+            return False
+
+    await eventually(slot_free, "the slot of the client that left")
 
     # The page's own answer takes the slot that came back, and holds it while it is written.
     page_answer = asyncio.create_task(send(tab, AskState.ask, {"question": NOTES_QUESTION}))
