@@ -19,8 +19,8 @@ class UserOut(BaseModel):
 
 
 class LoginIn(BaseModel):
-    email: str
-    password: str
+    email: str = Field(max_length=320)
+    password: str = Field(max_length=1024)
 
 
 class LoginOut(BaseModel):

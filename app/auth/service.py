@@ -324,7 +324,13 @@ def authenticate(*, db_session: Session, settings: Settings, email: str, passwor
         raise refused
     if not user.is_active:
         raise Forbidden("This account is deactivated. Ask an admin to reactivate it.")
-    db_session.exec(delete(SignInAttempts).where(SignInAttempts.user_id == user.id, SignInAttempts.source == source))
+    # This source's count, and any other source's that has run out.
+    db_session.exec(
+        delete(SignInAttempts).where(
+            SignInAttempts.user_id == user.id,
+            or_(SignInAttempts.source == source, col(SignInAttempts.window_ends) <= now),
+        )
+    )
     db_session.execute(update(User.__table__).where(User.id == user.id).values(failed_logins=0, locked_until=None))
     return user
 

@@ -23,7 +23,7 @@ def test_scripts_cannot_read_the_session_cookie_and_sign_in_and_out_still_work(n
     page.fill("#email", ADMIN_EMAIL)
     page.fill("#password", ADMIN_PASSWORD)
     page.click("#sign-in")
-    page.wait_for_url(re.compile(r"/system$"))
+    page.wait_for_url(re.compile(r"/system/?$"))
     expect(page.locator("#shell-user-role")).to_have_text("admin")
 
     (cookie,) = session_cookies(page)
@@ -33,7 +33,7 @@ def test_scripts_cannot_read_the_session_cookie_and_sign_in_and_out_still_work(n
     assert cookie["value"] not in page.content()
 
     page.click("#sign-out")
-    page.wait_for_url(re.compile(r"/login$"))
+    page.wait_for_url(re.compile(r"/login/?$"))
     assert session_cookies(page) == []
     page.goto("/admin/users")
     page.wait_for_url(re.compile(r"/login\?next=/admin/users"))
