@@ -3,7 +3,7 @@ from dataclasses import asdict
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
-from app.auth.deps import CurrentUser
+from app.auth.deps import StaffUser
 from app.system import service
 
 router = APIRouter(prefix="/api/v1", tags=["system"])
@@ -17,7 +17,7 @@ async def health() -> JSONResponse:
 
 
 @router.get("/system")
-async def system(user: CurrentUser) -> list[dict]:
+async def system(user: StaffUser) -> list[dict]:
     """Every component's details, as the System page shows them (staff)."""
     report = await service.detailed_health(actor=user)
     return [asdict(component) for component in report.components]
