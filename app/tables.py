@@ -4,6 +4,7 @@ from sqlmodel import SQLModel
 
 from app.ask.tables import Conversation, Message
 from app.auth.tables import ApiKey, ApiKeyRateLimit, User, UserSession
+from app.datasets.tables import Dataset, DatasetLineage, DatasetVersion
 from app.knowledge.tables import Chunk, Document, KnowledgeBase
 from app.predict.tables import ModelVersion, PredictionLog, RegisteredModel, RegistryChange
 from jobs.tables import Job
@@ -15,6 +16,9 @@ __all__ = [
     "ApiKeyRateLimit",
     "Chunk",
     "Conversation",
+    "Dataset",
+    "DatasetLineage",
+    "DatasetVersion",
     "Document",
     "Job",
     "KnowledgeBase",
