@@ -9,8 +9,10 @@ import pytest
 from starlette.datastructures import UploadFile
 
 from app.api import build_api
+from app.ask import service
 from app.ask.state import AskState
 from app.core import ratelimit
+from app.core.db import session_scope
 from app.core.errors import TooManyAttempts
 from app.core.settings import get_settings
 from app.generation.service import UNREACHABLE
@@ -111,6 +113,16 @@ async def test_answers_at_once_are_capped_across_the_api_and_the_ask_page_and_a_
             return False
 
     await eventually(slot_free, "the slot of the client that left")
+
+    async def kept_as_stopped() -> bool:  # what was written before the client left
+        with session_scope() as db_session:
+            [conversation] = service.list_conversations(db_session=db_session, actor=staff)
+            *_, left = service.conversation_messages(
+                db_session=db_session, actor=staff, conversation_id=conversation.id
+            )
+        return (left.role, left.status, left.content) == ("assistant", "stopped", "The warehouse ")
+
+    await eventually(kept_as_stopped, "the answer of the client that left to be saved as stopped")
 
     # The page's own answer takes the slot that came back, and holds it while it is written.
     page_answer = asyncio.create_task(send(tab, AskState.ask, {"question": NOTES_QUESTION}))
