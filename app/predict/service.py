@@ -13,7 +13,6 @@ from app.core.db import run_in_session
 from app.core.errors import InvalidInput, NotFound
 from app.core.metrics import PREDICTIONS_SERVED
 from app.core.roles import Role, require_role
-from app.core.settings import get_settings
 from app.predict import cache, prediction_log, registry
 from app.predict.routing import ServedVersion, choose, routes
 from app.predict.schemas import LabelScore, PredictionResponse, PredictionResult
@@ -76,8 +75,7 @@ async def predict(
     No db_session: the registry is read in short sessions of its own (cached routes), so that
     no connection is held while the model runs. Raises TooManyAttempts, InvalidInput, NotFound."""
     require_role(actor, Role.viewer)
-    caller = caller or f"user:{actor.id}"
-    await ratelimit.take_token(caller, limit_per_minute or get_settings().rate_limit_per_minute)
+    caller = await ratelimit.take_caller_token(actor.id, caller, limit_per_minute)
     started = time.perf_counter()
     _check_inputs(inputs)
     served = await _served_version(model_name, caller, version_number)
