@@ -24,6 +24,7 @@ from app.core.http import BodyLimit, LimitRequestBodies, ObserveRequests, SameOr
 from app.core.metrics import render_metrics
 from app.core.roles import Role, require_role
 from app.core.settings import Settings, get_settings
+from app.datasets.api import router as datasets_router
 from app.jobs_board.api import router as jobs_router
 from app.knowledge.api import router as knowledge_router
 from app.openai_compat.api import build_openai_api
@@ -39,13 +40,22 @@ def upload_body_bytes(settings: Settings) -> int:
     return int(max(settings.upload_request_max_mb, settings.upload_max_mb) * MB) + MULTIPART_OVERHEAD_BYTES
 
 
+def dataset_body_bytes(settings: Settings) -> int:
+    return int(settings.dataset_max_mb * MB) + MULTIPART_OVERHEAD_BYTES
+
+
+def page_upload_body_bytes(settings: Settings) -> int:
+    return max(upload_body_bytes(settings), dataset_body_bytes(settings))
+
+
 # Routes that take more than a JSON body, each with its limit; every other route gets
 # STRATA_REQUEST_MAX_KB. A route for large uploads (datasets, say) adds its line here.
 BODY_LIMITS = (
     BodyLimit(r"/api/v1/knowledge/\d+/documents", upload_body_bytes),
-    # Reflex's upload endpoint (rx.upload on the Knowledge page): it parses the whole
-    # multipart body to temporary files before the event handler checks who is asking.
-    BodyLimit(r"/_upload", upload_body_bytes),
+    BodyLimit(r"/api/v1/datasets", dataset_body_bytes),
+    # Reflex's upload endpoint (rx.upload on the Knowledge and Datasets pages): it parses the
+    # whole multipart body to temporary files before the event handler checks who is asking.
+    BodyLimit(r"/_upload", page_upload_body_bytes),
 )
 
 
@@ -111,7 +121,16 @@ def build_api() -> FastAPI:
         openapi_url=None,
         responses=ERROR_RESPONSES,
     )
-    for router in (ask_router, auth_router, oidc_router, jobs_router, knowledge_router, predict_router, system_router):
+    for router in (
+        ask_router,
+        auth_router,
+        oidc_router,
+        datasets_router,
+        jobs_router,
+        knowledge_router,
+        predict_router,
+        system_router,
+    ):
         _publish_minimum_roles(router)
         api.include_router(router)
 
