@@ -19,16 +19,22 @@ PREBUILT_PORT = 3000
 
 
 def processes_of(data_dir: Path) -> dict[int, str]:
-    """Live processes started for this data dir: `strata run` has its STRATA_DATA_DIR,
-    everything supervisord starts its run dir marker (Valkey and Chroma get no settings)."""
-    markers = {f"STRATA_DATA_DIR={data_dir}".encode(), f"{paths.RUN_MARKER}={data_dir / 'run'}".encode()}
-    found = {}
+    """Live processes started for this data dir: `strata run` itself (its STRATA_DATA_DIR)
+    and what supervisord started (what `strata stop` would clean up)."""
+    marker = f"STRATA_DATA_DIR={data_dir}".encode()
+    pids = set(supervise.stale_processes(Settings(_env_file=None, data_dir=data_dir)))
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit() or int(proc.name) == os.getpid():
             continue
         try:
-            if markers & set((proc / "environ").read_bytes().split(b"\0")):
-                found[int(proc.name)] = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            if marker in (proc / "environ").read_bytes().split(b"\0"):
+                pids.add(int(proc.name))
+        except OSError:
+            continue
+    found = {}
+    for pid in sorted(pids):
+        try:
+            found[pid] = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
         except OSError:
             continue
     return found
