@@ -121,7 +121,7 @@ with session_scope() as s:
 
 def start_server(app: str, port: int, env: dict[str, str], log: Path, server: str) -> subprocess.Popen:
     """`app` (a factory) in its own process tree: granian with one worker, as `strata run`
-    serves the web (app/core/runner.py: Reflex's prod backend, GRANIAN_WORKERS=1), or uvicorn."""
+    serves the web (app/core/runner/web.py: Reflex's prod backend, GRANIAN_WORKERS=1), or uvicorn."""
     if server == "granian":
         command = [sys.executable, "-m", "granian", "--interface", "asgi", "--factory", "--workers", "1"]
         command += ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning", app]

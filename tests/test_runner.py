@@ -1,4 +1,4 @@
-"""The process runner (app/core/runner.py), the Makefile and deploy/Dockerfile.
+"""The process runner (app/core/runner/), the Makefile and deploy/Dockerfile.
 
 Most checks read the generated supervisord config or the Dockerfile (no Docker
 engine here); `test_stack_*` starts the real stack with `strata run` - the
