@@ -1,9 +1,7 @@
 """Schemathesis hooks for tests/test_api_fuzz.py, loaded through SCHEMATHESIS_HOOKS.
 
 The caller's role comes from STRATA_FUZZ_ROLE; each route publishes the role it needs in
-the OpenAPI document (x-strata-minimum-role). The ids of the users the run signs in as are
-in STRATA_FUZZ_PROTECTED_USERS: generated cases may change any other user, not those, so
-that a run does not sign itself out halfway."""
+the OpenAPI document (x-strata-minimum-role)."""
 
 import os
 
@@ -22,9 +20,3 @@ def no_data_for_a_lower_role(ctx, response, case):
             f"{case.method} {case.formatted_path} needs {needed} but answered a {caller} with {response.status_code}"
         )
     return None
-
-
-@schemathesis.hook
-def filter_case(context, case) -> bool:
-    protected = set(os.environ.get("STRATA_FUZZ_PROTECTED_USERS", "").split(","))
-    return str((case.path_parameters or {}).get("user_id")) not in protected
