@@ -1,8 +1,10 @@
-"""The process runner (app/core/runner/), the Makefile and deploy/Dockerfile.
+"""The process runner (app/core/runner/): supervisord config, environments, run/stop.
 
-Most checks read the generated supervisord config or the Dockerfile (no Docker
-engine here); `test_stack_*` starts the real stack with `strata run` - the
-command the Dockerfile's CMD and `make run` use - and kills, restarts and stops it.
+Most checks read the generated config or start single programs as supervisord
+would; `test_stack_*` starts the real stack with `strata run` - the command the
+Dockerfile's CMD and `make run` use - and kills, restarts and stops it. The
+frontend build: tests/test_runner_frontend.py; Makefile and Dockerfile:
+tests/test_packaging.py.
 """
 
 import configparser
@@ -20,14 +22,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from app.core.runner import config, environment, frontend, paths, supervise
+from app.core.runner import config, environment, paths, supervise
 from app.core.settings import Settings
 from tests.conftest import free_port, wait_until
 from tests.stack import Stack, processes_of
 
 REPO = Path(__file__).resolve().parents[1]
-DOCKERFILE = REPO / "deploy" / "Dockerfile"
-MAKEFILE = REPO / "Makefile"
 
 
 def make_settings(tmp_path: Path, **overrides) -> Settings:
@@ -357,138 +357,6 @@ def test_npm_registry_comes_from_npm_config(monkeypatch):
         environment.npm_registry.cache_clear()
 
 
-# -------------------------------------------------------------------- frontend
-
-
-@pytest.fixture
-def fake_project(tmp_path, monkeypatch):
-    root = tmp_path / "project"
-    (root / "app" / "__pycache__").mkdir(parents=True)
-    (root / "app" / "app.py").write_text("app = 1\n")
-    (root / "app" / "__pycache__" / "app.cpython-311.pyc").write_bytes(b"\0")
-    (root / "assets").mkdir()
-    (root / "assets" / "logo.svg").write_text("<svg/>")
-    (root / "reflex.lock").mkdir()
-    (root / "reflex.lock" / "package.json").write_text('{"a": 1, "b": 2}')
-    (root / "rxconfig.py").write_text("config = None\n")
-    (root / "pyproject.toml").write_text("[project]\n")
-    (root / "app" / "ask").mkdir()
-    (root / "app" / "ask" / "page.py").write_text("def ask_page(): ...\n")
-    (root / "app" / "core" / "runner").mkdir(parents=True)
-    (root / "app" / "core" / "runner" / "supervise.py").write_text("def run(): ...\n")
-    (root / "app" / "cli.py").write_text("cli = None\n")
-    monkeypatch.setattr(paths, "PROJECT_ROOT", root)
-    return root
-
-
-def test_frontend_fingerprint_follows_its_inputs(fake_project, tmp_path):
-    settings = make_settings(tmp_path)
-    first = frontend.frontend_fingerprint(settings, env={})
-    assert frontend.frontend_fingerprint(settings, env={}) == first
-    # Byte-code and the formatting of Reflex's package.json do not count.
-    (fake_project / "app" / "__pycache__" / "app.cpython-311.pyc").write_bytes(b"\1")
-    (fake_project / "reflex.lock" / "package.json").write_text('{\n  "b": 2,\n  "a": 1\n}\n')
-    (fake_project / "pyproject.toml").write_text("[tool.ruff]\nline-length = 120\n")  # tool config only
-    assert frontend.frontend_fingerprint(settings, env={}) == first
-    # The port is baked into the bundle.
-    assert frontend.frontend_fingerprint(make_settings(tmp_path, port=3001), env={}) != first
-    assert frontend.frontend_fingerprint(settings, env={"REFLEX_API_URL": "https://strata.example"}) != first
-    (fake_project / "assets" / "logo.svg").write_text("<svg></svg>")
-    second = frontend.frontend_fingerprint(settings, env={})
-    assert second != first
-    (fake_project / "app" / "page.py").write_text("x = 1\n")
-    assert frontend.frontend_fingerprint(settings, env={}) != second
-
-
-def test_frontend_is_current_only_with_a_matching_stamp(fake_project, tmp_path):
-    settings = make_settings(tmp_path)
-    client = paths.web_dir(settings, env={}) / "build" / "client"
-    assert not frontend.frontend_is_current(settings, env={})
-    client.mkdir(parents=True)
-    (client / "index.html").write_text("<html></html>")
-    assert not frontend.frontend_is_current(settings, env={})  # no stamp
-    stamp = paths.web_dir(settings, env={}) / "build" / frontend.FRONTEND_STAMP
-    stamp.write_text(json.dumps({"fingerprint": frontend.frontend_fingerprint(settings, env={})}))
-    assert frontend.frontend_is_current(settings, env={})
-    (client / "index.html").unlink()  # a build that died half-way
-    assert not frontend.frontend_is_current(settings, env={})
-    (client / "index.html").write_text("<html></html>")
-    (fake_project / "app" / "app.py").write_text("app = 2\n")
-    assert not frontend.frontend_is_current(settings, env={})
-
-
-def test_ensure_frontend_skips_the_build_when_current(fake_project, tmp_path, monkeypatch):
-    settings = make_settings(tmp_path)
-    calls = []
-
-    def fake_export(args, **kwargs):
-        calls.append(args)
-        client = paths.web_dir(settings, env={}) / "build" / "client"
-        client.mkdir(parents=True, exist_ok=True)
-        (client / "index.html").write_text("<html></html>")
-        (fake_project / ".gitignore").write_text(".web\n*.db\n")  # what Reflex's init does
-        return subprocess.CompletedProcess(args, 0)
-
-    (fake_project / ".gitignore").write_text(".venv/\n")
-    monkeypatch.setattr(frontend.subprocess, "run", fake_export)
-    assert frontend.ensure_frontend(settings, env={}) is True
-    assert calls and calls[0][1:5] == ["export", "--frontend-only", "--no-zip", "--env"]
-    assert (fake_project / ".gitignore").read_text() == ".venv/\n"
-    assert frontend.ensure_frontend(settings, env={}) is False
-    assert len(calls) == 1
-    assert frontend.ensure_frontend(settings, env={}, force=True) is True
-    assert len(calls) == 2
-
-
-def _fake_build(settings: Settings) -> None:
-    client = paths.web_dir(settings, env={}) / "build" / "client"
-    client.mkdir(parents=True)
-    (client / "index.html").write_text("<html></html>")
-    stamp = paths.web_dir(settings, env={}) / "build" / frontend.FRONTEND_STAMP
-    stamp.write_text(json.dumps({"fingerprint": frontend.frontend_fingerprint(settings, env={})}))
-
-
-def test_editing_supervision_code_keeps_the_frontend_build(fake_project, tmp_path):
-    settings = make_settings(tmp_path)
-    _fake_build(settings)
-    assert frontend.frontend_is_current(settings, env={})
-    (fake_project / "app" / "core" / "runner" / "supervise.py").write_text("def run(): return 1\n")
-    (fake_project / "app" / "core" / "runner" / "web.py").write_text("def serve_web(): ...\n")
-    (fake_project / "app" / "cli.py").write_text("cli = 1\n")
-    assert frontend.frontend_is_current(settings, env={})
-    (fake_project / "app" / "ask" / "page.py").write_text("def ask_page(): return 1\n")
-    assert not frontend.frontend_is_current(settings, env={})
-
-
-def test_compiling_the_app_imports_nothing_the_fingerprint_leaves_out():
-    # What `reflex export` imports to compile: rxconfig, then app.app (app_name "app").
-    code = (
-        "import sys, rxconfig, app.app\n"
-        "print('\\n'.join(m.__file__ for m in list(sys.modules.values()) if getattr(m, '__file__', None)))"
-    )
-    result = subprocess.run(
-        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=600, check=False
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    imported = {Path(line).resolve() for line in result.stdout.splitlines()}
-    assert REPO / "app" / "app.py" in imported
-    left_out = [REPO / rel for rel in frontend.FRONTEND_EXCLUDED]
-    assert all(path.exists() for path in left_out), left_out
-    leaked = sorted(f for f in imported if any(f == e or e in f.parents for e in left_out))
-    assert not leaked, f"compiling the app imports modules the frontend fingerprint ignores: {leaked}"
-
-
-def test_each_port_has_its_own_web_build_dir(fake_project, tmp_path):
-    on_3000 = paths.web_dir(make_settings(tmp_path, port=3000), env={})
-    on_3999 = paths.web_dir(make_settings(tmp_path, port=3999), env={})
-    assert on_3000 != on_3999
-    assert on_3000.parent == on_3999.parent == fake_project / ".web"  # ignored by git
-    env = environment.child_env(make_settings(tmp_path, port=3999), base={})
-    assert env["REFLEX_WEB_WORKDIR"] == str(on_3999)
-    custom = environment.child_env(make_settings(tmp_path), base={"REFLEX_WEB_WORKDIR": "/srv/web"})
-    assert custom["REFLEX_WEB_WORKDIR"] == "/srv/web"
-
-
 # ------------------------------------------------------------------- stop/ctl
 
 
@@ -584,122 +452,6 @@ def test_an_orphaned_valkey_is_found_although_it_overwrites_its_environment(tmp_
         for proc in (orphan, bystander):
             proc.kill()
             proc.wait()
-
-
-# ------------------------------------------------------------ Makefile, Docker
-
-
-def dockerfile_stages() -> dict[str, list[tuple[str, str]]]:
-    """{stage name: [(INSTRUCTION, arguments)]}, continuation lines joined."""
-    text = re.sub(r"\\\n", " ", DOCKERFILE.read_text())
-    stages: dict[str, list[tuple[str, str]]] = {}
-    current = None
-    for line in text.splitlines():
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        instruction, _, args = line.partition(" ")
-        instruction = instruction.upper()
-        if instruction == "FROM":
-            match = re.search(r"\bAS\s+(\S+)", args, re.IGNORECASE)
-            current = match.group(1) if match else f"stage{len(stages)}"
-            stages[current] = []
-        if current is not None:
-            stages[current].append((instruction, args))
-    return stages
-
-
-def instructions(stage: list[tuple[str, str]], name: str) -> list[str]:
-    return [args for instruction, args in stage if instruction == name]
-
-
-def test_dockerfile_runs_the_same_strata_run(monkeypatch):
-    stages = dockerfile_stages()
-    final = list(stages.values())[-1]
-    assert [json.loads(c) for c in instructions(final, "CMD")] == [["strata", "run"]]
-    entrypoints = [json.loads(e) for e in instructions(final, "ENTRYPOINT")]
-    assert all("strata" not in " ".join(e) for e in entrypoints)  # only an init (tini) in front
-    # ... and `strata run` is the runner's run(), the one the stack test below drives.
-    from typer.testing import CliRunner
-
-    import app.cli as cli
-
-    calls = []
-    monkeypatch.setattr(cli, "migrate", lambda: calls.append("migrate"))
-    monkeypatch.setattr(supervise, "run", lambda settings: calls.append(("run", settings)) or 7)
-    result = CliRunner().invoke(cli.cli, ["run"])
-    assert result.exit_code == 7, result.output
-    assert calls[0] == "migrate" and calls[1][0] == "run"
-
-
-def test_dockerfile_is_multi_stage_and_the_runtime_has_no_build_extra():
-    stages = dockerfile_stages()
-    assert len(stages) >= 2
-    build, runtime = stages.get("build"), list(stages.values())[-1]
-    assert build is not None
-    build_runs = " ".join(instructions(build, "RUN"))
-    assert "strata models build" in build_runs
-    assert "/opt/strata/models" in build_runs
-    runtime_text = " ".join(args for _, args in runtime)
-    assert "torch" not in runtime_text
-    assert "optional-dependencies" not in runtime_text
-    assert ".[build" not in runtime_text and "[build]" not in runtime_text
-    assert any("--from=build" in c and "/opt/strata/models" in c for c in instructions(runtime, "COPY"))
-    assert "bun@" in runtime_text  # bun from the npm registry, never a download
-    assert "build-frontend" in runtime_text  # pre-built frontend: a start only serves it
-
-
-def test_dockerfile_runtime_contract():
-    runtime = list(dockerfile_stages().values())[-1]
-    assert instructions(runtime, "VOLUME") == ["/data"]
-    assert "3000" in instructions(runtime, "EXPOSE")
-    assert any(re.search(r"\bSTRATA_DATA_DIR=/data\b", e) for e in instructions(runtime, "ENV"))
-    healthchecks = instructions(runtime, "HEALTHCHECK")
-    assert len(healthchecks) == 1
-    assert "http://127.0.0.1:" in healthchecks[0]
-    assert "/api/v1/health" in healthchecks[0]
-    assert re.search(r"\bCMD\b", healthchecks[0])
-
-
-def docker_ignored(path: str) -> bool:
-    """Whether deploy/Dockerfile.dockerignore keeps `path` (relative to the build
-    context) out of the context, with Docker's rules: patterns anchor at the
-    context root, `**` spans directories, a matched directory takes its contents,
-    the last matching line wins and `!` re-includes."""
-    ignored = False
-    for raw in (REPO / "deploy" / "Dockerfile.dockerignore").read_text().splitlines():
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        negate = line.startswith("!")
-        pattern = line.lstrip("!").strip().strip("/")
-        regex = ""
-        for token in re.split(r"(\*\*/|\*\*|\*|\?)", pattern):
-            regex += {"**/": "(?:.*/)?", "**": ".*", "*": "[^/]*", "?": "[^/]"}.get(token, re.escape(token))
-        parts = path.split("/")
-        if any(re.fullmatch(regex, "/".join(parts[:i])) for i in range(1, len(parts) + 1)):
-            ignored = not negate
-    return ignored
-
-
-def test_env_files_stay_out_of_git_and_the_image():
-    for path in (".env", ".env.production", "deploy/.env", "app/.env"):
-        ignored = subprocess.run(["git", "check-ignore", "-q", "--no-index", path], cwd=REPO, check=False)
-        assert ignored.returncode == 0, f"git would commit {path}"
-        assert docker_ignored(path), f"docker build would copy {path} into the image"
-    assert docker_ignored("data/run/valkey.password")
-    for path in ("app/app.py", "pyproject.toml", "rxconfig.py", "reflex.lock/package.json", "assets/logo.svg"):
-        assert not docker_ignored(path), path
-
-
-def test_makefile_targets_use_the_strata_commands():
-    text = MAKEFILE.read_text()
-    run_recipe = re.search(r"^run:.*?\n((?:\t.*\n)+)", text, re.MULTILINE).group(1)
-    assert "$(BIN)/strata run" in run_recipe
-    stop_recipe = re.search(r"^stop:.*?\n((?:\t.*\n)+)", text, re.MULTILINE).group(1)
-    assert "strata stop" in stop_recipe
-    assert "bun@$(BUN_VERSION)" in text and re.search(r"^BUN_VERSION := 1\.4\.4$", text, re.MULTILINE)
-    assert "--registry=" in text
 
 
 # ----------------------------------------------------------------- real stack
