@@ -109,7 +109,8 @@ class Caller:
 
 
 async def identified_caller(request: Request, user: CurrentUser) -> Caller:
-    """The caller and their rate limit, for services that take the token themselves (predict)."""
+    """The caller and their rate limit, for services that take the token themselves (ask, predict,
+    uploads, /v1: pages call the same services)."""
     credential = bearer_credential(request)
     # Not SettingsDep: FastAPI runs a sync dependency in a worker thread, a round trip per request.
     limit = get_settings().rate_limit_per_minute
