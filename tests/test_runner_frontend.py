@@ -140,3 +140,26 @@ def test_each_port_has_its_own_web_build_dir(fake_project, tmp_path):
     assert env["REFLEX_WEB_WORKDIR"] == str(on_3999)
     custom = environment.child_env(make_settings(tmp_path), base={"REFLEX_WEB_WORKDIR": "/srv/web"})
     assert custom["REFLEX_WEB_WORKDIR"] == "/srv/web"
+
+
+def test_assets_hold_the_icons_every_page_links():
+    import importlib.util
+    import struct
+
+    from app.ui.layout import favicon_links
+
+    hrefs = {str(link.href).strip('"') for link in favicon_links()}
+    assert hrefs == {"/favicon.ico", "/logo.svg"}
+    for href in hrefs:  # Reflex serves assets/ at the root
+        assert (REPO / "assets" / href.lstrip("/")).is_file(), href
+    # The committed files are what scripts/make-favicon.py draws.
+    spec = importlib.util.spec_from_file_location("make_favicon", REPO / "scripts" / "make-favicon.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    assert (REPO / "assets" / "logo.svg").read_text() == script.svg()
+    ico = (REPO / "assets" / "favicon.ico").read_bytes()
+    assert ico == script.ico()
+    reserved, kind, count = struct.unpack("<HHH", ico[:6])
+    assert (reserved, kind) == (0, 1) and count >= 2  # an icon, several sizes
+    sizes = sorted(ico[6 + 16 * i] for i in range(count))
+    assert 16 in sizes and 32 in sizes
