@@ -80,7 +80,9 @@ def _clean_name(name: str, db_session: Session, exclude_id: int | None = None) -
         raise InvalidInput("A knowledge base needs a name.")
     if len(name) > 200:
         raise InvalidInput("The name is too long (200 characters at most).")
-    taken = db_session.exec(select(KnowledgeBase).where(func.lower(KnowledgeBase.name) == name.lower())).first()
+    # Lowered by the database on both sides: SQLite's lower() leaves non-ASCII letters alone,
+    # so a name lowered in Python would miss an identical one (and the unique index would answer).
+    taken = db_session.exec(select(KnowledgeBase).where(func.lower(KnowledgeBase.name) == func.lower(name))).first()
     if taken is not None and taken.id != exclude_id:
         # Names are unique, so this tells that the name is in use, but not how it is spelt nor what it holds.
         raise Conflict("A knowledge base with this name already exists; choose another name.")

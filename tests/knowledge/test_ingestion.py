@@ -325,3 +325,19 @@ async def test_a_chroma_outage_is_reported_without_its_address(client, staff, mo
         monkeypatch.undo()
         get_settings.cache_clear()
         get_chroma.cache_clear()
+
+
+@pytest.mark.parametrize("name", ["Über", "ÀÉÎ handbook", "Strata"])
+async def test_a_name_in_use_is_a_conflict_whatever_its_letters(client, staff, name):
+    """Found by the API fuzz test: SQLite's lower() leaves non-ASCII letters alone, so a
+    Python-lowered lookup missed an identical name and the unique index answered with a 500."""
+    headers = await sign_in(client, staff.email)
+    first = await client.post("/api/v1/knowledge", headers=headers, json={"name": name, "reader_roles": ["staff"]})
+    assert first.status_code == 201, first.text
+    other = await client.post("/api/v1/knowledge", headers=headers, json={"name": "Other", "reader_roles": ["staff"]})
+    for response in (
+        await client.post("/api/v1/knowledge", headers=headers, json={"name": name, "reader_roles": ["staff"]}),
+        await client.patch(f"/api/v1/knowledge/{other.json()['id']}", headers=headers, json={"name": f" {name} "}),
+    ):
+        assert response.status_code == 409, response.text
+        assert "already exists" in response.json()["detail"]
