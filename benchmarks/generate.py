@@ -1,72 +1,139 @@
-"""Chat model speed: the shipped fp32 ONNX SmolLM2 vs an int8 (dynamic, per-channel) copy.
+"""Chat model speed: Strata's 4-bit ONNX SmolLM2 against llama.cpp on the same GGUF, in one run.
 
     python benchmarks/generate.py [--rounds 3] [--tokens 96]
 
-Quantises the built model into a temporary folder with onnxruntime.quantization
-(needs ``onnx``, from the build extra), then decodes the same prompts greedily
-with both through models.generator, alternating rounds, and reports the median
-decode speed (tokens/s after the first), the time to first token, the size on
-disk, and how often int8's greedy tokens equal fp32's (a quality proxy: fp32
-itself equals PyTorch token for token, see the manifest). Prints, asserts nothing.
+llama.cpp is llama-cpp-python, installed on first use into its own cached
+environment, ${STRATA_CACHE_DIR:-~/.cache/strata}/bench/llama-cpp-python-<version>
+(PyPI has only its source: building it needs cmake and a C++ compiler, e.g.
+`apt-get install cmake g++`). It never enters Strata's own environment or `make test`.
+
+Each engine runs in a process of its own (so each one's resident memory is its
+own), with the same thread count, on the same prompt token ids (Strata's
+tokenizer), greedy. Rounds alternate the engines and flip their order, because
+the machine is shared and absolute numbers drift: compare the ratios. Prints
+decode speed (tokens/s after the first), time to the first token on the short
+benchmark prompts and on a ~650-token grounded prompt, resident memory (the
+process, and what loading and running the model added), and how many greedy
+tokens each agrees on, with each other and with the fp32 PyTorch reference the
+build recorded. Asserts nothing.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import statistics
+import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from models.generator import DecodeOptions, Generator  # noqa: E402
-from models.manifest import GENERATOR_NAME, read_manifest, write_manifest  # noqa: E402
-
-PROMPTS = (
-    "Explain in a few sentences why the sky is blue.",
-    "Write a short paragraph about the history of bread.",
-    "Passages:\n[1] The Lyon warehouse opens at 7:30 on weekdays and closes at 18:00.\n\n"
-    "Question: When does the Lyon warehouse open and close?",
-)
+LLAMA_CPP = "llama-cpp-python==0.3.36"
+SHORT, LONG = "short", "650"
 
 
-def quantise(model_dir: Path, out_dir: Path) -> Path:
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    manifest = read_manifest(model_dir)
-    out_dir.mkdir()
-    for name in (manifest.tokenizer_file, manifest.reference_file):
-        shutil.copy(model_dir / name, out_dir / name)
-    target = out_dir / "model_int8.onnx"
-    quantize_dynamic(
-        model_dir / manifest.file,
-        target,
-        weight_type=QuantType.QInt8,
-        per_channel=True,
-        extra_options={"MatMulConstBOnly": True},
-    )
-    write_manifest(out_dir, manifest.model_copy(update={"file": target.name, "size_bytes": target.stat().st_size}))
-    return out_dir
+def _rss_mb() -> float:
+    with open("/proc/self/statm") as fh:
+        return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1e6
 
 
-def run(generator: Generator, prompt: str, tokens: int) -> tuple[float, float, list[int]]:
-    """(time to first token in s, decode tokens/s, token ids)"""
-    ids = generator.encode_chat([("user", prompt)])
-    options = DecodeOptions(max_new_tokens=tokens, no_repeat_ngram=0)
-    started = time.perf_counter()
-    produced, first = [], None
-    for token in generator.token_ids(ids, options):
-        produced.append(token)
-        if first is None:
-            first = time.perf_counter()
-    finished = time.perf_counter()
-    speed = (len(produced) - 1) / (finished - first) if len(produced) > 1 else float("nan")
-    return first - started, speed, produced
+# ---------------------------------------------------------------- workers
+
+
+def _serve(load, generate) -> None:
+    """Worker loop: one JSON request per stdin line, one JSON answer per stdout line."""
+    before = _rss_mb()
+    engine = load()
+    print(json.dumps({"loaded_mb": _rss_mb() - before}), flush=True)
+    for line in sys.stdin:
+        request = json.loads(line)
+        started = time.perf_counter()
+        tokens, arrivals = [], []
+        for token in generate(engine, request["ids"], request["tokens"], request["end"]):
+            tokens.append(token)
+            arrivals.append(time.perf_counter())
+        decode = (len(arrivals) - 1) / (arrivals[-1] - arrivals[0]) if len(arrivals) > 1 else None
+        answer = {"ttft": arrivals[0] - started, "decode": decode, "tokens": tokens}
+        print(json.dumps({**answer, "rss_mb": _rss_mb(), "model_mb": _rss_mb() - before}), flush=True)
+
+
+def _strata_worker(models_dir: str, threads: int) -> None:
+    sys.path.insert(0, str(REPO))
+    from models.generator import DecodeOptions, Generator
+    from models.manifest import GENERATOR_NAME
+
+    def generate(generator, ids, tokens, end):
+        yield from generator.token_ids(ids, DecodeOptions(max_new_tokens=tokens, no_repeat_ngram=0))
+
+    _serve(lambda: Generator.load(Path(models_dir) / GENERATOR_NAME, threads=threads), generate)
+
+
+def _llama_worker(gguf: str, threads: int) -> None:
+    from llama_cpp import Llama
+
+    def load():
+        return Llama(model_path=gguf, n_ctx=2048, n_threads=threads, n_threads_batch=threads, verbose=False)
+
+    def generate(llm, ids, tokens, end):
+        llm.reset()  # no reuse of the previous prompt's cache: every prompt is computed whole
+        for n, token in enumerate(llm.generate(ids, top_k=1, temp=0.0, repeat_penalty=1.0, reset=True)):
+            if token == end or n == tokens:
+                return
+            yield token
+
+    _serve(load, generate)
+
+
+# ---------------------------------------------------------------- driver
+
+
+def _llama_python() -> Path:
+    version = LLAMA_CPP.split("==")[1]
+    root = Path(os.environ.get("STRATA_CACHE_DIR") or Path.home() / ".cache" / "strata") / "bench"
+    env = root / f"llama-cpp-python-{version}"
+    python = env / "bin" / "python"
+    if python.is_file():
+        return python
+    missing = [tool for tool in ("cmake", "c++") if shutil.which(tool) is None]
+    if missing:
+        sys.exit(f"building {LLAMA_CPP} from source needs {' and '.join(missing)}: apt-get install cmake g++")
+    print(f"installing {LLAMA_CPP} into {env} (compiles llama.cpp: several minutes)", flush=True)
+    partial = env.with_name(env.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    subprocess.run([sys._base_executable, "-m", "venv", str(partial)], check=True)
+    subprocess.run([str(partial / "bin" / "python"), "-m", "pip", "install", "-q", LLAMA_CPP], check=True)
+    partial.rename(env)  # a venv's python runs from any path; pip is only ever run as `python -m pip`
+    return python
+
+
+class _Engine:
+    def __init__(self, name: str, command: list[str]) -> None:
+        self.name = name
+        self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self.loaded_mb = json.loads(self.process.stdout.readline())["loaded_mb"]
+        self.ttft: dict[str, list[float]] = {SHORT: [], LONG: []}
+        self.decode: list[float] = []
+        self.tokens: dict[str, list[int]] = {}
+        self.rss_mb = self.model_mb = 0.0
+
+    def run(self, ids: list[int], tokens: int, end: int) -> dict:
+        self.process.stdin.write(json.dumps({"ids": ids, "tokens": tokens, "end": end}) + "\n")
+        self.process.stdin.flush()
+        answer = json.loads(self.process.stdout.readline())
+        self.rss_mb = max(self.rss_mb, answer["rss_mb"])
+        self.model_mb = max(self.model_mb, answer["model_mb"])
+        return answer
+
+    def close(self) -> None:
+        self.process.stdin.close()
+        self.process.wait(timeout=60)
+
+
+def _same_prefix(a: list[int], b: list[int]) -> int:
+    return next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b)))
 
 
 def main() -> None:
@@ -74,44 +141,82 @@ def main() -> None:
     parser.add_argument("--models-dir", default=os.environ.get("STRATA_MODELS_DIR", str(REPO / ".cache" / "models")))
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--tokens", type=int, default=96)
+    parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
+    parser.add_argument("--worker", choices=["strata", "llama"], help=argparse.SUPPRESS)
+    parser.add_argument("--gguf", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.worker == "strata":
+        return _strata_worker(args.models_dir, args.threads)
+    if args.worker == "llama":
+        return _llama_worker(args.gguf, args.threads)
+
+    sys.path.insert(0, str(REPO))
+    import numpy as np
+    from tokenizers import Tokenizer
+
+    from models.export_generator import BENCHMARK_PROMPTS, LONG_GROUNDED_PROMPT, _generator_gguf
+    from models.generator import IM_END, render_chat
+    from models.manifest import GENERATOR_NAME, read_manifest
 
     model_dir = Path(args.models_dir) / GENERATOR_NAME
-    with tempfile.TemporaryDirectory(prefix="strata-bench-int8-") as tmp:
-        started = time.perf_counter()
-        int8_dir = quantise(model_dir, Path(tmp) / GENERATOR_NAME)
-        print(f"int8 quantisation: {time.perf_counter() - started:.1f} s")
-        engines = {"fp32": Generator.load(model_dir), "int8": Generator.load(int8_dir)}
-        for name, engine in engines.items():
-            size = (engine.model_dir / engine.manifest.file).stat().st_size
-            print(f"{name}: {size / 1e6:.0f} MB, loads in {engine.load_seconds:.2f} s")
-        for engine in engines.values():
-            run(engine, PROMPTS[0], 8)  # warm-up
-        ttft = {name: [] for name in engines}
-        speed = {name: [] for name in engines}
-        tokens = {name: {} for name in engines}
-        for _ in range(args.rounds):
-            for name, engine in engines.items():
-                for prompt in PROMPTS:
-                    first, rate, ids = run(engine, prompt, args.tokens)
-                    ttft[name].append(first)
-                    speed[name].append(rate)
-                    tokens[name][prompt] = ids
-        print(f"load average: {os.getloadavg()[0]:.2f} (2 cores shared)")
-        for name in engines:
-            print(
-                f"{name}: decode {statistics.median(speed[name]):.1f} tok/s, "
-                f"time to first token {statistics.median(ttft[name]) * 1000:.0f} ms (median of {len(speed[name])})"
-            )
+    manifest = read_manifest(model_dir)
+    tokenizer = Tokenizer.from_file(str(model_dir / manifest.tokenizer_file))
+    end = tokenizer.token_to_id(IM_END)
+
+    def encode(messages) -> list[int]:
+        return tokenizer.encode(render_chat(messages), add_special_tokens=False).ids
+
+    prompts = {render_chat(m): encode(m) for m in BENCHMARK_PROMPTS}
+    long_ids = encode(LONG_GROUNDED_PROMPT)
+    with np.load(model_dir / manifest.reference_file, allow_pickle=False) as ref:
+        continuations = np.split(ref["continuations"], np.cumsum(ref["continuation_lengths"])[:-1])
+        fp32 = {str(p): [int(t) for t in c if t != end] for p, c in zip(ref["prompts"], continuations, strict=True)}
+
+    me = [sys.executable, __file__, "--threads", str(args.threads), "--models-dir", args.models_dir]
+    llama = [str(_llama_python()), __file__, "--threads", str(args.threads), "--gguf", str(_generator_gguf())]
+    engines = [_Engine("strata", [*me, "--worker", "strata"]), _Engine("llama.cpp", [*llama, "--worker", "llama"])]
+    try:
+        for engine in engines:
+            engine.run(next(iter(prompts.values())), 8, end)  # warm-up
+        for round_number in range(args.rounds):
+            for engine in engines if round_number % 2 == 0 else engines[::-1]:
+                for text, ids in prompts.items():
+                    answer = engine.run(ids, args.tokens, end)
+                    engine.ttft[SHORT].append(answer["ttft"])
+                    if answer["decode"]:
+                        engine.decode.append(answer["decode"])
+                    engine.tokens[text] = answer["tokens"]
+                engine.ttft[LONG].append(engine.run(long_ids, 1, end)["ttft"])
+    finally:
+        for engine in engines:
+            engine.close()
+
+    print(
+        f"{args.rounds} rounds, {args.threads} threads, {args.tokens} greedy tokens per prompt; "
+        f"load average {os.getloadavg()[0]:.2f} (the machine is shared: compare ratios)"
+    )
+    print(f"long prompt: {len(long_ids)} tokens")
+    for engine in engines:
         print(
-            f"int8/fp32 decode speed ratio: {statistics.median(speed['int8']) / statistics.median(speed['fp32']):.2f}"
+            f"{engine.name:>9}: decode {statistics.median(engine.decode):6.1f} tok/s | "
+            f"first token {statistics.median(engine.ttft[SHORT]) * 1000:5.0f} ms short, "
+            f"{statistics.median(engine.ttft[LONG]) * 1000:5.0f} ms at {len(long_ids)} tokens | "
+            f"RSS {engine.rss_mb:.0f} MB, of which the model {engine.model_mb:.0f} MB "
+            f"({engine.loaded_mb:.0f} MB once loaded)"
         )
-        for prompt in PROMPTS:
-            a, b = tokens["fp32"][prompt], tokens["int8"][prompt]
-            same = next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b)))
-            print(f"greedy tokens equal for the first {same}/{len(a)}: {prompt[:40]!r}")
-            print(f"   fp32: {engines['fp32'].decode(a)[:160]!r}")
-            print(f"   int8: {engines['int8'].decode(b)[:160]!r}")
+    strata, cpp = engines
+    print(
+        f"strata/llama.cpp: decode speed x{statistics.median(strata.decode) / statistics.median(cpp.decode):.2f}, "
+        f"first token x{statistics.median(cpp.ttft[SHORT]) / statistics.median(strata.ttft[SHORT]):.2f} short and "
+        f"x{statistics.median(cpp.ttft[LONG]) / statistics.median(strata.ttft[LONG]):.2f} at {len(long_ids)} tokens "
+        "(above 1: Strata faster)"
+    )
+    for text in prompts:
+        ours, theirs, reference = strata.tokens[text], cpp.tokens[text], fp32.get(text)
+        line = f"llama.cpp {_same_prefix(ours, theirs)}/{len(ours)}"
+        if reference is not None:
+            line += f", fp32 reference {_same_prefix(ours, reference)}/{len(ours)} (llama.cpp {_same_prefix(theirs, reference)})"
+        print(f"greedy tokens Strata shares with {line}: {text.splitlines()[-3][:40]!r}")
 
 
 if __name__ == "__main__":

@@ -15,7 +15,6 @@ of threads: after ``load`` nothing in it is mutated.
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -24,30 +23,10 @@ import numpy as np
 import onnxruntime as ort
 from tokenizers import Tokenizer
 
-from models.manifest import ModelManifest, read_manifest
+from models.manifest import ModelManifest
+from models.runtime import default_threads, open_model
 
 __all__ = ["Embedder", "default_threads"]
-
-
-def default_threads() -> int:
-    """CPU cores this process may run on (respects taskset/cgroup cpusets)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except (AttributeError, OSError):  # pragma: no cover - non-Linux
-        return max(1, os.cpu_count() or 1)
-
-
-def _session_options(threads: int) -> ort.SessionOptions:
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    opts.inter_op_num_threads = 1
-    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    opts.log_severity_level = 3  # errors only
-    # The web, the worker and the stores share a few cores: idle ORT threads that
-    # spin-wait steal them, and made batch-1 latency worse under load here.
-    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return opts
 
 
 class Embedder:
@@ -88,23 +67,11 @@ class Embedder:
         """Load the model built in ``model_dir`` (see models.build.build_models)."""
         started = time.perf_counter()
         model_dir = Path(model_dir)
-        manifest = read_manifest(model_dir)
-        if threads is None:
-            threads = default_threads()
-        if threads < 1:
-            raise ValueError(f"threads must be >= 1, got {threads}")
-
-        tokenizer = Tokenizer.from_file(str(model_dir / manifest.tokenizer_file))
+        manifest, session, tokenizer, threads = open_model(model_dir, task="embedding", threads=threads)
         # Whatever tokenizer.json says, use the sentence-transformers settings:
         # truncate to max_length word pieces, pad per batch ourselves.
         tokenizer.enable_truncation(max_length=manifest.max_length)
         tokenizer.no_padding()
-
-        session = ort.InferenceSession(
-            str(model_dir / manifest.file),
-            sess_options=_session_options(threads),
-            providers=["CPUExecutionProvider"],
-        )
         return cls(
             model_dir=model_dir,
             manifest=manifest,

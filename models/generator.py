@@ -1,8 +1,11 @@
 """Chat generation with onnxruntime + tokenizers + numpy (no torch at runtime).
 
-Runs the decoder-only SmolLM2-135M-Instruct exported by ``models.build``: the
-prompt goes through the graph once, then one token per step with the
-key/value cache the graph returns (``present.*`` fed back as ``past_key_values.*``).
+Runs the 4-bit SmolLM2-135M-Instruct graph that ``models.generator_graph`` writes
+from the GGUF: the prompt goes through the graph once, then one token per step.
+Each sequence allocates its key/value cache once, for its whole length, and binds
+it to the graph's past and present alike (IOBinding): attention appends in place,
+so a step copies no cache and allocates nothing but its embedding row. The token
+embedding is looked up here, in numpy, from a memory-mapped table.
 
 Decoding is greedy, or sampled at a low temperature, with two guards against
 the loops small models fall into: a repetition penalty on tokens already
@@ -20,6 +23,7 @@ as soon as it is set.
 
 from __future__ import annotations
 
+import ctypes
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -30,8 +34,8 @@ import numpy as np
 import onnxruntime as ort
 from tokenizers import Tokenizer
 
-from models.embedder import _session_options, default_threads
-from models.manifest import ModelManifest, read_manifest
+from models.manifest import ModelManifest
+from models.runtime import open_model
 
 __all__ = ["DecodeOptions", "Generator", "PromptTooLong", "StopSignal", "render_chat"]
 
@@ -40,6 +44,11 @@ IM_END = "<|im_end|>"
 # SmolLM2's own chat template adds this system message when none is given.
 DEFAULT_SYSTEM = "You are a helpful AI assistant named SmolLM, trained by Hugging Face"
 _PARTIAL_UTF8 = "\ufffd"
+# The Q8_0 token embedding (written by models.generator_graph), memory-mapped so that only the
+# rows of tokens actually used are paged in: int8 q (vocab, hidden) and fp32 d (vocab, hidden/32).
+EMBEDDING_FILES = ("embedding_q.npy", "embedding_scales.npy")
+EMBEDDING_BLOCK = 32
+PROMPT_CHUNK = 128  # prompt tokens per pass through the graph (see _Decoder.forward)
 
 
 class PromptTooLong(ValueError):
@@ -83,6 +92,70 @@ def render_chat(messages: Sequence[tuple[str, str]]) -> str:
     return "".join(parts)
 
 
+def _release_freed_memory() -> None:
+    """Hand the prompt pass's freed intermediate tensors back to the system.
+
+    glibc keeps freed heap memory for reuse; after a long prompt that is ~30 MB the
+    decode steps never need again (measured here). Elsewhere this does nothing."""
+    if _MALLOC_TRIM is not None:
+        _MALLOC_TRIM(0)
+
+
+try:
+    _MALLOC_TRIM = ctypes.CDLL("libc.so.6").malloc_trim
+except (OSError, AttributeError):  # not glibc
+    _MALLOC_TRIM = None
+
+
+class _Decoder:
+    """One sequence's pass through the graph: its key/value cache, allocated once for the whole
+    sequence and bound in place (the graph reads past and writes present into the same buffer),
+    and the logits buffer. Not shared between threads."""
+
+    def __init__(self, generator: Generator, capacity: int, run_options: ort.RunOptions | None) -> None:
+        self._generator = generator
+        self._run_options = run_options
+        self._binding = generator._session.io_binding()
+        shape = (1, generator._kv_heads, capacity, generator._head_dim)
+        # np.zeros maps untouched pages lazily: memory grows with the tokens actually cached.
+        self._buffers = [np.zeros(shape, dtype=np.float32) for _ in range(2 * generator._layers)]
+        for layer in range(generator._layers):
+            for j, kind in enumerate(("key", "value")):
+                buffer = self._buffers[2 * layer + j]
+                self._bind(f"past_key_values.{layer}.{kind}", buffer, output=False)
+                self._bind(f"present.{layer}.{kind}", buffer, output=True)
+        self.logits = np.zeros((1, 1, generator.vocab_size), dtype=np.float32)
+        self._bind("logits", self.logits, output=True)
+        self._seqlens = np.zeros(1, dtype=np.int32)
+        self._total = np.zeros((), dtype=np.int32)
+        self._bind("seqlens_k", self._seqlens, output=False)
+        self._bind("total_sequence_length", self._total, output=False)
+        self.capacity = capacity
+        self.length = 0
+
+    def _bind(self, name: str, array: np.ndarray, *, output: bool) -> None:
+        bind = self._binding.bind_output if output else self._binding.bind_input
+        bind(name, "cpu", 0, array.dtype, list(array.shape), array.ctypes.data)
+
+    def forward(self, ids: Sequence[int]) -> np.ndarray:
+        """Logits (vocab,) predicting the token after ``ids``, which follow the cached tokens.
+
+        A long prompt goes through in chunks: the graph's intermediate tensors (attention
+        scores above all) grow with the tokens of one pass, and the memory they took stays
+        with the process after it."""
+        if self.length + len(ids) > self.capacity:
+            raise ValueError(f"{self.length + len(ids)} tokens do not fit a cache of {self.capacity}")
+        for start in range(0, len(ids), PROMPT_CHUNK):
+            chunk = ids[start : start + PROMPT_CHUNK]
+            embeds = self._generator._embed(chunk)
+            self._bind("inputs_embeds", embeds, output=False)
+            self.length += len(chunk)
+            self._seqlens[0] = self.length - 1
+            self._total[...] = self.length
+            self._generator._session.run_with_iobinding(self._binding, self._run_options)
+        return self.logits[0, 0]
+
+
 class Generator:
     """Thread-safe ONNX chat model. Build one with ``Generator.load``."""
 
@@ -97,12 +170,14 @@ class Generator:
         manifest: ModelManifest,
         session: ort.InferenceSession,
         tokenizer: Tokenizer,
+        embedding: tuple[np.ndarray, np.ndarray],
         load_seconds: float,
     ) -> None:
         self.model_dir = model_dir
         self.manifest = manifest
         self._session = session
         self._tokenizer = tokenizer
+        self._embedding_q, self._embedding_scales = embedding
         self.load_seconds = load_seconds
         self.context_length = manifest.max_length
         end = tokenizer.token_to_id(IM_END)
@@ -110,34 +185,28 @@ class Generator:
             raise ValueError(f"{model_dir}: tokenizer has no {IM_END} token")
         self.end_token_id = end
         inputs = {i.name: i for i in session.get_inputs()}
-        self._input_names = frozenset(inputs)
-        self._cache_names = sorted(
-            (n for n in inputs if n.startswith("past_key_values.")),
-            key=lambda n: (int(n.split(".")[1]), n.split(".")[2]),
-        )
-        first = inputs[self._cache_names[0]]
-        self._cache_shape = (1, int(first.shape[1]), 0, int(first.shape[3]))
-        self._cache_dtype = np.float16 if "float16" in first.type else np.float32
-        self._present_names = ["present." + n.removeprefix("past_key_values.") for n in self._cache_names]
+        missing = {"inputs_embeds", "seqlens_k", "total_sequence_length"} - set(inputs)
+        if missing:
+            raise ValueError(f"{model_dir / manifest.file}: not a Strata 4-bit chat graph (no {sorted(missing)})")
+        self._layers = sum(1 for name in inputs if name.startswith("past_key_values.") and name.endswith(".key"))
+        first = inputs["past_key_values.0.key"]
+        self._kv_heads, self._head_dim = int(first.shape[1]), int(first.shape[3])
+        self.vocab_size, self._hidden = self._embedding_q.shape
 
     @classmethod
     def load(cls, model_dir: Path | str, *, threads: int | None = None) -> Generator:
         model_dir = Path(model_dir)
         started = time.perf_counter()
-        manifest = read_manifest(model_dir)
-        if manifest.task != "generation":
-            raise ValueError(f"{model_dir} holds a {manifest.task} model, not a generation model")
-        session = ort.InferenceSession(
-            str(model_dir / manifest.file),
-            sess_options=_session_options(threads or default_threads()),
-            providers=["CPUExecutionProvider"],
-        )
-        tokenizer = Tokenizer.from_file(str(model_dir / manifest.tokenizer_file))
+        # A long prompt's pass needs tens of MB of intermediate tensors that a decode step does
+        # not: no arena to keep them (see also _release_freed_memory).
+        manifest, session, tokenizer, _ = open_model(model_dir, task="generation", threads=threads, arena=False)
+        q, scales = (np.load(model_dir / name, mmap_mode="r", allow_pickle=False) for name in EMBEDDING_FILES)
         return cls(
             model_dir=model_dir,
             manifest=manifest,
             session=session,
             tokenizer=tokenizer,
+            embedding=(q, scales),
             load_seconds=time.perf_counter() - started,
         )
 
@@ -154,36 +223,22 @@ class Generator:
 
     # ------------------------------------------------------------ the graph
 
-    def _empty_cache(self) -> dict[str, np.ndarray]:
-        return {name: np.zeros(self._cache_shape, dtype=self._cache_dtype) for name in self._cache_names}
-
-    def _forward(
-        self, ids: Sequence[int], cache: dict[str, np.ndarray], past: int, run_options: ort.RunOptions | None = None
-    ) -> tuple[np.ndarray, dict]:
-        """Logits (1, vocab) predicting the token after ``ids`` (which follow ``past`` cached
-        tokens), and the new cache. The built graph projects only the last position."""
-        n = len(ids)
-        feeds = {
-            "input_ids": np.asarray([ids], dtype=np.int64),
-            "attention_mask": np.ones((1, past + n), dtype=np.int64),
-            "position_ids": np.arange(past, past + n, dtype=np.int64)[None, :],
-            **cache,
-        }
-        feeds = {k: v for k, v in feeds.items() if k in self._input_names}
-        outputs = self._session.run(["logits", *self._present_names], feeds, run_options)
-        new_cache = dict(zip(self._cache_names, outputs[1:], strict=True))
-        return outputs[0][0], new_cache
+    def _embed(self, ids: Sequence[int]) -> np.ndarray:
+        """(1, len(ids), hidden) embeddings: the Q8_0 rows of ``ids``, de-quantised (d·q, exact in fp32)."""
+        rows = np.asarray(ids, dtype=np.int64)
+        if rows.size and (rows.min() < 0 or rows.max() >= self.vocab_size):
+            raise ValueError(f"token ids must be in [0, {self.vocab_size})")
+        q = self._embedding_q[rows].astype(np.float32).reshape(len(rows), -1, EMBEDDING_BLOCK)
+        scales = self._embedding_scales[rows][..., None]
+        return (q * scales).reshape(1, len(rows), self._hidden)
 
     def teacher_forced_logits(self, prompt_ids: Sequence[int], continuation: Sequence[int]) -> np.ndarray:
         """Logits predicting each token of ``continuation``, fed one step at a time through the cache
         exactly as ``stream`` does. Row i predicts continuation[i]. Used by the parity checks."""
-        logits, cache = self._forward(prompt_ids, self._empty_cache(), 0)
-        rows = [logits[-1]]
-        past = len(prompt_ids)
+        decoder = _Decoder(self, len(prompt_ids) + len(continuation), None)
+        rows = [decoder.forward(prompt_ids).copy()]
         for token in continuation[:-1]:
-            logits, cache = self._forward([token], cache, past)
-            past += 1
-            rows.append(logits[-1])
+            rows.append(decoder.forward([token]).copy())
         return np.stack(rows).astype(np.float32)
 
     # ------------------------------------------------------------ decoding
@@ -205,21 +260,22 @@ class Generator:
         budget = min(options.max_new_tokens, room)
         rng = np.random.default_rng(options.seed)
         generated: list[int] = []
-        cache = self._empty_cache()
-        step_ids = list(prompt_ids)
-        past = 0
         run_options = stop.run_options if isinstance(stop, StopSignal) else None
+        # The last generated token is never fed back, so the cache holds at most this many.
+        decoder = _Decoder(self, len(prompt_ids) + budget - 1, run_options)
+        step_ids = list(prompt_ids)
         while len(generated) < budget:
             if stop is not None and stop.is_set():
                 return
             try:
-                logits, cache = self._forward(step_ids, cache, past, run_options)
+                logits = decoder.forward(step_ids)
             except Exception:
                 if stop is not None and stop.is_set():
                     return  # the run was terminated by the stop signal
                 raise
-            past += len(step_ids)
-            token = self._choose(logits[-1].astype(np.float64), generated, options, rng)
+            if not generated:
+                _release_freed_memory()
+            token = self._choose(logits.astype(np.float64), generated, options, rng)
             if token == self.end_token_id:
                 return
             generated.append(token)

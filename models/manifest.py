@@ -8,8 +8,8 @@ Each built model lives in its own folder under the models directory::
         reference.npz       PyTorch reference embeddings + the sentences
         manifest.json       this manifest
 
-This module only needs pydantic and the standard library: it is safe to import
-from the web app, the worker and the build step alike.
+This module only needs pydantic, numpy and the standard library: it is safe to
+import from the web app, the worker and the build step alike.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import json
 from datetime import datetime
 from pathlib import Path
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 EMBEDDER_NAME = "all-MiniLM-L6-v2"
@@ -35,6 +36,7 @@ __all__ = [
     "list_manifests",
     "model_dirs",
     "read_manifest",
+    "row_cosines",
     "sha256_file",
     "write_manifest",
 ]
@@ -80,6 +82,18 @@ class ModelManifest(BaseModel):
     parity: Parity
     reference_file: str
     created_at: datetime
+    extra_files: list[str] = Field(default_factory=list, description="other files the runtime loads")
+
+    def artifact_files(self) -> list[str]:
+        """Every file the runtime and the verifier read, the ONNX graph first."""
+        return [self.file, self.tokenizer_file, self.reference_file, *self.extra_files]
+
+
+def row_cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Cosine of each row of ``a`` with the same row of ``b`` (float64, safe for zero rows)."""
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    return np.sum(a * b, axis=1) / np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1), 1e-12)
 
 
 def sha256_file(path: Path | str, *, chunk_size: int = 1 << 20) -> str:

@@ -17,7 +17,7 @@ import numpy as np
 
 from models.embedder import Embedder
 from models.generator import DecodeOptions, Generator
-from models.manifest import ModelManifest, model_dirs, read_manifest, sha256_file
+from models.manifest import ModelManifest, model_dirs, read_manifest, row_cosines, sha256_file
 
 __all__ = ["verify_all", "verify_model"]
 
@@ -33,13 +33,6 @@ THROUGHPUT_BATCH = 32
 SPEED_MAX_TOKENS = 64
 THROUGHPUT_CALL = 64  # texts per embed() call: sorting by length works across 2 batches
 DECODE_TOKENS = 48  # generated for the chat model's speed figures
-
-
-def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    a = a.astype(np.float64)
-    b = b.astype(np.float64)
-    denom = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
-    return np.sum(a * b, axis=1) / np.maximum(denom, 1e-12)
 
 
 def verify_model(model_dir: Path | str, *, on_progress: Progress | None = None) -> dict:
@@ -98,7 +91,7 @@ def verify_model(model_dir: Path | str, *, on_progress: Progress | None = None) 
             sentences = [str(s) for s in ref["sentences"]]
             expected = np.asarray(ref["embeddings"], dtype=np.float32)
         actual_emb = embedder.embed(sentences, batch_size=8)  # long texts batch together
-        cos = _cosines(actual_emb, expected)
+        cos = row_cosines(actual_emb, expected)
     except Exception as exc:
         report["error"] = f"parity check failed to run: {type(exc).__name__}: {exc}"
         progress(1.0, f"{manifest.name}: failed ({report['error']})")
@@ -219,7 +212,7 @@ def _verify_generator(model_dir: Path, manifest: ModelManifest, progress: Progre
         cosines, agreements = [], []
         for ids, continuation, logits in zip(prompt_ids, expected, first_logits, strict=True):
             actual = generator.teacher_forced_logits(ids.tolist(), continuation[:1].tolist())[0]
-            cosines.append(float(_cosines(actual[None], logits[None])[0]))
+            cosines.append(float(row_cosines(actual[None], logits[None])[0]))
             options = DecodeOptions(max_new_tokens=len(continuation), repetition_penalty=1.0, no_repeat_ngram=0)
             tokens = list(generator.token_ids(ids.tolist(), options))
             # PyTorch's sequence ends with <|im_end|> when it stopped; token_ids stops before it.

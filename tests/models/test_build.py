@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-import models.build as build
+import models.export_embedder as export_embedder
 from models.build import build_models, check_up_to_date
 from models.manifest import EMBEDDER_NAME, GENERATOR_NAME, ManifestError, list_manifests, read_manifest, sha256_file
 
@@ -69,7 +69,7 @@ def test_failed_build_keeps_previous_model_and_leaves_no_half_model(model_copy: 
         (Path(out_dir) / "model.onnx").write_bytes(b"partial")
         raise RuntimeError("exporter crashed")
 
-    monkeypatch.setattr(build, "_export_onnx", exporter_dies_half_way)
+    monkeypatch.setattr(export_embedder, "_export_onnx", exporter_dies_half_way)
     with pytest.raises(RuntimeError, match="exporter crashed"):
         build_models(models_dir, force=True, log=lambda line: None)
 

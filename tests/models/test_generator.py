@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import threading
+from pathlib import Path
 
 import pytest
 
+from models.export_generator import LONG_GROUNDED_PROMPT, PARITY_PROMPTS, grounded_prompt
 from models.generator import IM_START, DecodeOptions, Generator, StopSignal, render_chat
 from models.manifest import GENERATOR_NAME
 from models.verify import verify_model
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -21,7 +29,73 @@ def test_build_recorded_greedy_parity_with_pytorch(built_manifests):
     assert manifest.task == "generation"
     assert manifest.greedy_agreement == 1.0
     assert manifest.parity.min_cosine >= manifest.parity.threshold >= 0.999
+    assert manifest.parity.n_sentences == len(PARITY_PROMPTS)
     assert manifest.exporter["gguf"] and manifest.exporter["torch"]
+
+
+def test_chat_model_is_the_gguf_4_bit_and_small(models_dir, built_manifests):
+    manifest = next(m for m in built_manifests if m.name == GENERATOR_NAME)
+    assert manifest.weights.startswith("4-bit")
+    files = sum((models_dir / GENERATOR_NAME / name).stat().st_size for name in manifest.artifact_files())
+    assert files < 160e6  # the fp32 graph alone was 539 MB
+
+
+RESIDENT = """
+import json, sys
+from models.export_generator import LONG_GROUNDED_PROMPT
+from models.generator import DecodeOptions, Generator
+
+def rss():
+    with open("/proc/self/statm") as fh:
+        return int(fh.read().split()[1]) * 4096 / 1e6
+
+before = rss()
+generator = Generator.load(sys.argv[1])
+ids = generator.encode_chat(LONG_GROUNDED_PROMPT)
+text = "".join(generator.stream(ids, DecodeOptions(max_new_tokens=64)))
+print(json.dumps({"model_mb": rss() - before, "prompt_tokens": len(ids), "text": text}))
+"""
+
+
+def test_chat_model_answers_a_long_grounded_prompt_in_150_mb(models_dir, built_manifests):
+    proc = subprocess.run(
+        [sys.executable, "-c", RESIDENT, str(models_dir / GENERATOR_NAME)],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["prompt_tokens"] >= 600
+    assert "7:30" in result["text"]
+    assert result["model_mb"] <= 150, result
+
+
+def test_parity_prompts_are_the_services_grounded_prompts():
+    """The build checks greedy parity on the grounded prompts the service writes: the copy in
+    models/ (which may not import app/) must not drift from app.generation.service."""
+    from app.generation.service import grounded_messages
+    from tests.generation.test_service import CANTEEN, WAREHOUSE, passage
+
+    filler = "Every delivery is checked against its order, signed by the driver and stored in the racks by zone. "
+    cases = [
+        ("When does the Lyon warehouse open?", [passage(WAREHOUSE)]),
+        ("When is the canteen open?", [passage(CANTEEN)]),
+        (
+            "When does the Lyon warehouse open?",
+            [passage(filler * 6 + WAREHOUSE, 1)] + [passage(filler * 8, n) for n in range(2, 9)],
+        ),
+    ]
+    for question, passages in cases:
+        messages = grounded_messages(question=question, passages=passages, history=[])
+        included = [p for p in passages if f"({p.document_name}, page {p.page})" in messages[-1].content]
+        ours = grounded_prompt(question, [(f"{p.document_name}, page {p.page}", p.text) for p in included])
+        assert tuple((m.role, m.content) for m in messages) == ours
+        assert ours in PARITY_PROMPTS
+    assert LONG_GROUNDED_PROMPT in PARITY_PROMPTS
 
 
 def test_verify_replays_pytorch_tokens_and_measures_speed(models_dir, built_manifests):

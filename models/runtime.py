@@ -1,0 +1,56 @@
+"""What the runtime models share: thread count, onnxruntime session options, opening a built folder."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import onnxruntime as ort
+from tokenizers import Tokenizer
+
+from models.manifest import ModelManifest, read_manifest
+
+__all__ = ["default_threads", "open_model", "session_options"]
+
+
+def default_threads() -> int:
+    """CPU cores this process may run on (respects taskset/cgroup cpusets)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # pragma: no cover - non-Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def session_options(threads: int, *, arena: bool = True) -> ort.SessionOptions:
+    opts = ort.SessionOptions()
+    # ORT's arena keeps the largest intermediate tensors it ever held; without it they are freed.
+    opts.enable_cpu_mem_arena = arena
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.log_severity_level = 3  # errors only
+    # The web, the worker and the stores share a few cores: idle ORT threads that
+    # spin-wait steal them, and made batch-1 latency worse under load here.
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return opts
+
+
+def open_model(
+    model_dir: Path, *, task: str, threads: int | None = None, arena: bool = True
+) -> tuple[ModelManifest, ort.InferenceSession, Tokenizer, int]:
+    """The manifest, an onnxruntime session and the tokenizer of the ``task`` model built in ``model_dir``."""
+    manifest = read_manifest(model_dir)
+    if manifest.task != task:
+        raise ValueError(f"{model_dir} holds a {manifest.task} model, not a {task} model")
+    if threads is None:
+        threads = default_threads()
+    if threads < 1:
+        raise ValueError(f"threads must be >= 1, got {threads}")
+    tokenizer = Tokenizer.from_file(str(model_dir / manifest.tokenizer_file))
+    session = ort.InferenceSession(
+        str(model_dir / manifest.file),
+        sess_options=session_options(threads, arena=arena),
+        providers=["CPUExecutionProvider"],
+    )
+    return manifest, session, tokenizer, threads
