@@ -60,7 +60,17 @@ def get_document(document_id: int, user: CurrentUser, db_session: SessionDep) ->
     return DocumentOut.of(service.get_document(db_session=db_session, actor=user, document_id=document_id))
 
 
-@router.get("/knowledge/documents/{document_id:int}/file")
+ORIGINAL_MEDIA_TYPES = sorted(
+    {media_type.split(";")[0] for media_type in (*INLINE_MEDIA_TYPES.values(), *DOWNLOAD_MEDIA_TYPES.values())}
+    | {"application/octet-stream"}
+)
+
+
+@router.get(
+    "/knowledge/documents/{document_id:int}/file",
+    response_class=FileResponse,
+    responses={200: {"description": "The original file", "content": {t: {} for t in ORIGINAL_MEDIA_TYPES}}},
+)
 def get_document_file(document_id: int, user: CurrentUser, db_session: SessionDep, settings: SettingsDep):
     """The original file: a PDF inline (a link can open it at `#page=N`), HTML, Markdown and
     text as plain text, anything else as a download; never as a page that could run."""
