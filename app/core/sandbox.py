@@ -9,6 +9,7 @@ JSON-serialisable dict. An InvalidInput it raises comes back as the same error."
 import importlib
 import json
 import math
+import os
 import resource
 import signal
 import subprocess
@@ -123,3 +124,7 @@ def child_main() -> None:
     except MemoryError:
         reply = {"out_of_memory": True}
     sys.stdout.buffer.write(json.dumps(reply).encode())
+    sys.stdout.flush()
+    # Nothing is left to clean up, and native libraries' threads (pyarrow's) can abort the
+    # interpreter's shutdown after the reply is out: leave without one.
+    os._exit(0)

@@ -174,14 +174,24 @@ def _csv_batches(path: Path) -> Iterator[Batch]:
             )
         return UnreadableDataset(f"The CSV file cannot be read: {str(exc)[:300]}")
 
+    readers = []
     try:
-        names = open_reader().schema.names
+        readers.append(open_reader())
+        names = readers[0].schema.names
         _check_columns(names, "header")
-        reader = open_reader({name: pa.string() for name in names})
-        for record_batch in reader:
+        readers.append(open_reader({name: pa.string() for name in names}))
+        yielded = False
+        for record_batch in readers[1]:
+            yielded = True
             yield Batch(names, list(zip(*(column.to_pylist() for column in record_batch.columns), strict=True)))
+        if not yielded:
+            yield Batch(names)  # a header without rows: the profile says so
     except (pa.ArrowInvalid, pa.ArrowTypeError, StopIteration) as exc:
         raise explain(exc) from None
+    finally:
+        # At once, not when collected: a failed read does not keep the file and its row handler.
+        for reader in readers:
+            reader.close()
 
 
 # ---------------------------------------------------------------------- JSONL
@@ -203,6 +213,7 @@ def _jsonl_batches(path: Path) -> Iterator[Batch]:
     batch = Batch(columns)
     with path.open("r", encoding="utf-8-sig", newline="") as file:
         for number, line in enumerate(file, start=1):
+            line = line.rstrip("\r\n")
             if not line.strip():
                 continue
             try:
