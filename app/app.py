@@ -10,6 +10,8 @@ from app.auth.state import KeysState, UsersState
 from app.core.logging import configure_logging
 from app.core.roles import Role
 from app.core.settings import get_settings
+from app.datasets.page import datasets_page
+from app.datasets.state import DatasetsState
 from app.jobs_board.page import jobs_page
 from app.knowledge.page import knowledge_page
 from app.knowledge.state import KnowledgeState
@@ -33,6 +35,12 @@ app.add_page(
     route="/knowledge",
     title="Knowledge · Strata",
     on_load=[page_guard(Role.viewer), KnowledgeState.load],
+)
+app.add_page(
+    datasets_page,
+    route="/datasets",
+    title="Datasets · Strata",
+    on_load=[page_guard(Role.viewer), DatasetsState.load],
 )
 app.add_page(jobs_page, route="/jobs", title="Jobs · Strata", on_load=page_guard(Role.staff))
 app.add_page(system_page, route="/system", title="System · Strata", on_load=page_guard(Role.staff))

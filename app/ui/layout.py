@@ -22,6 +22,7 @@ NAV = (
     NavItem("Knowledge", "/knowledge", "library", Role.viewer),
     NavItem("Predict", "/predict", "sparkles", Role.viewer),
     NavItem("Models", "/models", "boxes", Role.viewer),
+    NavItem("Datasets", "/datasets", "table", Role.viewer),
     NavItem("Jobs", "/jobs", "list-checks", Role.staff),
     NavItem("System", "/system", "activity", Role.staff),
     NavItem("Users", "/admin/users", "users", Role.admin),
