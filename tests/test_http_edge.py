@@ -69,6 +69,8 @@ def web(tmp_path_factory, database_url, valkey_server, chroma_server):
         "STRATA_DATABASE_URL": database_url,
         "STRATA_UPLOAD_MAX_MB": "1",
         "STRATA_UPLOAD_REQUEST_MAX_MB": "1",
+        # /_upload takes the larger of the knowledge and dataset limits.
+        "STRATA_DATASET_MAX_MB": "1",
         "STRATA_CORS_ORIGINS": PORTAL,
         "REFLEX_WEB_WORKDIR": str(root / "web"),
         "REFLEX_UPLOADED_FILES_DIR": str(root / "uploads"),
@@ -159,6 +161,15 @@ def test_reflex_upload_endpoint_stops_reading_a_streamed_body_past_the_limit(web
     assert status == 413
     assert sent < 16 * MB, sent  # about the 1 MB limit plus what the sockets buffered
     assert web.stored_files() == []
+
+
+def test_dataset_upload_route_refuses_an_oversized_body_before_reading_it(web, make_user):
+    make_user("staff@x.io", role="staff")
+    login = httpx.post(f"{web.url}/api/v1/auth/login", json={"email": "staff@x.io", "password": "password-123"})
+    staff = {"Authorization": f"Bearer {login.json()['token']}"}
+    status, sent = post_chunked(web, "/api/v1/datasets", {**staff, "Content-Type": MULTIPART}, 64 * MB)
+    assert status == 413 and sent < 16 * MB, sent
+    assert httpx.get(f"{web.url}/api/v1/datasets", headers=staff).json() == []
 
 
 def test_knowledge_upload_route_refuses_an_oversized_body_before_reading_it(web, make_user):
