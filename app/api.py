@@ -16,13 +16,23 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 import app.job_kinds  # noqa: F401 - the jobs API validates kinds against the registry
 import jobs.metrics  # noqa: F401 - registers the jobs gauge with /metrics
 from app.ask.api import router as ask_router
+from app.auth import service as auth_service
 from app.auth.api import router as auth_router
+from app.auth.cookies import session_token_from_cookie_header
 from app.auth.deps import bearer_credential, current_user, minimum_role
 from app.auth.oidc_api import router as oidc_router
+from app.core.db import run_in_session
 from app.core.errors import StrataError, TooManyAttempts
-from app.core.http import BodyLimit, LimitRequestBodies, ObserveRequests, SameOriginWebSockets, SecurityHeaders
+from app.core.http import (
+    BodyLimit,
+    LimitRequestBodies,
+    ObserveRequests,
+    SameOriginWebSockets,
+    SecurityHeaders,
+    SignedInBeforeBody,
+)
 from app.core.metrics import render_metrics
-from app.core.roles import Role, require_role
+from app.core.roles import Role, has_role, require_role
 from app.core.settings import Settings, get_settings
 from app.datasets.api import router as datasets_router
 from app.jobs_board.api import router as jobs_router
@@ -57,6 +67,16 @@ BODY_LIMITS = (
     # whole multipart body to temporary files before the event handler checks who is asking.
     BodyLimit(r"/_upload", page_upload_body_bytes),
 )
+
+
+async def may_upload_from_a_page(cookie_header: str) -> bool:
+    """Whether a page's upload (Reflex's /_upload) comes from a signed-in staff member: both
+    upload pages (Knowledge, Datasets) are for staff, and their handlers check again."""
+    token = session_token_from_cookie_header(cookie_header)
+    if not token:
+        return False
+    user = auth_service.remembered_user(token) or await run_in_session(auth_service.user_for_session, token=token)
+    return user is not None and has_role(user, Role.staff)
 
 
 def json_body_bytes(settings: Settings) -> int:
@@ -152,6 +172,7 @@ def build_api() -> FastAPI:
 
     # Innermost first. Reflex wraps its own routes (/_event, /_upload, the frontend) inside
     # this app, so each of these sees them too; Reflex adds its CORS middleware outside.
+    api.add_middleware(SignedInBeforeBody, paths=("/_upload",), allowed=may_upload_from_a_page)
     api.add_middleware(LimitRequestBodies, limits=BODY_LIMITS, default=json_body_bytes)
     api.add_middleware(SameOriginWebSockets, extra_origins=lambda settings: settings.cors_origin_list)
     api.add_middleware(ObserveRequests)

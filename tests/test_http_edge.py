@@ -10,6 +10,7 @@ import select
 import socket
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import httpx
@@ -151,15 +152,40 @@ def test_reflex_upload_endpoint_refuses_a_declared_oversized_body_at_once(web):
     assert status == 413 and b"nothing was stored" in body
 
 
-def test_reflex_upload_endpoint_stops_reading_a_streamed_body_past_the_limit(web):
+def session_cookie(web: Web, make_user, role: str) -> str:
+    email = f"{role}-{uuid.uuid4().hex[:6]}@x.io"
+    make_user(email, role=role)
+    login = httpx.post(f"{web.url}/api/v1/auth/login", json={"email": email, "password": "password-123"})
+    return f"strata_session={login.json()['token']}"
+
+
+def test_reflex_upload_endpoint_stops_reading_a_streamed_body_past_the_limit(web, make_user):
+    headers = {
+        "reflex-client-token": "a-token",
+        "reflex-event-handler": upload_handler(),
+        "Content-Type": MULTIPART,
+        "Cookie": session_cookie(web, make_user, "staff"),
+    }
+    status, sent = post_chunked(web, "/_upload", headers, total=64 * MB)
+    assert status == 413
+    assert sent < 16 * MB, sent  # about the 1 MB limit plus what the sockets buffered
+    assert web.stored_files() == []
+
+
+@pytest.mark.parametrize("role", [None, "viewer"])
+def test_reflex_upload_endpoint_refuses_anyone_but_staff_before_reading_the_body(web, make_user, role):
+    """Reflex spools an upload to disk before its handler checks who is asking: without a
+    staff session nothing of the body is read, let alone stored."""
     headers = {
         "reflex-client-token": "a-token",
         "reflex-event-handler": upload_handler(),
         "Content-Type": MULTIPART,
     }
+    if role:
+        headers["Cookie"] = session_cookie(web, make_user, role)
     status, sent = post_chunked(web, "/_upload", headers, total=64 * MB)
-    assert status == 413
-    assert sent < 16 * MB, sent  # about the 1 MB limit plus what the sockets buffered
+    assert status == 401
+    assert sent < 16 * MB, sent
     assert web.stored_files() == []
 
 

@@ -13,7 +13,7 @@ import hashlib
 import re
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -172,6 +172,25 @@ class LimitRequestBodies:
             if not refused:
                 raise
             # What a route raises on the disconnect we fed it is no error of the request's.
+
+
+class SignedInBeforeBody:
+    """Routes that read the whole body before their handler checks who is asking (Reflex's
+    /_upload spools every file to disk first) are refused with 401 up front unless the
+    request's cookies hold a session that `allowed` accepts, so that nobody signed out (or
+    under the role) can make the server store a body at all."""
+
+    def __init__(self, app: ASGIApp, *, paths: Sequence[str], allowed: Callable[[str], Awaitable[bool]]) -> None:
+        self.app = app
+        self.paths = tuple(paths)
+        self.allowed = allowed
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] in self.paths:
+            if not await self.allowed(_header(scope, b"cookie") or ""):
+                await _refuse(scope, receive, send, 401, "Sign in with a role that may upload files.")
+                return
+        await self.app(scope, receive, send)
 
 
 def _too_large(limit: int) -> str:
