@@ -4,9 +4,9 @@ from fastapi import APIRouter, File, Form, Query, UploadFile, status
 from fastapi.responses import FileResponse, JSONResponse
 from sqlmodel import Session
 
-from app.auth.deps import CurrentUser, IdentifiedCaller, SessionDep, SettingsDep, StaffUser
+from app.auth.deps import CurrentUser, IdentifiedCaller, SessionDep, SettingsDep, StaffUser, role_at_least
 from app.core.db import run_in_session
-from app.core.roles import Actor
+from app.core.roles import Actor, Role
 from app.datasets import service
 from app.datasets.quality import quality_report
 from app.datasets.schemas import DatasetOut, VersionOut
@@ -42,6 +42,8 @@ def list_datasets(user: CurrentUser, db_session: SessionDep) -> list[DatasetOut]
     "/datasets",
     status_code=status.HTTP_201_CREATED,
     response_model=VersionOut,
+    # Published as the route's minimum role; the service checks it again, before a byte is stored.
+    dependencies=[role_at_least(Role.staff)],
     responses={status.HTTP_200_OK: {"model": VersionOut, "description": "The same bytes already are this version"}},
 )
 async def upload_dataset(

@@ -63,7 +63,10 @@ def list_datasets(*, db_session: Session, actor: Actor) -> list[tuple[Dataset, l
 
 def get_version(*, db_session: Session, actor: Actor, name: str, number: int) -> tuple[Dataset, DatasetVersion]:
     require_role(actor, Role.viewer)
-    dataset = db_session.exec(select(Dataset).where(Dataset.name == name)).first()
+    # A name no dataset can have is not looked up (PostgreSQL refuses strings with NUL, say).
+    dataset = (
+        db_session.exec(select(Dataset).where(Dataset.name == name)).first() if NAME_PATTERN.fullmatch(name) else None
+    )
     if dataset is None:
         raise NotFound(f"There is no dataset {name!r}.")
     version = db_session.exec(

@@ -145,3 +145,9 @@ async def test_deleting_a_version_a_model_was_trained_on_is_refused_naming_the_m
     assert (await client.delete("/api/v1/datasets/spam/versions/1", headers=staff_headers)).status_code == 204
     assert stored_files(settings) == []
     assert (await client.get("/api/v1/datasets", headers=staff_headers)).json() == []
+
+
+async def test_a_name_no_dataset_can_have_is_a_404_on_every_database(client, viewer_headers):
+    for name in ("nul%00byte", "a" * 300, "..", "ünïcode"):
+        response = await client.get(f"/api/v1/datasets/{name}/versions/1", headers=viewer_headers)
+        assert response.status_code == 404, (name, response.text)
