@@ -2,6 +2,7 @@
 
 import hashlib
 import hmac
+import re
 import secrets
 
 from argon2 import PasswordHasher
@@ -42,3 +43,11 @@ def token_hash(token: str) -> str:
     """Tokens carry 256 random bits, so a fast keyed hash is enough (unlike passwords).
     Keyed with the secret key: a copy of the database alone cannot match tokens."""
     return hmac.new(get_settings().secret_key.encode(), token.encode(), hashlib.sha256).hexdigest()
+
+
+# user:password@ in any URL a message quotes (a database or Redis URL, say).
+_URL_CREDENTIALS = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)[^/\s]*@")
+
+
+def redact_credentials(text: str) -> str:
+    return _URL_CREDENTIALS.sub(r"\g<scheme>***@", text)

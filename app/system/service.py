@@ -2,7 +2,6 @@
 
 import asyncio
 import json
-import re
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -14,6 +13,7 @@ from app.core import coalesce, migrations, ml
 from app.core.clients import get_async_redis, get_chroma
 from app.core.db import get_engine
 from app.core.roles import Role, require_role
+from app.core.security import redact_credentials
 from app.core.settings import get_settings
 from app.core.time import utcnow
 from app.generation.service import describe_generator
@@ -134,14 +134,6 @@ async def _run_check(name: str) -> ComponentHealth:
         return ComponentHealth(name, False, error=_one_line(exc))
     details["checked in"] = f"{(time.perf_counter() - started) * 1000:.0f} ms"
     return ComponentHealth(name, True, details)
-
-
-# user:password@ in any URL an error message quotes (a database or Redis URL, say).
-_URL_CREDENTIALS = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)[^/\s]*@")
-
-
-def redact_credentials(text: str) -> str:
-    return _URL_CREDENTIALS.sub(r"\g<scheme>***@", text)
 
 
 def _one_line(exc: Exception) -> str:

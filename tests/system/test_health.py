@@ -7,7 +7,8 @@ import pytest
 
 from app.api import build_api
 from app.core import migrations
-from app.system.service import health_report, redact_credentials
+from app.core.security import redact_credentials
+from app.system.service import health_report
 
 
 @pytest.fixture

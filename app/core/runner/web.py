@@ -13,12 +13,12 @@ import os
 import signal
 import sys
 import time
-from urllib.parse import urlsplit
 
 from app.core.runner import paths
 from app.core.runner.environment import child_env
 from app.core.runner.frontend import ensure_frontend
 from app.core.runner.supervise import port_in_use
+from app.core.security import redact_credentials
 from app.core.settings import Settings, get_settings
 
 
@@ -43,17 +43,10 @@ def wait_for_redis(url: str, timeout: float | None = None, interval: float = 0.5
         if deadline is not None and time.monotonic() > deadline:
             return False
         if time.monotonic() - last_note > 10:
-            print(f"strata web: waiting for Redis at {_redact(url)}...", flush=True)
+            print(f"strata web: waiting for Redis at {redact_credentials(url)}...", flush=True)
             last_note = time.monotonic()
         time.sleep(interval)
     return True
-
-
-def _redact(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.password:
-        return url.replace(parts.password, "***")
-    return url
 
 
 def _die_with_parent() -> None:
