@@ -122,13 +122,14 @@ def logout(_: CurrentUser, request: Request, response: Response, db_session: Ses
     clear_session_cookie(response)
 
 
-@router.get(SIGNED_OUT_PATH.removeprefix(API_PREFIX), include_in_schema=False)
-def signed_out() -> RedirectResponse:
-    """Where the UI's Sign out sends the browser once it has ended the session: only a
-    response can remove an HttpOnly cookie."""
-    response = RedirectResponse("/login", status_code=status.HTTP_303_SEE_OTHER)
+@router.post(SIGNED_OUT_PATH.removeprefix(API_PREFIX), include_in_schema=False, status_code=status.HTTP_204_NO_CONTENT)
+def signed_out(request: Request, response: Response) -> None:
+    """Called by the UI's Sign out once it has ended the session: only a response can remove
+    an HttpOnly cookie."""
+    origin = request.headers.get("origin", "")
+    if origin and not same_origin(request.scope, origin):
+        raise Forbidden("Sign out from Strata's own pages.")
     clear_session_cookie(response)
-    return response
 
 
 @router.get("/me")

@@ -92,9 +92,13 @@ class AuthState(rx.State):
     async def sign_out(self):
         await run_in_session(auth_service.end_session, token=self._session_token())
         self.user_email = self.user_name = self.user_role = ""
-        # A page load, not a client-side navigation: only a response can remove the HttpOnly
-        # cookie, and the next websocket must be opened without it.
-        return rx.call_script(f"window.location.assign({SIGNED_OUT_PATH!r})")
+        # Only a response can remove the HttpOnly cookie. This page's websocket keeps the old
+        # one in its handshake headers, but that session has just ended; signing in again
+        # loads a page, and so opens a new websocket.
+        return [
+            rx.call_script(f"fetch({SIGNED_OUT_PATH!r}, {{method: 'POST', credentials: 'same-origin'}})"),
+            rx.redirect("/login"),
+        ]
 
 
 def guarded(minimum: Role, *, background: bool = False):

@@ -2,6 +2,7 @@
 signing in, going on to the page asked for, and signing out still work."""
 
 import re
+import time
 
 import pytest
 from playwright.sync_api import expect
@@ -34,6 +35,9 @@ def test_scripts_cannot_read_the_session_cookie_and_sign_in_and_out_still_work(n
 
     page.click("#sign-out")
     page.wait_for_url(re.compile(r"/login/?$"))
+    deadline = time.monotonic() + 15
+    while session_cookies(page) and time.monotonic() < deadline:
+        page.wait_for_timeout(200)
     assert session_cookies(page) == []
     page.goto("/admin/users")
     page.wait_for_url(re.compile(r"/login\?next=/admin/users"))
