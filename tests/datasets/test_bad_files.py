@@ -102,15 +102,22 @@ async def test_a_bad_new_version_leaves_the_good_ones_as_they_were(client, staff
 
 
 @pytest.fixture
-def small_limit(monkeypatch, db):
-    monkeypatch.setenv("STRATA_DATASET_MAX_MB", "0.01")  # 10 KB
-    reset_caches()
-    yield get_settings()
-    monkeypatch.delenv("STRATA_DATASET_MAX_MB")
+def env_settings(monkeypatch, db):
+    """Settings from the given STRATA_* variables for one test."""
+
+    def apply(**variables: str):
+        for name, value in variables.items():
+            monkeypatch.setenv(name, value)
+        reset_caches()
+        return get_settings()
+
+    yield apply
+    monkeypatch.undo()
     reset_caches()
 
 
-async def test_a_file_over_the_size_limit_is_a_413_before_anything_is_stored(client, staff_headers, small_limit):
+async def test_a_file_over_the_size_limit_is_a_413_before_anything_is_stored(client, staff_headers, env_settings):
+    settings = env_settings(STRATA_DATASET_MAX_MB="0.01")  # 10 KB
     # Over STRATA_DATASET_MAX_MB but within the route's multipart allowance: the upload's own count refuses it.
     data = b"text,label\n" + b"some words,a\n" * 1000
     response = await upload(client, staff_headers, "big", "big.csv", data)
@@ -119,7 +126,7 @@ async def test_a_file_over_the_size_limit_is_a_413_before_anything_is_stored(cli
     # Far over it: the body limit refuses it from Content-Length before the route reads a byte.
     response = await upload(client, staff_headers, "big", "big.csv", data * 100)
     assert response.status_code == 413
-    assert stored_files(small_limit) == []
+    assert stored_files(settings) == []
     assert (await client.get("/api/v1/datasets", headers=staff_headers)).json() == []
 
 
@@ -154,3 +161,24 @@ async def test_quality_warnings_name_small_and_dominant_classes_empty_and_long_t
     assert (
         "1 texts in 'text' are longer than the embedder's limit of 256 word pieces (the first is row 101)" in warnings
     )
+
+
+async def test_a_file_the_reader_cannot_finish_in_time_is_refused_and_nothing_stays(
+    client, staff_headers, env_settings
+):
+    settings = env_settings(STRATA_DATASET_PARSE_TIMEOUT_SECONDS="0.3")
+    response = await upload(client, staff_headers, "slow", "slow.csv", b"text,label\nhello,a\n")
+    assert response.status_code == 422
+    assert response.json()["detail"] == (
+        "Reading this dataset took longer than 0.3 s, the limit; split it into smaller files."
+    )
+    assert stored_files(settings) == []
+
+
+async def test_uploads_take_from_the_callers_rate_limit(client, staff_headers, env_settings):
+    settings = env_settings(STRATA_RATE_LIMIT_PER_MINUTE="1")
+    assert (await upload(client, staff_headers, "one", "one.csv", b"a,b\n1,2\n")).status_code == 201
+    refused = await upload(client, staff_headers, "two", "two.csv", b"a,b\n3,4\n")
+    assert refused.status_code == 429 and "retry-after" in refused.headers
+    assert [d["name"] for d in (await client.get("/api/v1/datasets", headers=staff_headers)).json()] == ["one"]
+    assert len(stored_files(settings)) == 1
