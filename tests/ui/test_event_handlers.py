@@ -6,7 +6,7 @@ from app.auth.state import AuthState
 # Handlers that need no role: they are the check itself, touch no data, or check inside.
 OPEN_HANDLERS = {
     "AuthState": {"setvar", "open_page", "sign_out"},
-    "LoginState": {"setvar", "sign_in"},
+    "LoginState": {"setvar"},
     "AskState": {"setvar"},
     "UsersState": {"setvar", "dismiss_notice"},
     "KeysState": {"setvar", "dismiss_key"},
