@@ -216,7 +216,8 @@ def main() -> None:
         line = f"llama.cpp {_same_prefix(ours, theirs)}/{len(ours)}"
         if reference is not None:
             line += f", fp32 reference {_same_prefix(ours, reference)}/{len(ours)} (llama.cpp {_same_prefix(theirs, reference)})"
-        print(f"greedy tokens Strata shares with {line}: {text.splitlines()[-3][:40]!r}")
+        question = text.split("<|im_start|>user\n")[-1].split("<|im_end|>")[0]
+        print(f"greedy tokens Strata shares with {line}: {question[:40]!r}")
 
 
 if __name__ == "__main__":
