@@ -15,6 +15,8 @@ PREVIEW_CHARACTERS = 300
 # A column with more distinct values than this cannot be a label column; its counts are dropped.
 MAX_LABELS = 1000
 TOKENIZE_BATCH = 256
+# How much of a long text is tokenized first: most texts are over the limit well within it.
+START_CHARACTERS_PER_PIECE = 6
 
 _BOOLEANS = {"true", "false"}
 
@@ -71,10 +73,11 @@ def preview_value(value):
 
 
 class _WordPieces:
-    """Counts the embedder's word pieces, or bounds them by characters without its tokenizer.
-    A word piece holds at least one character and the tokenizer adds two ([CLS], [SEP]), so a
-    text of at most max_length - 2 characters is never over the limit: only longer ones are
-    tokenized."""
+    """Whether texts are over the embedder's word-piece limit: counted with its tokenizer, or
+    bounded by characters without it. A word piece holds at least one character and the
+    tokenizer adds two ([CLS], [SEP]), so a text of at most max_length - 2 characters is never
+    over: only longer ones are tokenized, and of a long text first only its start, cut after a
+    whole word (words are split independently, so a start never has more pieces than the text)."""
 
     def __init__(self, tokenizer_path: str | None, max_length: int) -> None:
         self.max_length = max_length
@@ -92,17 +95,33 @@ class _WordPieces:
             return "word pieces, counted with the embedder's tokenizer"
         return "characters, an upper bound on word pieces (the embedder's tokenizer is not installed)"
 
+    def _start(self, text: str) -> str:
+        limit = self.max_length * START_CHARACTERS_PER_PIECE
+        if len(text) <= limit:
+            return text
+        cut = max(text.rfind(space, 0, limit) for space in (" ", "\n", "\t"))
+        return text[:cut] if cut > 0 else text
+
+    def _over(self, texts: list[str]) -> list[bool]:
+        over = []
+        for start in range(0, len(texts), TOKENIZE_BATCH):
+            encodings = self.tokenizer.encode_batch(texts[start : start + TOKENIZE_BATCH], add_special_tokens=True)
+            over.extend(len(encoding.ids) > self.max_length for encoding in encodings)
+        return over
+
     def over_limit(self, texts: list[str]) -> list[bool]:
-        bound = self.max_length - 2
-        over = [len(text) > bound for text in texts]
+        over = [len(text) > self.max_length - 2 for text in texts]
         if self.tokenizer is None:
             return over
         long_ones = [i for i, is_long in enumerate(over) if is_long]
-        for start in range(0, len(long_ones), TOKENIZE_BATCH):
-            chunk = long_ones[start : start + TOKENIZE_BATCH]
-            encodings = self.tokenizer.encode_batch([texts[i] for i in chunk], add_special_tokens=True)
-            for i, encoding in zip(chunk, encodings, strict=True):
-                over[i] = len(encoding.ids) > self.max_length
+        starts = [self._start(texts[i]) for i in long_ones]
+        undecided = []
+        for i, start, start_over in zip(long_ones, starts, self._over(starts), strict=True):
+            over[i] = start_over
+            if not start_over and len(start) < len(texts[i]):
+                undecided.append(i)
+        for i, whole_over in zip(undecided, self._over([texts[i] for i in undecided]), strict=True):
+            over[i] = whole_over
         return over
 
 

@@ -182,3 +182,17 @@ async def test_uploads_take_from_the_callers_rate_limit(client, staff_headers, e
     assert refused.status_code == 429 and "retry-after" in refused.headers
     assert [d["name"] for d in (await client.get("/api/v1/datasets", headers=staff_headers)).json()] == ["one"]
     assert len(stored_files(settings)) == 1
+
+
+def test_the_word_piece_check_on_a_texts_start_agrees_with_tokenizing_it_whole(bbc_news_csv):
+    """Long texts are first tokenized only up to a word boundary near their start; the verdict
+    over the limit or not must equal the whole text's, also for texts built to mislead it."""
+    from app.datasets.profiling import _WordPieces
+    from app.datasets.storage import _embedder_tokenizer
+
+    tokenizer_path, max_length = _embedder_tokenizer(get_settings())
+    assert tokenizer_path, "the embedder is not built"
+    pieces = _WordPieces(tokenizer_path, max_length)
+    texts = [row.split(",", 1)[0] for row in bbc_news_csv.decode().split('\n"')[1:400]]
+    texts += ["a" * 5000, "word " * 254, "word " * 253, ("x" * 2100 + " ") * 3, "é " * 300, "\n".join(["ok"] * 600)]
+    assert pieces.over_limit(texts) == pieces._over(texts)
