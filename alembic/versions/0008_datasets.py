@@ -39,6 +39,7 @@ def upgrade() -> None:
         sa.Column("filename", sqlmodel.sql.sqltypes.AutoString(length=255), nullable=False),
         sa.Column("size_bytes", sa.Integer(), nullable=False),
         sa.Column("row_count", sa.Integer(), nullable=False),
+        sa.Column("columns", sa.JSON(), nullable=False),
         sa.Column("profile", sa.JSON(), nullable=False),
         sa.Column("stored_path", sqlmodel.sql.sqltypes.AutoString(length=500), nullable=False),
         sa.Column("created_at", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),

@@ -8,7 +8,6 @@ from app.auth.deps import CurrentUser, IdentifiedCaller, SessionDep, SettingsDep
 from app.core.db import run_in_session
 from app.core.roles import Actor, Role
 from app.datasets import service
-from app.datasets.quality import quality_report
 from app.datasets.schemas import DatasetOut, VersionOut
 
 router = APIRouter(prefix="/api/v1", tags=["datasets"])
@@ -22,9 +21,8 @@ DOWNLOAD_HEADERS = {
 
 
 def _version_out(*, db_session: Session, actor: Actor, name: str, number: int, existing: bool = False) -> VersionOut:
-    dataset, version = service.get_version(db_session=db_session, actor=actor, name=name, number=number)
-    lineage = service.lineage_of(db_session=db_session, actor=actor, dataset_version_id=version.id)
-    out = VersionOut.full(dataset, version, quality=quality_report(version.profile), lineage=lineage)
+    details = service.version_details(db_session=db_session, actor=actor, name=name, number=number)
+    out = VersionOut.full(details.dataset, details.version, quality=details.quality, lineage=details.lineage)
     out.existing = existing
     return out
 
@@ -93,9 +91,9 @@ def get_quality(
 ) -> dict:
     """The quality report, with the label distribution of `label_column` and the warnings
     about it and about `text_column` (else every text column)."""
-    return service.version_quality(
+    return service.version_details(
         db_session=db_session, actor=user, name=name, number=number, label_column=label_column, text_column=text_column
-    )
+    ).quality
 
 
 @router.get("/datasets/{name}/versions/{number:int}/download")

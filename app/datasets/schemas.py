@@ -30,7 +30,7 @@ class VersionSummary(BaseModel):
             filename=version.filename,
             size_bytes=version.size_bytes,
             row_count=version.row_count,
-            columns=[ColumnOut(name=c["name"], type=c["type"]) for c in version.profile["columns"]],
+            columns=[ColumnOut(**column) for column in version.columns],
             created_at=version.created_at,
         )
 

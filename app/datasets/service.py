@@ -13,6 +13,7 @@ from pathlib import Path
 
 from sqlalchemy import func
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import defer
 from sqlmodel import Session, col, select
 
 from app.core import ratelimit
@@ -54,7 +55,9 @@ def list_datasets(*, db_session: Session, actor: Actor) -> list[tuple[Dataset, l
     """Every dataset by name, with its versions, newest first."""
     require_role(actor, Role.viewer)
     datasets = db_session.exec(select(Dataset).order_by(Dataset.name)).all()
-    versions = db_session.exec(select(DatasetVersion).order_by(col(DatasetVersion.number).desc())).all()
+    versions = db_session.exec(
+        select(DatasetVersion).options(defer(DatasetVersion.profile)).order_by(col(DatasetVersion.number).desc())
+    ).all()
     by_dataset: dict[int, list[DatasetVersion]] = {}
     for version in versions:
         by_dataset.setdefault(version.dataset_id, []).append(version)
@@ -77,7 +80,15 @@ def get_version(*, db_session: Session, actor: Actor, name: str, number: int) ->
     return dataset, version
 
 
-def version_quality(
+@dataclass
+class VersionDetails:
+    dataset: Dataset
+    version: DatasetVersion
+    quality: dict
+    lineage: list[DatasetLineage]
+
+
+def version_details(
     *,
     db_session: Session,
     actor: Actor,
@@ -85,10 +96,16 @@ def version_quality(
     number: int,
     label_column: str | None = None,
     text_column: str | None = None,
-) -> dict:
-    """The version's quality report; a label or text column that does not exist is a 422 listing those that do."""
-    _, version = get_version(db_session=db_session, actor=actor, name=name, number=number)
-    return quality_report(version.profile, label_column=label_column or None, text_column=text_column or None)
+) -> VersionDetails:
+    """The version with its quality report (the label distribution of `label_column` and the
+    warnings) and lineage; a label or text column that does not exist is a 422 listing those that do."""
+    dataset, version = get_version(db_session=db_session, actor=actor, name=name, number=number)
+    return VersionDetails(
+        dataset=dataset,
+        version=version,
+        quality=quality_report(version.profile, label_column=label_column or None, text_column=text_column or None),
+        lineage=lineage_of(db_session=db_session, actor=actor, dataset_version_id=version.id),
+    )
 
 
 def version_file(
@@ -234,6 +251,7 @@ def _add_version(
             filename=staged.filename,
             size_bytes=staged.size_bytes,
             row_count=profile["row_count"],
+            columns=[{"name": column["name"], "type": column["type"]} for column in profile["columns"]],
             profile=profile,
             stored_path=str(target.relative_to(settings.resolved_data_dir)),
             created_by=actor.id,

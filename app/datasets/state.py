@@ -91,11 +91,10 @@ def _version_rows(*, db_session, actor: Actor) -> list[VersionRow]:
 
 
 def _version_view(*, db_session, actor: Actor, name: str, number: int, label_column: str) -> VersionView:
-    dataset, version = service.get_version(db_session=db_session, actor=actor, name=name, number=number)
-    quality = service.version_quality(
+    details = service.version_details(
         db_session=db_session, actor=actor, name=name, number=number, label_column=label_column or None
     )
-    lineage = service.lineage_of(db_session=db_session, actor=actor, dataset_version_id=version.id)
+    dataset, version, quality, lineage = details.dataset, details.version, details.quality, details.lineage
     profile = version.profile
     return VersionView(
         sha256=version.sha256,

@@ -32,6 +32,8 @@ class DatasetVersion(SQLModel, table=True):
     filename: str = Field(max_length=255)
     size_bytes: int
     row_count: int
+    # [{"name", "type"}, ...]: the schema, apart from the profile so that listings need not load it.
+    columns: list[dict] = Field(sa_column=Column(JSON, nullable=False))
     profile: dict = Field(sa_column=Column(JSON, nullable=False))
     stored_path: str = Field(max_length=500)
     created_at: datetime = Field(default_factory=utcnow)
