@@ -92,7 +92,7 @@ class Settings(BaseSettings):
     # Datasets (CSV, JSONL, Parquet): uploads above dataset_max_mb are refused before anything is
     # stored; each new file is checked and profiled in a child process with these limits.
     dataset_max_mb: float = 200.0
-    dataset_parse_timeout_seconds: float = 300.0
+    dataset_parse_timeout_seconds: float = 600.0
     dataset_parse_max_memory_mb: int = 2048
     # Chunks in embedder word pieces (the embedder reads at most 256); overlap keeps
     # a sentence cut at a chunk border whole in one of the two.
