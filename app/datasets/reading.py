@@ -77,6 +77,11 @@ def sniff(path: Path, filename: str) -> str:
     if extension == ".parquet":
         raise UnreadableDataset("This file is named .parquet but is not a Parquet file (it does not start with PAR1).")
     if extension in (".jsonl", ".ndjson", ".json"):
+        if head.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"["):
+            raise UnreadableDataset(
+                "This file is one JSON array; Strata reads JSONL, one JSON object per line. Write each"
+                " element of the array on a line of its own."
+            )
         return "jsonl"
     if extension == ".csv":
         return "csv"

@@ -65,6 +65,12 @@ BAD_FILES = [
         id="jsonl-broken-line",
     ),
     pytest.param(
+        "rows.json",
+        b'[{"text": "a", "label": "x"},\n {"text": "b", "label": "y"}]\n',
+        "This file is one JSON array; Strata reads JSONL, one JSON object per line.",
+        id="json-array",
+    ),
+    pytest.param(
         "rows.parquet", CORRUPT_PARQUET, "The Parquet file is damaged and cannot be read", id="corrupt-parquet"
     ),
     pytest.param(
