@@ -4,7 +4,10 @@ choose a label column, only staff upload and delete."""
 import io
 
 import app.app  # noqa: F401 - builds every page and state
+from app.core.db import session_scope
+from app.datasets import service
 from app.datasets.state import NO_LABEL, DatasetsState
+from app.datasets.tables import LineageKind
 from tests.datasets.conftest import stored_files
 from tests.predict.test_state import send, signed_in
 
@@ -82,3 +85,25 @@ async def test_a_bad_file_from_the_page_is_a_message_and_nothing_is_stored(staff
     await send(tab, DatasetsState.load)
     assert tab.versions == []
     assert stored_files(settings) == []
+
+
+async def test_deleting_from_the_page_is_refused_naming_the_model_trained_on_the_version(staff, settings, redis_url):
+    tab = signed_in(DatasetsState, staff)
+    await send(tab, DatasetsState.set_upload_name, "mail")
+    await send(tab, DatasetsState.upload, [PickedFile("mail.csv", MAIL)])
+    with session_scope() as db_session:
+        _, version = service.get_version(db_session=db_session, actor=staff, name="mail", number=1)
+        service.record_lineage(
+            db_session=db_session,
+            actor=staff,
+            dataset_version_id=version.id,
+            kind=LineageKind.model_version,
+            ref_id="1",
+            label="model spam version 1",
+        )
+    await send(tab, DatasetsState.load)
+    assert [(link.kind, link.label) for link in tab.lineage] == [("model version", "model spam version 1")]
+    toast = await send(tab, DatasetsState.delete_version)
+    assert "Version 1 of 'mail' cannot be deleted: it is used by model spam version 1." in str(toast)
+    await send(tab, DatasetsState.load)
+    assert [(row.dataset, row.number) for row in tab.versions] == [("mail", 1)]
