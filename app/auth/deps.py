@@ -14,7 +14,7 @@ from app.auth import rate_limits
 from app.auth import service as auth_service
 from app.auth.cookies import SESSION_COOKIE
 from app.auth.tables import User
-from app.core import coalesce, ratelimit
+from app.core import coalesce
 from app.core.db import run_in_session, session_scope
 from app.core.errors import Unauthorized
 from app.core.roles import Role, require_role
@@ -109,8 +109,8 @@ class Caller:
 
 
 async def identified_caller(request: Request, user: CurrentUser) -> Caller:
-    """The caller and their rate limit, for services that take the token themselves (ask, predict,
-    uploads, /v1: pages call the same services)."""
+    """The caller and their rate limit. Services take the token themselves (ask, search, predict,
+    uploads, job starts, /v1), so that pages and routes count against the same limit."""
     credential = bearer_credential(request)
     # Not SettingsDep: FastAPI runs a sync dependency in a worker thread, a round trip per request.
     limit = get_settings().rate_limit_per_minute
@@ -126,19 +126,3 @@ async def identified_caller(request: Request, user: CurrentUser) -> Caller:
 
 
 IdentifiedCaller = Annotated[Caller, Depends(identified_caller)]
-
-
-async def rate_limited_caller(caller: IdentifiedCaller) -> Caller:
-    """The caller, after taking one request from their rate limit (429 with Retry-After when none is left)."""
-    await ratelimit.take_token(caller.identity, caller.limit_per_minute)
-    return caller
-
-
-RateLimitedCaller = Annotated[Caller, Depends(rate_limited_caller)]
-
-
-def _rate_limited_user(caller: RateLimitedCaller) -> User:
-    return caller.user
-
-
-RateLimitedUser = Annotated[User, Depends(_rate_limited_user)]

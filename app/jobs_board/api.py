@@ -1,6 +1,6 @@
 from fastapi import APIRouter, status
 
-from app.auth.deps import RateLimitedCaller, SessionDep, SettingsDep, StaffUser
+from app.auth.deps import IdentifiedCaller, SessionDep, SettingsDep, StaffUser
 from app.jobs_board import service
 from app.jobs_board.schemas import JobIn, JobKindOut, JobOut
 
@@ -23,8 +23,15 @@ def list_jobs(user: StaffUser, db_session: SessionDep, limit: int = 50, kind: st
 
 
 @router.post("", status_code=status.HTTP_202_ACCEPTED)
-async def start_job(body: JobIn, user: StaffUser, _: RateLimitedCaller, settings: SettingsDep) -> JobOut:
-    job = await service.start_job(actor=user, kind=body.kind, params=body.params, max_attempts=settings.job_max_tries)
+async def start_job(body: JobIn, user: StaffUser, caller: IdentifiedCaller, settings: SettingsDep) -> JobOut:
+    job = await service.start_job(
+        actor=user,
+        kind=body.kind,
+        params=body.params,
+        max_attempts=settings.job_max_tries,
+        caller=caller.identity,
+        limit_per_minute=caller.limit_per_minute,
+    )
     return JobOut.of(job)
 
 
@@ -39,5 +46,12 @@ def cancel_job(job_id: str, user: StaffUser, db_session: SessionDep) -> JobOut:
 
 
 @router.post("/{job_id}/retry", status_code=status.HTTP_202_ACCEPTED)
-async def retry_job(job_id: str, user: StaffUser, _: RateLimitedCaller, settings: SettingsDep) -> JobOut:
-    return JobOut.of(await service.retry_job(actor=user, job_id=job_id, max_attempts=settings.job_max_tries))
+async def retry_job(job_id: str, user: StaffUser, caller: IdentifiedCaller, settings: SettingsDep) -> JobOut:
+    job = await service.retry_job(
+        actor=user,
+        job_id=job_id,
+        max_attempts=settings.job_max_tries,
+        caller=caller.identity,
+        limit_per_minute=caller.limit_per_minute,
+    )
+    return JobOut.of(job)

@@ -7,6 +7,7 @@ from typing import Any
 from sqlmodel import Session, col, select
 
 from app.auth.tables import User
+from app.core import ratelimit
 from app.core.db import run_in_session
 from app.core.errors import InvalidInput
 from app.core.roles import Role, has_role, require_role
@@ -63,9 +64,19 @@ def _manual_spec(kind: str) -> JobSpec:
     return spec
 
 
-async def start_job(*, actor: User, kind: str, params: dict[str, Any], max_attempts: int) -> Job:
+async def start_job(
+    *,
+    actor: User,
+    kind: str,
+    params: dict[str, Any],
+    max_attempts: int,
+    caller: str | None = None,
+    limit_per_minute: int | None = None,
+) -> Job:
+    """A job started by hand (page or API): one request from the caller's rate limit."""
     require_role(actor, Role.staff)
     _manual_spec(kind)
+    await ratelimit.take_caller_token(actor.id, caller, limit_per_minute)
     return await machinery.enqueue(actor=actor, kind=kind, params=params, max_attempts=max_attempts)
 
 
@@ -74,10 +85,13 @@ def cancel_job(*, db_session: Session, actor: User, job_id: str) -> Job:
     return machinery.request_cancel(db_session=db_session, actor=actor, job_id=job_id)
 
 
-async def retry_job(*, actor: User, job_id: str, max_attempts: int) -> Job:
+async def retry_job(
+    *, actor: User, job_id: str, max_attempts: int, caller: str | None = None, limit_per_minute: int | None = None
+) -> Job:
     require_role(actor, Role.staff)
     original = await run_in_session(get_job, actor=actor, job_id=job_id)
     _manual_spec(original.kind)
+    await ratelimit.take_caller_token(actor.id, caller, limit_per_minute)
     return await machinery.retry(actor=actor, job_id=job_id, max_attempts=max_attempts)
 
 

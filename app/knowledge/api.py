@@ -3,8 +3,7 @@ from typing import Annotated
 from fastapi import APIRouter, File, UploadFile, status
 from fastapi.responses import FileResponse
 
-from app.auth.deps import CurrentUser, IdentifiedCaller, RateLimitedUser, SessionDep, SettingsDep, StaffUser
-from app.core.db import run_in_session
+from app.auth.deps import CurrentUser, IdentifiedCaller, SessionDep, SettingsDep, StaffUser
 from app.knowledge import service
 from app.knowledge.schemas import (
     DocumentOut,
@@ -150,15 +149,14 @@ async def upload_documents(
 
 
 @router.post("/search")
-async def search(body: SearchIn, user: RateLimitedUser) -> list[Passage]:
+async def search(body: SearchIn, caller: IdentifiedCaller) -> list[Passage]:
     """Ranked passages from ready documents of the given knowledge bases (default: every one you may read)."""
-    return await run_in_session(_search, actor=user, body=body)
-
-
-def _search(*, db_session, actor, body: SearchIn) -> list[Passage]:
-    ids = body.knowledge_base_ids
-    if ids is None:
-        ids = [kb.id for kb in service.readable_knowledge_bases(db_session=db_session, actor=actor)]
-    return service.search(
-        db_session=db_session, actor=actor, knowledge_base_ids=ids, query=body.query, top_k=body.top_k, mode=body.mode
+    return await service.search_for_caller(
+        actor=caller.user,
+        query=body.query,
+        knowledge_base_ids=body.knowledge_base_ids,
+        top_k=body.top_k,
+        mode=body.mode,
+        caller=caller.identity,
+        limit_per_minute=caller.limit_per_minute,
     )

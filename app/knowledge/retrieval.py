@@ -6,11 +6,13 @@ from typing import Literal
 
 from sqlmodel import Session, col, select
 
+from app.core import ratelimit
+from app.core.db import run_in_session
 from app.core.errors import InvalidInput
 from app.core.roles import Actor
 from app.core.settings import get_settings
 from app.knowledge import vectors
-from app.knowledge.access import get_knowledge_base
+from app.knowledge.access import get_knowledge_base, readable_knowledge_bases
 from app.knowledge.lexical import LexicalIndex
 from app.knowledge.schemas import Passage
 from app.knowledge.tables import Chunk, Document, DocumentStatus, KnowledgeBase
@@ -59,6 +61,33 @@ class _LexicalIndexes:
 
 
 LEXICAL_INDEXES = _LexicalIndexes()
+
+
+async def search_for_caller(
+    *,
+    actor: Actor,
+    query: str,
+    knowledge_base_ids: list[int] | None = None,
+    top_k: int | None = None,
+    mode: RetrievalMode = "hybrid",
+    caller: str | None = None,
+    limit_per_minute: int | None = None,
+) -> list[Passage]:
+    """A search someone asks for (the API's /search): one request from their rate limit (or
+    their API key's), then `search` over the knowledge bases named, by default every one the
+    actor may read."""
+    await ratelimit.take_caller_token(actor.id, caller, limit_per_minute)
+    return await run_in_session(
+        _search_readable, actor=actor, query=query, knowledge_base_ids=knowledge_base_ids, top_k=top_k, mode=mode
+    )
+
+
+def _search_readable(
+    *, db_session: Session, actor: Actor, knowledge_base_ids: list[int] | None, **query
+) -> list[Passage]:
+    if knowledge_base_ids is None:
+        knowledge_base_ids = [kb.id for kb in readable_knowledge_bases(db_session=db_session, actor=actor)]
+    return search(db_session=db_session, actor=actor, knowledge_base_ids=knowledge_base_ids, **query)
 
 
 def search(

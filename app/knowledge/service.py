@@ -25,7 +25,7 @@ from app.knowledge.access import (
     readable_knowledge_bases,
 )
 from app.knowledge.ingestion import INGEST_DOCUMENT, DocumentGone, fail_ingestion, ingest_document, start_ingestion
-from app.knowledge.retrieval import LEXICAL_INDEXES, RetrievalMode, search
+from app.knowledge.retrieval import LEXICAL_INDEXES, RetrievalMode, search, search_for_caller
 from app.knowledge.tables import Chunk, Document, DocumentStatus, KnowledgeBase
 from app.knowledge.uploads import StagedUpload, TooLarge, add_document, knowledge_base_dir, upload_documents
 from jobs.tables import Job, JobStatus
@@ -51,6 +51,7 @@ __all__ = [
     "may_read",
     "readable_knowledge_bases",
     "search",
+    "search_for_caller",
     "start_ingestion",
     "unready_documents",
     "update_knowledge_base",

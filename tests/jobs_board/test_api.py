@@ -104,3 +104,20 @@ async def test_viewers_are_refused_the_jobs_api(client, viewer, jobs_on_two_know
     assert (await client.get("/api/v1/jobs/kinds", headers=headers)).status_code == 403
     _, open_job = jobs_on_two_knowledge_bases
     assert (await client.post(f"/api/v1/jobs/{open_job}/cancel", headers=headers)).status_code == 403
+
+
+async def test_starting_and_retrying_jobs_count_against_the_callers_rate_limit(
+    client, staff, jobs_on_two_knowledge_bases, monkeypatch
+):
+    from app.core.settings import get_settings
+
+    _, open_job = jobs_on_two_knowledge_bases
+    headers = await _headers(client, staff.email)
+    monkeypatch.setattr(get_settings(), "rate_limit_per_minute", 1)
+    first = await client.post("/api/v1/jobs", headers=headers, json={"kind": "verify_models"})
+    assert first.status_code == 202, first.text
+    for response in (
+        await client.post("/api/v1/jobs", headers=headers, json={"kind": "verify_models"}),
+        await client.post(f"/api/v1/jobs/{first.json()['id']}/retry", headers=headers),
+    ):
+        assert response.status_code == 429 and int(response.headers["Retry-After"]) >= 1, response.text
