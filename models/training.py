@@ -19,7 +19,8 @@ Candidates:
   differently from ``str.lower``. sklearn's own character analyzers cannot be
   used: ``char`` collapses whitespace runs and ``char_wb`` does not convert, so
   character n-grams run over the stream of letters and digits (single-character
-  tokens), which both engines produce alike.
+  tokens), which both engines produce alike. ``sublinear_tf`` stays off:
+  skl2onnx 1.20 turns it into log(1 + tf) where scikit-learn computes 1 + log(tf).
 * ``embedding-lr``: the built-in sentence embedder, logistic regression on its
   vectors (served as an ONNX head beside the embedder: see models.trained).
 
@@ -53,6 +54,9 @@ __all__ = [
     "ParityError",
     "TrainingError",
     "TrainingResult",
+    "baseline_pipeline",
+    "check_parity",
+    "export_model",
     "train",
 ]
 
@@ -94,21 +98,23 @@ class TrainingResult:
     seconds: float
     embedder_sha256: str | None
     onnx_model: bytes = field(repr=False)
+    holdout_rows: list[int] = field(repr=False)  # indices into the rows trained on
 
     def summary(self) -> dict:
-        """Everything but the model bytes, JSON-ready."""
+        """Everything but the model bytes and the holdout's row indices, JSON-ready."""
         out = asdict(self)
         out.pop("onnx_model")
+        out.pop("holdout_rows")
         return out
 
 
 def _tfidf_lr(seed: int) -> Pipeline:
     word = TfidfVectorizer(
-        lowercase=False, token_pattern=r"[a-zA-Z0-9]{2,}", ngram_range=(1, 2), min_df=2, sublinear_tf=True,
+        lowercase=False, token_pattern=r"[a-zA-Z0-9]{2,}", ngram_range=(1, 2), min_df=2,
         max_features=100_000, dtype=np.float32,
     )  # fmt: skip
     char = TfidfVectorizer(
-        lowercase=False, token_pattern=r"[a-zA-Z0-9]", ngram_range=(3, 5), min_df=2, sublinear_tf=True,
+        lowercase=False, token_pattern=r"[a-zA-Z0-9]", ngram_range=(3, 5), min_df=2,
         max_features=100_000, dtype=np.float32,
     )  # fmt: skip
     return Pipeline(
@@ -123,16 +129,14 @@ def _embedding_lr(seed: int) -> LogisticRegression:
     return LogisticRegression(C=10.0, max_iter=2000, random_state=seed)
 
 
-def _baseline() -> Pipeline:
+def baseline_pipeline() -> Pipeline:
     return Pipeline([("tfidf", TfidfVectorizer()), ("lr", LogisticRegression(max_iter=1000))])
 
 
 def holdout_report(truth: np.ndarray, predicted: np.ndarray, labels: Sequence[str]) -> dict:
     """Accuracy, macro-F1, per-class precision/recall/F1/support and the confusion matrix (rows: truth)."""
     index = list(range(len(labels)))
-    precision, recall, f1, support = precision_recall_fscore_support(
-        truth, predicted, labels=index, zero_division=0
-    )
+    precision, recall, f1, support = precision_recall_fscore_support(truth, predicted, labels=index, zero_division=0)
     return {
         "accuracy": float(accuracy_score(truth, predicted)),
         "macro_f1": float(f1_score(truth, predicted, labels=index, average="macro", zero_division=0)),
@@ -198,6 +202,33 @@ def _onnx_head(model: LogisticRegression, dimensions: int) -> onnx.ModelProto:
     )
 
 
+def export_model(model, labels: Sequence[str], candidate: str, *, embedder: Embedder | None = None) -> bytes:
+    """The ONNX bytes of a fitted text pipeline, or of a head over ``embedder``'s vectors, with their metadata."""
+    if embedder is None:
+        proto = _onnx_text_model(model)
+        metadata = {"input": INPUT_TEXT}
+    else:
+        proto = _onnx_head(model, embedder.dimensions)
+        metadata = {"input": INPUT_EMBEDDING, "embedder_sha256": embedder.manifest.sha256}
+    metadata |= {"labels": json.dumps(list(labels)), "candidate": candidate}
+    onnx.helper.set_model_props(proto, {METADATA_PREFIX + k: v for k, v in metadata.items()})
+    return proto.SerializeToString()
+
+
+def check_parity(model_bytes: bytes, expected: np.ndarray, inputs, embedder_sha256: str | None = None) -> dict:
+    """Run the exported model on ``inputs`` (texts, or vectors for a head) and compare with ``expected``
+    (the in-memory probabilities). Returns the report, or raises ParityError with it."""
+    served = TrainedClassifier.from_bytes(model_bytes)
+    if served.input_kind == INPUT_EMBEDDING:
+        actual = served.probabilities_from_vectors(inputs, embedder_sha256)
+    else:
+        actual = served.probabilities_from_texts(inputs)
+    parity = _parity(expected, actual)
+    if not parity["ok"]:
+        raise ParityError(parity)
+    return parity
+
+
 def _parity(expected: np.ndarray, actual: np.ndarray) -> dict:
     disagree = np.flatnonzero(expected.argmax(axis=1) != actual.argmax(axis=1))
     difference = float(np.abs(expected - actual).max()) if expected.size else 0.0
@@ -235,9 +266,7 @@ def train(
     names = sorted(set(labels))
     y = np.array([names.index(label) for label in labels])
     rows = np.arange(len(texts))
-    train_rows, holdout_rows = train_test_split(
-        rows, test_size=holdout_fraction, random_state=seed, stratify=y
-    )
+    train_rows, holdout_rows = train_test_split(rows, test_size=holdout_fraction, random_state=seed, stratify=y)
     train_rows, holdout_rows = np.sort(train_rows), np.sort(holdout_rows)
     smallest = int(np.bincount(y[train_rows]).min())
     splitter = StratifiedKFold(n_splits=max(2, min(folds, smallest)), shuffle=True, random_state=seed)
@@ -297,7 +326,7 @@ def train(
 
     report(0.86, "baseline: scikit-learn's default TF-IDF + logistic regression")
     t0 = time.perf_counter()
-    baseline_model = _baseline().fit(train_texts, y_train)
+    baseline_model = baseline_pipeline().fit(train_texts, y_train)
     baseline = {
         "name": "baseline sklearn TfidfVectorizer() + LogisticRegression()",
         "fit_seconds": time.perf_counter() - t0,
@@ -309,28 +338,15 @@ def train(
     winner = fitted[chosen]
     report(0.9, f"exporting {chosen} to ONNX")
     if chosen == "embedding-lr":
-        proto = _onnx_head(winner, embedder.dimensions)
         input_kind, embedder_sha256 = INPUT_EMBEDDING, embedder.manifest.sha256
-        expected = winner.predict_proba(vectors[holdout_rows])
+        holdout_inputs = vectors[holdout_rows]
+        model_bytes = export_model(winner, names, chosen, embedder=embedder)
     else:
-        proto = _onnx_text_model(winner)
         input_kind, embedder_sha256 = INPUT_TEXT, None
-        expected = winner.predict_proba(holdout_texts)
-    metadata = {"labels": json.dumps(names), "input": input_kind, "candidate": chosen}
-    if embedder_sha256:
-        metadata["embedder_sha256"] = embedder_sha256
-    onnx.helper.set_model_props(proto, {METADATA_PREFIX + k: v for k, v in metadata.items()})
-    model_bytes = proto.SerializeToString()
-
+        holdout_inputs = holdout_texts
+        model_bytes = export_model(winner, names, chosen)
     report(0.95, "checking the ONNX model against the trained one on the holdout")
-    served = TrainedClassifier.from_bytes(model_bytes)
-    if input_kind == INPUT_EMBEDDING:
-        actual = served.probabilities_from_vectors(vectors[holdout_rows], embedder_sha256)
-    else:
-        actual = served.probabilities_from_texts(holdout_texts)
-    parity = _parity(expected, actual)
-    if not parity["ok"]:
-        raise ParityError(parity)
+    parity = check_parity(model_bytes, winner.predict_proba(holdout_inputs), holdout_inputs, embedder_sha256)
 
     result = TrainingResult(
         labels=names,
@@ -344,6 +360,7 @@ def train(
         seconds=time.perf_counter() - started,
         embedder_sha256=embedder_sha256,
         onnx_model=model_bytes,
+        holdout_rows=[int(i) for i in holdout_rows],
     )
     report(1.0, f"chose {chosen}: holdout macro-F1 {result.metrics['macro_f1']:.3f}")
     return result
