@@ -5,6 +5,7 @@ of traffic; promote and roll back are one call each; every change is a RegistryC
 with the acting user. Viewers read the registry, staff change it, admins import model files
 (the file side of an import is app/predict/model_import.py)."""
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +31,7 @@ MAX_LABELS = 50
 MAX_LABEL_NAME_CHARS = 100
 MAX_LABEL_DESCRIPTION_CHARS = 300
 SYSTEM_USER = "system"
+TRAINED_MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,99}")
 
 audit = structlog.get_logger("strata.audit")
 log = structlog.get_logger("strata.predict")
@@ -491,6 +493,58 @@ def ensure_builtin_models(*, db_session: Session, actor: Actor, settings: Settin
         _record(db_session, model, actor, "register", 1, "built-in, calibrated on BBC News")
         added.append(CLASSIFIER_NAME)
     return added
+
+
+def register_trained_version(
+    *,
+    db_session: Session,
+    actor: Actor,
+    model_name: str,
+    onnx_model: bytes,
+    labels: list[str],
+    metrics: dict[str, float],
+) -> ModelVersion:
+    """A classifier trained in Strata (models.training) as a new staging version of `model_name`,
+    which is created as a classifier if it does not exist yet (staff). The artifact is the ONNX
+    model itself; the caller links the version to its run and dataset version (lineage)."""
+    require_role(actor, Role.staff)
+    model = db_session.exec(select(RegisteredModel).where(RegisteredModel.name == model_name).with_for_update()).first()
+    # The name becomes a folder under the data dir: nothing that could climb out of it.
+    if model is None and not TRAINED_MODEL_NAME.fullmatch(model_name):
+        raise InvalidInput(
+            "A model name is 1-100 letters, digits, '-' or '_', starting with a letter or digit; "
+            f"got {model_name[:120]!r}."
+        )
+    if model is None:
+        model = RegisteredModel(name=model_name, kind="classifier", description="trained in Strata")
+        db_session.add(model)
+        db_session.flush()
+    elif model.kind != "classifier":
+        raise InvalidInput(f"{model_name!r} is an embedder; a trained classifier needs a classifier model.")
+    number = _next_number(db_session, model)
+    folder = _version_folder(get_settings(), model.name)
+    folder.mkdir(parents=True, exist_ok=True)
+    artifact = folder / f"v{number}.onnx"
+    temporary = artifact.with_suffix(".part")
+    temporary.write_bytes(onnx_model)
+    temporary.replace(artifact)
+    version = ModelVersion(
+        model_id=model.id,
+        number=number,
+        stage="staging",
+        artifact=str(artifact),
+        sha256=sha256_file(artifact),
+        size_bytes=artifact.stat().st_size,
+        source="trained",
+        metrics=metrics,
+        labels=[{"name": label, "description": ""} for label in labels],
+        created_by_id=actor.id,
+        created_by=_who(actor),
+    )
+    db_session.add(version)
+    db_session.flush()
+    _record(db_session, model, actor, "create_version", version.number, f"trained, {len(labels)} labels")
+    return version
 
 
 # ------------------------------------------------------------------ what serving reads

@@ -19,6 +19,7 @@ from app.core.settings import get_settings
 from models.classifier import ZeroShotClassifier
 from models.embedder import Embedder
 from models.manifest import EMBEDDER_NAME
+from models.trained import INPUT_TEXT, TrainedClassifier
 
 # Model calls running at once (each uses all cores through onnxruntime's own threads).
 INFERENCE_THREADS = 2
@@ -40,7 +41,10 @@ class VersionRef:
 class LoadedVersion:
     def __init__(self, ref: VersionRef) -> None:
         self.ref = ref
-        self._classifier = ZeroShotClassifier.load(ref.artifact) if ref.kind == "classifier" else None
+        # A classifier trained in Strata is an ONNX file (models.trained); a zero-shot one is JSON.
+        trained = ref.kind == "classifier" and ref.artifact.endswith(".onnx")
+        self._trained = TrainedClassifier.load(ref.artifact) if trained else None
+        self._classifier = ZeroShotClassifier.load(ref.artifact) if ref.kind == "classifier" and not trained else None
         # Classifiers and the built-in embedder share the process's embedder; an embedder
         # version elsewhere (another artifact) gets its own.
         default_dir = get_settings().resolved_models_dir / EMBEDDER_NAME
@@ -54,15 +58,27 @@ class LoadedVersion:
         MODEL_INFERENCE_LATENCY.labels(self.ref.model_name).observe(time.perf_counter() - started)
         return vectors
 
+    def _probabilities(self, texts: list[str]) -> tuple[tuple[str, ...], np.ndarray]:
+        if self._trained is None:
+            return self._classifier.names, self._classifier.probabilities(self._embed(texts))
+        if self._trained.input_kind == INPUT_TEXT:
+            started = time.perf_counter()
+            probabilities = self._trained.probabilities_from_texts(texts)
+            MODEL_INFERENCE_LATENCY.labels(self.ref.model_name).observe(time.perf_counter() - started)
+        else:
+            vectors = self._embed(texts)
+            probabilities = self._trained.probabilities_from_vectors(vectors, self._embedder.manifest.sha256)
+        return self._trained.labels, probabilities
+
     def run(self, texts: list[str]) -> list[Output]:
-        vectors = self._embed(texts)
-        if self._classifier is None:
+        if self._classifier is None and self._trained is None:
             return [
-                {"label": None, "confidence": None, "scores": [], "embedding": vector.tolist()} for vector in vectors
+                {"label": None, "confidence": None, "scores": [], "embedding": vector.tolist()}
+                for vector in self._embed(texts)
             ]
-        names = self._classifier.names
+        names, probabilities = self._probabilities(texts)
         outputs = []
-        for row in self._classifier.probabilities(vectors):
+        for row in probabilities:
             best = int(row.argmax())
             outputs.append(
                 {
