@@ -37,7 +37,7 @@ def _upload_form() -> rx.Component:
             rx.input(
                 placeholder="Dataset name (a new version if it exists)",
                 value=DatasetsState.upload_name,
-                on_change=DatasetsState.set_upload_name,
+                on_change=DatasetsState.name_upload,
                 id="dataset-upload-name",
                 width="100%",
             ),

@@ -191,7 +191,7 @@ class DatasetsState(AuthState):
 
     @rx.event
     @guarded(Role.staff)
-    async def set_upload_name(self, name: str):
+    async def name_upload(self, name: str):
         self.upload_name = name[:100]
 
     @rx.event

@@ -12,7 +12,7 @@ from tests.datasets.conftest import stored_files
 from tests.predict.test_state import send, signed_in
 
 VIEWER_HANDLERS = {"load", "select_version", "choose_label"}
-STAFF_HANDLERS = {"set_upload_name", "upload", "delete_version"}
+STAFF_HANDLERS = {"name_upload", "upload", "delete_version"}
 
 MAIL = b"text,label\n" + b"".join(b"message %d,ham\n" % i for i in range(30)) + b"buy now,spam\nfree money,spam\n"
 
@@ -39,7 +39,7 @@ def test_every_handler_checks_its_role():
 
 async def test_staff_upload_and_everyone_sees_schema_rows_and_label_distribution(staff, viewer, settings, redis_url):
     tab = signed_in(DatasetsState, staff)
-    await send(tab, DatasetsState.set_upload_name, "mail")
+    await send(tab, DatasetsState.name_upload, "mail")
     await send(tab, DatasetsState.upload, [PickedFile("mail.csv", MAIL)])
     assert [(row.dataset, row.number, row.rows) for row in tab.versions] == [("mail", 1, 32)]
     assert (tab.selected_dataset, tab.selected_number) == ("mail", 1)
@@ -63,7 +63,7 @@ async def test_staff_upload_and_everyone_sees_schema_rows_and_label_distribution
 
 async def test_a_viewer_sending_upload_or_delete_changes_nothing(staff, viewer, settings, redis_url):
     tab = signed_in(DatasetsState, staff)
-    await send(tab, DatasetsState.set_upload_name, "mail")
+    await send(tab, DatasetsState.name_upload, "mail")
     await send(tab, DatasetsState.upload, [PickedFile("mail.csv", MAIL)])
     files = stored_files(settings)
 
@@ -79,7 +79,7 @@ async def test_a_viewer_sending_upload_or_delete_changes_nothing(staff, viewer, 
 
 async def test_a_bad_file_from_the_page_is_a_message_and_nothing_is_stored(staff, settings, redis_url):
     tab = signed_in(DatasetsState, staff)
-    await send(tab, DatasetsState.set_upload_name, "bad")
+    await send(tab, DatasetsState.name_upload, "bad")
     toast = await send(tab, DatasetsState.upload, [PickedFile("bad.csv", b"a,b\n1,2,3\n")])
     assert "Row 2 of the file (the header is row 1) has 3 fields, expected 2" in str(toast)
     await send(tab, DatasetsState.load)
@@ -89,7 +89,7 @@ async def test_a_bad_file_from_the_page_is_a_message_and_nothing_is_stored(staff
 
 async def test_deleting_from_the_page_is_refused_naming_the_model_trained_on_the_version(staff, settings, redis_url):
     tab = signed_in(DatasetsState, staff)
-    await send(tab, DatasetsState.set_upload_name, "mail")
+    await send(tab, DatasetsState.name_upload, "mail")
     await send(tab, DatasetsState.upload, [PickedFile("mail.csv", MAIL)])
     with session_scope() as db_session:
         _, version = service.get_version(db_session=db_session, actor=staff, name="mail", number=1)

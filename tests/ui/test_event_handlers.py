@@ -18,6 +18,7 @@ OPEN_HANDLERS = {
     "PredictState": {"setvar"},
     # watch() re-checks the viewer role on every refresh.
     "KnowledgeState": {"setvar", "watch", "stop_watching"},
+    "DatasetsState": {"setvar"},
 }
 
 
