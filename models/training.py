@@ -182,12 +182,23 @@ def _onnx_text_model(pipeline: Pipeline) -> onnx.ModelProto:
     from skl2onnx import to_onnx
     from skl2onnx.common.data_types import StringTensorType
 
-    return to_onnx(
-        pipeline,
-        initial_types=[("text", StringTensorType([None, 1]))],
-        options={LogisticRegression: {"zipmap": False}},
-        target_opset=ONNX_OPSETS,
-    )
+    # No converter options: with any, skl2onnx walks every attribute of the pipeline, each
+    # vocabulary entry included, which took minutes. The ZipMap it then adds is cut off below.
+    proto = to_onnx(pipeline, initial_types=[("text", StringTensorType([None, 1]))], target_opset=ONNX_OPSETS)
+    return _without_zipmap(proto)
+
+
+def _without_zipmap(proto: onnx.ModelProto) -> onnx.ModelProto:
+    """The probabilities as a plain [N, labels] tensor named "probabilities", as the head gives them."""
+    graph = proto.graph
+    (zipmap,) = [node for node in graph.node if node.op_type == "ZipMap"]
+    graph.node.remove(zipmap)
+    if zipmap.input[0] != "probabilities":
+        graph.node.append(onnx.helper.make_node("Identity", [zipmap.input[0]], ["probabilities"]))
+    (old,) = [output for output in graph.output if output.name == zipmap.output[0]]
+    graph.output.remove(old)
+    graph.output.append(onnx.helper.make_tensor_value_info("probabilities", onnx.TensorProto.FLOAT, [None, None]))
+    return proto
 
 
 def _onnx_head(model: LogisticRegression, dimensions: int) -> onnx.ModelProto:
