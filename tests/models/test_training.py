@@ -8,6 +8,8 @@ row with 5 folds.
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from sklearn.feature_extraction.text import TfidfVectorizer
@@ -46,6 +48,7 @@ def check_result(result, texts: list[str], labels: list[str], embedder: Embedder
     assert result.metrics["macro_f1"] >= result.baseline["holdout"]["macro_f1"]
     assert set(result.metrics["per_class"]) == set(labels)
     assert np.asarray(result.metrics["confusion_matrix"]).sum() == result.split["holdout_rows"]
+    assert json.loads(json.dumps(result.summary()))["chosen"] == result.chosen  # storable as a run's JSON
 
     # ONNX parity, checked again from outside: the exported model alone, as served, labels the
     # holdout exactly as the reported confusion matrix says.
