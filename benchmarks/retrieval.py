@@ -105,13 +105,14 @@ def distractor_pages(limit: int | None) -> list[Path]:
 def add(db_session_factory, settings, user, knowledge_base_id: int, name: str, data: bytes) -> int | None:
     """A document through the service, as an upload would make it; None for repeated content."""
     from app.core.errors import Conflict
+    from app.core.uploads import StagedFile
     from app.knowledge import service
 
     staging = settings.resolved_data_dir / "knowledge" / "incoming"
     staging.mkdir(parents=True, exist_ok=True)
     path = staging / hashlib.sha256(name.encode()).hexdigest()
     path.write_bytes(data)
-    staged = service.StagedUpload(name, path, len(data), hashlib.sha256(data).hexdigest())
+    staged = StagedFile(name, path, len(data), hashlib.sha256(data).hexdigest())
     try:
         with db_session_factory() as db_session:
             return service.add_document(
@@ -175,7 +176,7 @@ def scratch_knowledge_base(name: str, **env: str):
                 role="admin",
                 password="benchmark-password",
             )
-            knowledge_base = service.create_knowledge_base(db_session=db_session, user=user, name=name)
+            knowledge_base = service.create_knowledge_base(db_session=db_session, actor=user, name=name)
         yield settings, user, knowledge_base
     finally:
         chroma.terminate()

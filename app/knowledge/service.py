@@ -27,7 +27,7 @@ from app.knowledge.access import (
 from app.knowledge.ingestion import INGEST_DOCUMENT, DocumentGone, fail_ingestion, ingest_document, start_ingestion
 from app.knowledge.retrieval import LEXICAL_INDEXES, RetrievalMode, search, search_for_caller
 from app.knowledge.tables import Chunk, Document, DocumentStatus, KnowledgeBase
-from app.knowledge.uploads import StagedUpload, TooLarge, add_document, knowledge_base_dir, upload_documents
+from app.knowledge.uploads import add_document, knowledge_base_dir, upload_documents
 from jobs.tables import Job, JobStatus
 
 __all__ = [
@@ -35,8 +35,6 @@ __all__ = [
     "READER_ROLE_CHOICES",
     "DocumentGone",
     "RetrievalMode",
-    "StagedUpload",
-    "TooLarge",
     "add_document",
     "create_knowledge_base",
     "delete_document",

@@ -1,91 +1,39 @@
 """Documents received: uploads staged to disk within the size limit, stored once per
 content in their knowledge base, and queued for ingestion."""
 
-import hashlib
 import os
-import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
 
 from sqlmodel import Session, select
 
 from app.core import ratelimit
 from app.core.db import run_in_session
-from app.core.errors import Conflict, InvalidInput, NotFound, ServiceUnavailable, StrataError
+from app.core.errors import Conflict, InvalidInput, NotFound, ServiceUnavailable
 from app.core.roles import Actor
 from app.core.settings import Settings
+from app.core.uploads import StagedFile, UploadedFile, stage
 from app.knowledge.access import get_managed_knowledge_base
 from app.knowledge.ingestion import INGEST_DOCUMENT, fail_ingestion
 from app.knowledge.tables import Document
 from jobs import service as jobs_service
-
-UPLOAD_READ_BYTES = 1 << 20
-
-
-class TooLarge(StrataError):
-    status_code = 413
-
-
-class UploadedFile(Protocol):
-    """Starlette's UploadFile (API) and Reflex's rx.UploadFile (page) both fit."""
-
-    filename: str | None
-
-    async def read(self, size: int = -1) -> bytes: ...
-
-
-@dataclass
-class StagedUpload:
-    """An upload received into a temporary file, not yet a document."""
-
-    filename: str
-    path: Path
-    size_bytes: int
-    sha256: str
-
-    def discard(self) -> None:
-        self.path.unlink(missing_ok=True)
 
 
 def knowledge_base_dir(settings: Settings, knowledge_base_id: int) -> Path:
     return settings.resolved_data_dir / "knowledge" / str(knowledge_base_id)
 
 
-def _safe_filename(name: str | None) -> str:
-    base = Path((name or "").replace("\\", "/")).name.strip()
-    return base[:255] or "unnamed"
-
-
-async def stage_upload(upload: UploadedFile, *, settings: Settings) -> StagedUpload:
-    """Copies an upload to a temporary file, counting bytes and hashing as it goes, and
-    stops at the size limit: an oversized file raises TooLarge and leaves nothing behind."""
-    limit = int(settings.upload_max_mb * 1024 * 1024)
-    staging = settings.resolved_data_dir / "knowledge" / "incoming"
-    staging.mkdir(parents=True, exist_ok=True)
-    filename = _safe_filename(upload.filename)
-    path = staging / uuid.uuid4().hex
-    digest = hashlib.sha256()
-    size = 0
-    try:
-        with path.open("wb") as out:
-            while block := await upload.read(UPLOAD_READ_BYTES):
-                size += len(block)
-                if size > limit:
-                    raise TooLarge(
-                        f"{filename} is larger than the limit of {settings.upload_max_mb:g} MB a file; nothing was stored."
-                    )
-                digest.update(block)
-                out.write(block)
-    except BaseException:
-        path.unlink(missing_ok=True)
-        raise
-    return StagedUpload(filename=filename, path=path, size_bytes=size, sha256=digest.hexdigest())
+async def stage_upload(upload: UploadedFile, *, settings: Settings) -> StagedFile:
+    return await stage(
+        upload,
+        directory=settings.resolved_data_dir / "knowledge" / "incoming",
+        max_mb=settings.upload_max_mb,
+        what="a file",
+    )
 
 
 def add_document(
-    *, db_session: Session, settings: Settings, actor: Actor, knowledge_base_id: int, staged: StagedUpload
+    *, db_session: Session, settings: Settings, actor: Actor, knowledge_base_id: int, staged: StagedFile
 ) -> Document:
     """Turns a staged upload into a queued document, unless the same content is already in the knowledge base."""
     knowledge_base = get_managed_knowledge_base(db_session=db_session, actor=actor, knowledge_base_id=knowledge_base_id)
@@ -131,7 +79,7 @@ async def upload_documents(
     await run_in_session(get_managed_knowledge_base, actor=actor, knowledge_base_id=knowledge_base_id)
     if not uploads:
         raise InvalidInput("Choose at least one file to upload.")
-    staged: list[StagedUpload] = []
+    staged: list[StagedFile] = []
     try:
         for upload in uploads:
             staged.append(await stage_upload(upload, settings=settings))
@@ -149,7 +97,7 @@ async def upload_documents(
 
 
 def _add_documents(
-    *, db_session: Session, settings: Settings, actor: Actor, knowledge_base_id: int, staged: list[StagedUpload]
+    *, db_session: Session, settings: Settings, actor: Actor, knowledge_base_id: int, staged: list[StagedFile]
 ) -> list[Document]:
     added = []
     try:
