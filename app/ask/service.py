@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import anyio
 import structlog
 from sqlmodel import Session, col, delete, select
 
@@ -300,15 +301,18 @@ async def _asked(
         answer.status = AnswerStatus.stopped
         raise
     finally:
-        await events.aclose()
-        message = await run_in_session(
-            record_answer,
-            conversation_id=conversation_id,
-            content=answer.text,
-            passages=answer.passages,
-            status=answer.status,
-            generator=answer.generator,
-        )
+        # Shielded: a client that leaves cancels the request's scope, and anyio cancels every
+        # await inside it again, which would lose the answer written so far.
+        with anyio.CancelScope(shield=True):
+            await events.aclose()
+            message = await run_in_session(
+                record_answer,
+                conversation_id=conversation_id,
+                content=answer.text,
+                passages=answer.passages,
+                status=answer.status,
+                generator=answer.generator,
+            )
     yield AskEvent(
         "done",
         {

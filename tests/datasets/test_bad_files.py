@@ -173,11 +173,11 @@ async def test_quality_warnings_name_small_and_dominant_classes_empty_and_long_t
 async def test_a_file_the_reader_cannot_finish_in_time_is_refused_and_nothing_stays(
     client, staff_headers, env_settings
 ):
-    settings = env_settings(STRATA_DATASET_PARSE_TIMEOUT_SECONDS="0.3")
+    settings = env_settings(STRATA_DATASET_PARSE_TIMEOUT_SECONDS="0.01")
     response = await upload(client, staff_headers, "slow", "slow.csv", b"text,label\nhello,a\n")
     assert response.status_code == 422
     assert response.json()["detail"] == (
-        "Reading this dataset took longer than 0.3 s, the limit; split it into smaller files."
+        "Reading this dataset took longer than 0.01 s, the limit; split it into smaller files."
     )
     assert stored_files(settings) == []
 
