@@ -22,13 +22,28 @@ def no_data_for_a_lower_role(ctx, response, case):
     return None
 
 
-@schemathesis.hook
-def filter_failure(context, failure, case, response) -> bool:
-    """Keeps every failure but one Strata cannot answer for: Reflex's top-level router mounts
-    the whole app at "" with a pattern that does not match a line break, so a path holding
-    one gets Starlette's plain-text 404 before any Strata code runs."""
+def _reflex_plain_404(response, case) -> bool:
+    """Reflex's top-level router mounts the whole app at "" with a pattern that does not match
+    a line break, so a path holding one gets Starlette's plain-text 404 before any Strata code
+    runs: the one answer Strata cannot shape."""
     path_values = [str(value) for value in (case.path_parameters or {}).values()]
-    reflex_plain_404 = response.status_code == 404 and response.headers.get("content-type", [""])[0].startswith(
-        "text/plain"
-    )
-    return not (reflex_plain_404 and any("\n" in value for value in path_values))
+    return response.status_code == 404 and any("\n" in value for value in path_values)
+
+
+@schemathesis.check
+def documented_media_type(ctx, response, case):
+    """The response's media type is one its status's documented response lists (exact code,
+    then 4XX/5XX, then default); schemathesis's own check, less Reflex's plain-text 404 above."""
+    if _reflex_plain_404(response, case):
+        return None
+    responses = case.operation.definition.raw.get("responses", {})
+    status = str(response.status_code)
+    documented = responses.get(status) or responses.get(f"{status[0]}XX") or responses.get("default")
+    if not documented or not documented.get("content"):
+        return None
+    received = (response.headers.get("content-type") or [""])[0].split(";")[0].strip()
+    if received not in documented["content"]:
+        raise AssertionError(
+            f"{case.method} {case.formatted_path} answered {status} as {received!r}; documented: {sorted(documented['content'])}"
+        )
+    return None

@@ -136,7 +136,11 @@ def post_declaring(web: Web, path: str, headers: dict[str, str], declared: int, 
     head = f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{web.port}\r\nContent-Length: {declared}\r\n"
     head += "".join(f"{name}: {value}\r\n" for name, value in headers.items())
     sock.sendall(head.encode() + b"\r\n" + body)
-    answer = sock.recv(65536)
+    answer = b""
+    # The refusal closes the connection (Connection: close): read until it does, since head
+    # and body may arrive in separate pieces.
+    while piece := sock.recv(65536):
+        answer += piece
     sock.close()
     return int(answer.split(b" ", 2)[1]), answer.partition(b"\r\n\r\n")[2]
 
