@@ -289,3 +289,20 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Browser tests last: Playwright's sync API keeps an event loop running in the main
     thread until its session fixture ends, and no test after it could use asyncio.run."""
     items.sort(key=lambda item: item.get_closest_marker("browser") is not None)
+
+
+@pytest.fixture
+async def client(db, redis_url):
+    """The API in-process (httpx over ASGI) on the test database and Valkey."""
+    from app.api import build_api
+
+    transport = httpx.ASGITransport(app=build_api())
+    async with httpx.AsyncClient(transport=transport, base_url="http://strata", timeout=120) as client:
+        yield client
+
+
+async def sign_in(client, email: str, password: str = "password-123") -> dict:
+    """Bearer headers of a password sign-in through the API."""
+    response = await client.post("/api/v1/auth/login", json={"email": email, "password": password})
+    assert response.status_code == 200, response.text
+    return {"Authorization": f"Bearer {response.json()['token']}"}

@@ -6,19 +6,7 @@ import pytest
 from sqlmodel import select
 
 from app.api import build_api
-
-
-@pytest.fixture
-async def client(db, redis_url):
-    transport = httpx.ASGITransport(app=build_api())
-    async with httpx.AsyncClient(transport=transport, base_url="http://strata") as client:
-        yield client
-
-
-async def sign_in(client, email: str, password: str) -> dict:
-    response = await client.post("/api/v1/auth/login", json={"email": email, "password": password})
-    assert response.status_code == 200, response.text
-    return {"Authorization": f"Bearer {response.json()['token']}"}
+from tests.conftest import sign_in
 
 
 async def test_me_needs_credentials_and_says_how(client):

@@ -3,13 +3,12 @@
 
 import pytest
 
+from tests.conftest import sign_in
 from tests.generation.conftest import fake_llm  # noqa: F401 - a language model server the test controls
 from tests.knowledge.conftest import (  # noqa: F401 - fixtures shared with the knowledge tests
     _chroma_first,
     alice_pdf,
-    client,
     create_kb,
-    sign_in,
     upload,
     wait_documents,
 )

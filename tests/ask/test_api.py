@@ -7,12 +7,12 @@ from app.ask import service
 from app.ask.tables import AnswerStatus
 from app.core.db import session_scope
 from app.core.settings import get_settings
+from tests.conftest import sign_in
 from tests.knowledge.conftest import (
     ALICE_ANSWER_PAGE,
     ALICE_ANSWER_TEXT,
     ALICE_QUESTION,
     create_kb,
-    sign_in,
     upload,
 )
 

@@ -18,8 +18,9 @@ from app.core.settings import get_settings
 from app.generation.service import UNREACHABLE
 from app.knowledge.state import KnowledgeState
 from tests.ask.test_api import NOTES_QUESTION, server_sent_events
+from tests.conftest import sign_in
 from tests.generation.conftest import AsgiStream, eventually
-from tests.knowledge.conftest import create_kb, sign_in, upload
+from tests.knowledge.conftest import create_kb, upload
 from tests.predict.test_state import send, signed_in
 
 

@@ -8,21 +8,8 @@ import shutil
 import httpx
 import pytest
 
-from app.api import build_api
 from models.classifier import bbc_news_dir
-
-
-@pytest.fixture
-async def client(db, redis_url):
-    transport = httpx.ASGITransport(app=build_api())
-    async with httpx.AsyncClient(transport=transport, base_url="http://strata", timeout=120) as client:
-        yield client
-
-
-async def sign_in(client, email: str, password: str = "password-123") -> dict:
-    response = await client.post("/api/v1/auth/login", json={"email": email, "password": password})
-    assert response.status_code == 200, response.text
-    return {"Authorization": f"Bearer {response.json()['token']}"}
+from tests.conftest import sign_in
 
 
 @pytest.fixture

@@ -1,29 +1,15 @@
 """The Jobs API shows and controls only what the caller may read, and internal job kinds
 (an upload's ingestion) are never started or retried by hand."""
 
-import httpx
 import pytest
 
 import app.job_kinds  # noqa: F401 - registers the job kinds, as the web and worker do
-from app.api import build_api
 from app.core.db import session_scope
 from app.knowledge.tables import Document, KnowledgeBase
 from jobs.tables import Job, JobStatus
+from tests.conftest import sign_in
 
 ADMIN = ("admin@x.io", "password-123")
-
-
-@pytest.fixture
-async def client(db, redis_url):
-    transport = httpx.ASGITransport(app=build_api())
-    async with httpx.AsyncClient(transport=transport, base_url="http://strata", timeout=60) as client:
-        yield client
-
-
-async def _headers(client, email: str, password: str = "password-123") -> dict:
-    response = await client.post("/api/v1/auth/login", json={"email": email, "password": password})
-    assert response.status_code == 200, response.text
-    return {"Authorization": f"Bearer {response.json()['token']}"}
 
 
 def _failed_ingestion(*, knowledge_base: str, reader_roles: list[str]) -> tuple[int, str]:
@@ -60,7 +46,7 @@ async def test_staff_do_not_see_or_control_jobs_of_knowledge_bases_they_may_not_
     client, staff, jobs_on_two_knowledge_bases
 ):
     secret_job, open_job = jobs_on_two_knowledge_bases
-    headers = await _headers(client, staff.email)
+    headers = await sign_in(client, staff.email)
 
     listed = {job["id"] for job in (await client.get("/api/v1/jobs", headers=headers)).json()}
     assert open_job in listed and secret_job not in listed
@@ -74,15 +60,15 @@ async def test_staff_do_not_see_or_control_jobs_of_knowledge_bases_they_may_not_
         assert response.status_code == 404, (path, response.text)
         assert "minutes" not in response.text
 
-    admin = await _headers(client, *ADMIN)
+    admin = await sign_in(client, *ADMIN)
     assert secret_job in {job["id"] for job in (await client.get("/api/v1/jobs", headers=admin)).json()}
     assert (await client.get(f"/api/v1/jobs/{secret_job}", headers=admin)).json()["result"]["chunks"] == 3
 
 
 async def test_internal_job_kinds_cannot_be_started_or_retried_by_hand(client, staff, jobs_on_two_knowledge_bases):
     _, open_job = jobs_on_two_knowledge_bases
-    headers = await _headers(client, staff.email)
-    admin = await _headers(client, *ADMIN)
+    headers = await sign_in(client, staff.email)
+    admin = await sign_in(client, *ADMIN)
 
     kinds = {kind["kind"] for kind in (await client.get("/api/v1/jobs/kinds", headers=headers)).json()}
     assert kinds == {"verify_models"}
@@ -99,7 +85,7 @@ async def test_internal_job_kinds_cannot_be_started_or_retried_by_hand(client, s
 
 
 async def test_viewers_are_refused_the_jobs_api(client, viewer, jobs_on_two_knowledge_bases):
-    headers = await _headers(client, viewer.email)
+    headers = await sign_in(client, viewer.email)
     assert (await client.get("/api/v1/jobs", headers=headers)).status_code == 403
     assert (await client.get("/api/v1/jobs/kinds", headers=headers)).status_code == 403
     _, open_job = jobs_on_two_knowledge_bases
@@ -112,7 +98,7 @@ async def test_starting_and_retrying_jobs_count_against_the_callers_rate_limit(
     from app.core.settings import get_settings
 
     _, open_job = jobs_on_two_knowledge_bases
-    headers = await _headers(client, staff.email)
+    headers = await sign_in(client, staff.email)
     monkeypatch.setattr(get_settings(), "rate_limit_per_minute", 1)
     first = await client.post("/api/v1/jobs", headers=headers, json={"kind": "verify_models"})
     assert first.status_code == 202, first.text

@@ -7,7 +7,6 @@ import io
 import httpx
 import pytest
 
-from app.api import build_api
 from tests.conftest import REPO
 
 SAMPLES = REPO / ".cache" / "data"
@@ -29,19 +28,6 @@ def _chroma_first(chroma_server):
 def alice_pdf() -> bytes:
     assert ALICE_PDF.is_file(), "run `make sample-data` (scripts/fetch-sample-documents.sh) first"
     return ALICE_PDF.read_bytes()
-
-
-@pytest.fixture
-async def client(db, redis_url):
-    transport = httpx.ASGITransport(app=build_api())
-    async with httpx.AsyncClient(transport=transport, base_url="http://strata", timeout=60) as client:
-        yield client
-
-
-async def sign_in(client, email: str, password: str = "password-123") -> dict:
-    response = await client.post("/api/v1/auth/login", json={"email": email, "password": password})
-    assert response.status_code == 200, response.text
-    return {"Authorization": f"Bearer {response.json()['token']}"}
 
 
 async def create_kb(client, headers, name="Books", reader_roles=("viewer", "staff")) -> dict:

@@ -11,14 +11,13 @@ from app.core.db import session_scope
 from app.core.settings import get_settings
 from app.knowledge.tables import Chunk, Document, KnowledgeBase
 from jobs.tables import Job
-from tests.conftest import wait_until
+from tests.conftest import sign_in, wait_until
 from tests.knowledge import hostile
 from tests.knowledge.conftest import (
     ALICE_ANSWER_PAGE,
     ALICE_ANSWER_TEXT,
     ALICE_QUESTION,
     create_kb,
-    sign_in,
     upload,
     wait_documents,
 )
