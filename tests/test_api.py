@@ -278,3 +278,27 @@ async def test_an_oversized_json_body_is_refused_as_it_arrives_before_sign_in(cl
     assert declared.status_code == 413
     # Within the limit, the route answers as before.
     assert (await client.post("/api/v1/auth/login", json={"email": "a@b.c", "password": "x"})).status_code == 401
+
+
+def test_openapi_publishes_the_role_each_route_needs():
+    """x-strata-minimum-role tells clients (and the fuzz test's role check) who may call a route;
+    uploads are checked in their services, so their routes must declare staff too."""
+    paths = build_api().openapi()["paths"]
+    assert {
+        (method, path): paths[path][method]["x-strata-minimum-role"]
+        for method, path in (
+            ("post", "/api/v1/auth/login"),
+            ("post", "/api/v1/search"),
+            ("post", "/api/v1/knowledge/{knowledge_base_id}/documents"),
+            ("post", "/api/v1/datasets"),
+            ("post", "/api/v1/jobs"),
+            ("get", "/api/v1/users"),
+        )
+    } == {
+        ("post", "/api/v1/auth/login"): "public",
+        ("post", "/api/v1/search"): "viewer",
+        ("post", "/api/v1/knowledge/{knowledge_base_id}/documents"): "staff",
+        ("post", "/api/v1/datasets"): "staff",
+        ("post", "/api/v1/jobs"): "staff",
+        ("get", "/api/v1/users"): "admin",
+    }

@@ -3,7 +3,8 @@ from typing import Annotated
 from fastapi import APIRouter, File, UploadFile, status
 from fastapi.responses import FileResponse
 
-from app.auth.deps import CurrentUser, IdentifiedCaller, SessionDep, SettingsDep, StaffUser
+from app.auth.deps import CurrentUser, IdentifiedCaller, SessionDep, SettingsDep, StaffUser, role_at_least
+from app.core.roles import Role
 from app.knowledge import service
 from app.knowledge.schemas import (
     DocumentOut,
@@ -130,7 +131,12 @@ def list_documents(knowledge_base_id: int, user: CurrentUser, db_session: Sessio
     return [DocumentOut.of(document) for document in documents]
 
 
-@router.post("/knowledge/{knowledge_base_id:int}/documents", status_code=status.HTTP_202_ACCEPTED)
+@router.post(
+    "/knowledge/{knowledge_base_id:int}/documents",
+    status_code=status.HTTP_202_ACCEPTED,
+    # Published as the route's minimum role; the service checks it again, before a byte is stored.
+    dependencies=[role_at_least(Role.staff)],
+)
 async def upload_documents(
     knowledge_base_id: int, caller: IdentifiedCaller, settings: SettingsDep, files: Annotated[list[UploadFile], File()]
 ) -> list[DocumentOut]:
