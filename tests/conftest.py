@@ -2,6 +2,7 @@
 STRATA_TEST_DATABASE_URL is set, PostgreSQL), each started once per test session."""
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -168,10 +169,12 @@ def database_url(request) -> str:
 
 @pytest.fixture
 def db(database_url) -> Iterator[None]:
-    """Points the app at the test database, and empties it after the test."""
+    """Points the app at the test database, and empties it after the test, with the files its
+    rows pointed to (ids are reused, so a later test's knowledge base 1 would find them)."""
     from sqlalchemy import delete
 
     from app.core.db import get_engine
+    from app.core.settings import get_settings
     from app.tables import metadata
 
     os.environ["STRATA_DATABASE_URL"] = database_url
@@ -181,6 +184,8 @@ def db(database_url) -> Iterator[None]:
         for table in reversed(metadata.sorted_tables):
             connection.execute(delete(table))
     get_engine().dispose()
+    for store in ("knowledge", "datasets"):
+        shutil.rmtree(get_settings().resolved_data_dir / store, ignore_errors=True)
 
 
 @pytest.fixture
