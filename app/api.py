@@ -16,13 +16,11 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 import app.job_kinds  # noqa: F401 - the jobs API validates kinds against the registry
 import jobs.metrics  # noqa: F401 - registers the jobs gauge with /metrics
 from app.ask.api import router as ask_router
-from app.auth import service as auth_service
 from app.auth.api import router as auth_router
 from app.auth.cookies import session_token_from_cookie_header
-from app.auth.deps import bearer_credential, current_user, minimum_role
+from app.auth.deps import bearer_credential, current_user, minimum_role, user_for_credential
 from app.auth.oidc_api import router as oidc_router
-from app.core.db import run_in_session
-from app.core.errors import StrataError, TooManyAttempts
+from app.core.errors import StrataError, TooManyAttempts, Unauthorized
 from app.core.http import (
     BodyLimit,
     LimitRequestBodies,
@@ -75,8 +73,11 @@ async def may_upload_from_a_page(cookie_header: str) -> bool:
     token = session_token_from_cookie_header(cookie_header)
     if not token:
         return False
-    user = auth_service.remembered_user(token) or await run_in_session(auth_service.user_for_session, token=token)
-    return user is not None and has_role(user, Role.staff)
+    try:
+        user = await user_for_credential(token)
+    except Unauthorized:
+        return False
+    return has_role(user, Role.staff)
 
 
 def json_body_bytes(settings: Settings) -> int:

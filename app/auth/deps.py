@@ -55,15 +55,21 @@ async def _user_from_database(credential: str) -> User:
     return user
 
 
+async def user_for_credential(credential: str) -> User:
+    """The active user behind an API key or session token: remembered for a moment, else read
+    once however many requests ask at the same time. Raises Unauthorized saying why not."""
+    return auth_service.remembered_user(credential) or await coalesce.shared(
+        ("credential", credential), lambda: _user_from_database(credential)
+    )
+
+
 async def current_user(request: Request) -> User:
     """The caller, by API key or session. Async so that the ids it binds to the log
     context stay in the request's context for everything after it."""
     credential = bearer_credential(request) or request.cookies.get(SESSION_COOKIE, "")
     if not credential:
         raise Unauthorized("Sign in or send 'Authorization: Bearer <api key>'.")
-    user = auth_service.remembered_user(credential) or await coalesce.shared(
-        ("credential", credential), lambda: _user_from_database(credential)
-    )
+    user = await user_for_credential(credential)
     request.state.user_id = user.id
     structlog.contextvars.bind_contextvars(user_id=user.id)
     return user
