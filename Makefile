@@ -96,7 +96,7 @@ sample-data: install
 	scripts/fetch-sample-documents.sh
 
 test: install bun chromium test-models frontend sample-data lint
-	STRATA_MODELS_DIR=$(TEST_MODELS_DIR) $(BIN)/python -m pytest -q
+	STRATA_MODELS_DIR=$(TEST_MODELS_DIR) $(BIN)/python -m pytest -q --durations=25
 
 lint: install
 	$(BIN)/ruff check .
