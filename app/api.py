@@ -14,12 +14,13 @@ from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import app.job_kinds  # noqa: F401 - the jobs API validates kinds against the registry
-import jobs.metrics  # noqa: F401 - registers the jobs gauge with /metrics
+import jobs.metrics  # noqa: F401 - registers the jobs and queue depth gauges with /metrics
 from app.ask.api import router as ask_router
 from app.auth.api import router as auth_router
 from app.auth.cookies import session_token_from_cookie_header
 from app.auth.deps import bearer_credential, current_user, minimum_role, user_for_credential
 from app.auth.oidc_api import router as oidc_router
+from app.batch.api import router as batch_router
 from app.core.errors import StrataError, TooManyAttempts, Unauthorized
 from app.core.http import (
     BodyLimit,
@@ -37,7 +38,9 @@ from app.jobs_board.api import router as jobs_router
 from app.knowledge.api import router as knowledge_router
 from app.openai_compat.api import build_openai_api
 from app.predict.api import router as predict_router
+from app.schedules.api import router as schedules_router
 from app.system.api import router as system_router
+from app.training.api import router as training_router
 
 MB = 1024 * 1024
 # Multipart framing (boundaries, part headers, the small fields beside the files).
@@ -146,11 +149,14 @@ def build_api() -> FastAPI:
         ask_router,
         auth_router,
         oidc_router,
+        batch_router,
         datasets_router,
         jobs_router,
         knowledge_router,
         predict_router,
+        schedules_router,
         system_router,
+        training_router,
     ):
         _publish_minimum_roles(router)
         api.include_router(router)

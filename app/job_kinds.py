@@ -1,6 +1,8 @@
 """Every domain's job kinds, imported so that the web and the worker both know them."""
 
+from app.batch.jobs import score_dataset
 from app.knowledge.jobs import ingest_document
 from app.system.jobs import verify_models
+from app.training.jobs import train_classifier
 
-__all__ = ["ingest_document", "verify_models"]
+__all__ = ["ingest_document", "score_dataset", "train_classifier", "verify_models"]

@@ -4,9 +4,12 @@ from sqlmodel import SQLModel
 
 from app.ask.tables import Conversation, Message
 from app.auth.tables import ApiKey, ApiKeyRateLimit, User, UserSession
+from app.batch.tables import BatchChunk, BatchRun
 from app.datasets.tables import Dataset, DatasetLineage, DatasetVersion
 from app.knowledge.tables import Chunk, Document, KnowledgeBase
 from app.predict.tables import ModelVersion, PredictionLog, RegisteredModel, RegistryChange
+from app.schedules.tables import Schedule
+from app.training.tables import TrainingRun
 from jobs.tables import Job
 
 metadata = SQLModel.metadata
@@ -14,6 +17,8 @@ metadata = SQLModel.metadata
 __all__ = [
     "ApiKey",
     "ApiKeyRateLimit",
+    "BatchChunk",
+    "BatchRun",
     "Chunk",
     "Conversation",
     "Dataset",
@@ -27,6 +32,8 @@ __all__ = [
     "PredictionLog",
     "RegisteredModel",
     "RegistryChange",
+    "Schedule",
+    "TrainingRun",
     "User",
     "UserSession",
     "metadata",

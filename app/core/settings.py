@@ -78,6 +78,10 @@ class Settings(BaseSettings):
     job_max_tries: int = 3
     job_timeout_seconds: int = 3600
     worker_heartbeat_seconds: float = 5.0
+    # A worker serves its machine's metrics on this port (0: off) for Prometheus, where no web
+    # process beside it serves them on /metrics (workers on machines of their own).
+    worker_metrics_port: int = 0
+    worker_metrics_host: str = "127.0.0.1"
 
     # Knowledge bases: uploads above this size are refused before anything is stored.
     upload_max_mb: float = 50.0
@@ -118,6 +122,11 @@ class Settings(BaseSettings):
     serving_max_batch: int = 8
     serving_batch_wait_ms: float = 3.0
     serving_max_loaded_versions: int = 4
+    # Batch scoring (app/batch) shares the machine with online predictions: at most
+    # batch_max_rows_per_second rows a second per job (0: no cap), on batch_threads onnxruntime
+    # threads (0: every core but one, at least one; on 2 cores one is left for predictions).
+    batch_max_rows_per_second: float = 0.0
+    batch_threads: int = 0
 
     # Answer generation: an OpenAI-compatible server when llm_base_url is set (vLLM,
     # TGI, Ollama, llama.cpp: e.g. http://host:8000/v1), else the built-in SmolLM2,
@@ -134,6 +143,13 @@ class Settings(BaseSettings):
     # Prompt budget (passages are cut to fit): the built-in model reads 8k tokens, but on
     # 2 CPU cores its first pass over ~1000 prompt tokens already takes about a second.
     llm_max_prompt_tokens: int = 1024
+    # Grounding (app/ask/grounding.py): an answer sentence is supported by its passages when its
+    # score (half embedding similarity, half content-word overlap) reaches the sentence threshold;
+    # an answer whose supported share falls below the answer threshold is flagged, and the built-in
+    # model's is replaced by the extractive answer. Chosen on half of the Python FAQ questions and
+    # checked on the other half (benchmarks/ask.py).
+    grounding_sentence_threshold: float = 0.6
+    grounding_answer_threshold: float = 0.5
 
     # The HTTP edge (app/core/http.py): request bodies are refused (413) as they arrive once
     # over their route's limit: request_max_kb for JSON routes, upload_request_max_mb for one

@@ -1,4 +1,4 @@
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, File, Form, Query, UploadFile, status
 from fastapi.responses import FileResponse, JSONResponse
@@ -97,10 +97,18 @@ def get_quality(
 
 
 @router.get("/datasets/{name}/versions/{number:int}/download")
-def download_version(name: str, number: int, user: CurrentUser, db_session: SessionDep, settings: SettingsDep):
-    """The version's file as uploaded, as an attachment."""
+def download_version(
+    name: str,
+    number: int,
+    user: CurrentUser,
+    db_session: SessionDep,
+    settings: SettingsDep,
+    format: Annotated[Literal["csv", "parquet"] | None, Query()] = None,  # noqa: A002 - the query parameter's name
+):
+    """The version's file as an attachment: as uploaded, or as CSV or Parquet (`format`),
+    converted once and kept."""
     path, media_type, filename = service.version_file(
-        db_session=db_session, settings=settings, actor=user, name=name, number=number
+        db_session=db_session, settings=settings, actor=user, name=name, number=number, file_format=format
     )
     return FileResponse(
         path, media_type=media_type, filename=filename, content_disposition_type="attachment", headers=DOWNLOAD_HEADERS

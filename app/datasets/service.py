@@ -8,6 +8,7 @@ cannot be deleted."""
 import asyncio
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,10 +21,22 @@ from app.core import ratelimit
 from app.core.db import run_in_session
 from app.core.errors import Conflict, InvalidInput, NotFound
 from app.core.roles import Actor, Role, require_role
+from app.core.sandbox import SandboxLimits, run_isolated
 from app.core.settings import Settings
+from app.core.uploads import safe_filename
+from app.datasets.converting import TARGETS as CONVERSION_TARGETS
 from app.datasets.quality import quality_report
-from app.datasets.storage import StagedFile, UploadedFile, object_path, profile_isolated, stage_upload
+from app.datasets.storage import (
+    StagedFile,
+    UploadedFile,
+    convert_isolated,
+    converted_path,
+    object_path,
+    profile_isolated,
+    stage_upload,
+)
 from app.datasets.tables import PROTECTING_KINDS, Dataset, DatasetLineage, DatasetVersion, LineageKind
+from models.manifest import sha256_file
 
 # Names appear in URLs (/api/v1/datasets/{name}/...) and file names of downloads.
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
@@ -80,6 +93,25 @@ def get_version(*, db_session: Session, actor: Actor, name: str, number: int) ->
     return dataset, version
 
 
+def newest_or_numbered_version(
+    *, db_session: Session, actor: Actor, name: str, number: int | None
+) -> tuple[Dataset, DatasetVersion]:
+    """Version `number` of the dataset, or its newest when `number` is None (what a job started
+    on "the newest version" reads: the newest at the moment it is started)."""
+    if number is not None:
+        return get_version(db_session=db_session, actor=actor, name=name, number=number)
+    require_role(actor, Role.viewer)
+    dataset = (
+        db_session.exec(select(Dataset).where(Dataset.name == name)).first() if NAME_PATTERN.fullmatch(name) else None
+    )
+    if dataset is None:
+        raise NotFound(f"There is no dataset {name!r}.")
+    newest = db_session.exec(
+        select(func.max(DatasetVersion.number)).where(DatasetVersion.dataset_id == dataset.id)
+    ).one()
+    return get_version(db_session=db_session, actor=actor, name=name, number=newest or 0)
+
+
 @dataclass
 class VersionDetails:
     dataset: Dataset
@@ -109,14 +141,27 @@ def version_details(
 
 
 def version_file(
-    *, db_session: Session, settings: Settings, actor: Actor, name: str, number: int
+    *, db_session: Session, settings: Settings, actor: Actor, name: str, number: int, file_format: str | None = None
 ) -> tuple[Path, str, str]:
-    """The version's stored file, its media type and the name to download it as."""
+    """The version's file, its media type and the name to download it as: the stored file, or
+    in `file_format` (csv or parquet), converted in the sandbox the first time and kept."""
     dataset, version = get_version(db_session=db_session, actor=actor, name=name, number=number)
     path = settings.resolved_data_dir / version.stored_path
     if not path.is_file():
         raise NotFound(f"The file of {name!r} version {number} is missing from the data directory.")
-    return path, MEDIA_TYPES[version.format], f"{dataset.name}-v{version.number}.{EXTENSIONS[version.format]}"
+    target = file_format or version.format
+    if target != version.format:
+        if target not in CONVERSION_TARGETS:
+            raise InvalidInput(f"A version downloads as {' or '.join(CONVERSION_TARGETS)}, not {target!r}.")
+        path = convert_isolated(
+            path,
+            file_format=version.format,
+            sha256=version.sha256,
+            columns=version.columns,
+            target=target,
+            settings=settings,
+        )
+    return path, MEDIA_TYPES[target], f"{dataset.name}-v{version.number}.{EXTENSIONS[target]}"
 
 
 def lineage_of(*, db_session: Session, actor: Actor, dataset_version_id: int) -> list[DatasetLineage]:
@@ -128,6 +173,35 @@ def lineage_of(*, db_session: Session, actor: Actor, dataset_version_id: int) ->
             .order_by(DatasetLineage.id)
         ).all()
     )
+
+
+def read_columns(
+    *,
+    settings: Settings,
+    actor: Actor,
+    version: DatasetVersion,
+    columns: list[str],
+    on_wait: Callable[[], None] | None = None,
+) -> dict[str, list]:
+    """The values of `columns` of the version in the order of its rows (None where a row has
+    none), read in the sandbox like an upload. For jobs (training, scoring): it holds no
+    session while it reads, and `on_wait`, called meanwhile, may raise to stop it (a cancel)."""
+    require_role(actor, Role.viewer)
+    path = settings.resolved_data_dir / version.stored_path
+    if not path.is_file():
+        raise NotFound(
+            f"The file of dataset version {version.number} ({version.filename}) is missing from the data directory."
+        )
+    return run_isolated(
+        "app.datasets.reading:read_columns",
+        {"path": str(path), "format": version.format, "columns": list(columns)},
+        limits=SandboxLimits(
+            timeout_seconds=settings.dataset_parse_timeout_seconds,
+            memory_mb=settings.dataset_parse_max_memory_mb,
+            subject="this dataset",
+        ),
+        on_wait=on_wait,
+    )["columns"]
 
 
 # ----------------------------------------------------------------------- lineage
@@ -176,6 +250,8 @@ def delete_version(*, db_session: Session, settings: Settings, actor: Actor, nam
     db_session.commit()
     if not shared:
         (settings.resolved_data_dir / version.stored_path).unlink(missing_ok=True)
+        for target in CONVERSION_TARGETS:
+            converted_path(settings, version.sha256, target).unlink(missing_ok=True)
 
 
 # ------------------------------------------------------------------------- upload
@@ -201,16 +277,38 @@ async def upload_dataset(
     name = check_name(name)
     staged = await stage_upload(upload, settings=settings)
     try:
-        found = await run_in_session(_same_content, actor=actor, name=name, sha256=staged.sha256)
-        if isinstance(found, tuple):
-            return Uploaded(dataset=found[0], version=found[1], existing=True)
-        profile = found if found is not None else await asyncio.to_thread(profile_isolated, staged, settings=settings)
-        dataset, version = await run_in_session(
-            _add_version, settings=settings, actor=actor, name=name, staged=staged, profile=profile
-        )
-        return Uploaded(dataset=dataset, version=version, existing=False)
+        return await _store_staged(actor=actor, settings=settings, name=name, staged=staged)
     finally:
         staged.discard()
+
+
+async def add_version_from_file(*, actor: Actor, settings: Settings, name: str, path: Path, filename: str) -> Uploaded:
+    """A file Strata made (a batch job's result, under the data directory) as the next version of
+    `name`, exactly like an upload of it: read in the sandbox, profiled, stored by content. The
+    file is moved into the store, or removed."""
+    require_role(actor, Role.staff)
+    name = check_name(name)
+    staged = StagedFile(
+        filename=safe_filename(filename),
+        path=path,
+        size_bytes=path.stat().st_size,
+        sha256=await asyncio.to_thread(sha256_file, path),
+    )
+    try:
+        return await _store_staged(actor=actor, settings=settings, name=name, staged=staged)
+    finally:
+        staged.discard()
+
+
+async def _store_staged(*, actor: Actor, settings: Settings, name: str, staged: StagedFile) -> Uploaded:
+    found = await run_in_session(_same_content, actor=actor, name=name, sha256=staged.sha256)
+    if isinstance(found, tuple):
+        return Uploaded(dataset=found[0], version=found[1], existing=True)
+    profile = found if found is not None else await asyncio.to_thread(profile_isolated, staged, settings=settings)
+    dataset, version = await run_in_session(
+        _add_version, settings=settings, actor=actor, name=name, staged=staged, profile=profile
+    )
+    return Uploaded(dataset=dataset, version=version, existing=False)
 
 
 def _same_content(

@@ -1,6 +1,9 @@
 """Dataset files on disk: uploads staged to a temporary file within the size limit, profiled
 in the sandbox, and stored once per content under <data dir>/datasets/objects/<sha256>."""
 
+import os
+import threading
+import uuid
 from pathlib import Path
 
 from app.core.sandbox import SandboxLimits, run_isolated
@@ -34,6 +37,49 @@ def _embedder_tokenizer(settings: Settings) -> tuple[str | None, int]:
     except ManifestError:
         return None, DEFAULT_MAX_WORD_PIECES
     return str(model_dir / manifest.tokenizer_file), manifest.max_length
+
+
+def converted_path(settings: Settings, sha256: str, target: str) -> Path:
+    return datasets_dir(settings) / "converted" / f"{sha256}.{target}"
+
+
+_converting: dict[Path, threading.Lock] = {}
+_converting_guard = threading.Lock()
+
+
+def convert_isolated(
+    path: Path, *, file_format: str, sha256: str, columns: list[dict], target: str, settings: Settings
+) -> Path:
+    """The stored file `path` as `target` (csv or parquet): converted in the sandbox the first
+    time (one conversion at a time per file and target in this process) and kept beside it."""
+    converted = converted_path(settings, sha256, target)
+    with _converting_guard:
+        lock = _converting.setdefault(converted, threading.Lock())
+    with lock:
+        if converted.is_file():
+            return converted
+        converted.parent.mkdir(parents=True, exist_ok=True)
+        temporary = converted.with_name(f".{converted.name}.{uuid.uuid4().hex}.part")
+        try:
+            run_isolated(
+                "app.datasets.converting:convert",
+                {
+                    "path": str(path),
+                    "format": file_format,
+                    "columns": columns,
+                    "target": target,
+                    "output": str(temporary),
+                },
+                limits=SandboxLimits(
+                    timeout_seconds=settings.dataset_parse_timeout_seconds,
+                    memory_mb=settings.dataset_parse_max_memory_mb,
+                    subject="this dataset",
+                ),
+            )
+            os.replace(temporary, converted)
+        finally:
+            temporary.unlink(missing_ok=True)
+    return converted
 
 
 def profile_isolated(staged: StagedFile, *, settings: Settings) -> dict:

@@ -39,17 +39,26 @@ class VersionRef:
 
 
 class LoadedVersion:
-    def __init__(self, ref: VersionRef) -> None:
+    def __init__(self, ref: VersionRef, *, threads: int | None = None) -> None:
+        """`threads`: onnxruntime threads of a version loaded for batch work (app/batch), which
+        then gets models of its own; None shares the process's embedder with all cores."""
         self.ref = ref
         # A classifier trained in Strata is an ONNX file (models.trained); a zero-shot one is JSON.
         trained = ref.kind == "classifier" and ref.artifact.endswith(".onnx")
-        self._trained = TrainedClassifier.load(ref.artifact) if trained else None
+        self._trained = TrainedClassifier.load(ref.artifact, threads=threads) if trained else None
         self._classifier = ZeroShotClassifier.load(ref.artifact) if ref.kind == "classifier" and not trained else None
         # Classifiers and the built-in embedder share the process's embedder; an embedder
         # version elsewhere (another artifact) gets its own.
         default_dir = get_settings().resolved_models_dir / EMBEDDER_NAME
         is_default = ref.kind == "classifier" or Path(ref.artifact).resolve() == default_dir
-        self._embedder = ml.get_embedder() if is_default else Embedder.load(ref.artifact)
+        if threads is not None:
+            # Loaded only if used: a trained text model runs in onnxruntime alone.
+            text_model = self._trained is not None and self._trained.input_kind == INPUT_TEXT
+            self._embedder = (
+                None if text_model else Embedder.load(default_dir if is_default else ref.artifact, threads=threads)
+            )
+        else:
+            self._embedder = ml.get_embedder() if is_default else Embedder.load(ref.artifact)
         self._batch_size = max(1, get_settings().serving_max_batch)
 
     def _embed(self, texts: list[str]) -> np.ndarray:
