@@ -17,7 +17,11 @@ from app.knowledge.page import knowledge_page
 from app.knowledge.state import KnowledgeState
 from app.predict.page import models_page, predict_page
 from app.predict.state import ModelsState, PredictState
+from app.schedules.page import schedules_page
+from app.schedules.state import SchedulesState
 from app.system.page import system_page
+from app.training.page import experiments_page
+from app.training.state import ExperimentsState
 from app.ui.layout import favicon_links, page_guard
 
 configure_logging(get_settings().log_level)
@@ -54,3 +58,15 @@ app.add_page(
     predict_page, route="/predict", title="Predict · Strata", on_load=[page_guard(Role.viewer), PredictState.load]
 )
 app.add_page(models_page, route="/models", title="Models · Strata", on_load=[page_guard(Role.viewer), ModelsState.load])
+app.add_page(
+    schedules_page,
+    route="/schedules",
+    title="Schedules · Strata",
+    on_load=[page_guard(Role.staff), SchedulesState.load],
+)
+app.add_page(
+    experiments_page,
+    route="/experiments",
+    title="Experiments · Strata",
+    on_load=[page_guard(Role.viewer), ExperimentsState.load],
+)

@@ -6,6 +6,7 @@ raises UnreadableDataset with a message naming the line, row or column at fault.
 
 import codecs
 import json
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePath
@@ -261,3 +262,35 @@ def _parquet_batches(path: Path) -> Iterator[Batch]:
             yield Batch(names, list(zip(*(column.to_pylist() for column in record_batch.columns), strict=True)))
     except (pa.ArrowException, OSError, ValueError) as exc:
         raise UnreadableDataset(f"The Parquet file is damaged and cannot be read ({str(exc)[:300]}).") from None
+
+
+# ------------------------------------------------------------- chosen columns
+
+
+def _plain(value):
+    """A value as JSON carries it: a NaN is missing, and what JSON has no type for is its text."""
+    if value is None or isinstance(value, bool | int | str):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    return str(value)
+
+
+def read_columns(request: dict) -> dict:
+    """The sandbox's entry point for jobs that read a stored version (training, scoring): the
+    values of the requested columns in the order of the file, None where a row has no value."""
+    wanted: list[str] = request["columns"]
+    values: dict[str, list] = {name: [] for name in wanted}
+    seen: set[str] = set()
+    for batch in batches(Path(request["path"]), request["format"]):
+        position = {name: index for index, name in enumerate(batch.columns)}
+        seen.update(position)
+        for name in wanted:
+            index = position.get(name)
+            values[name].extend(
+                _plain(row[index]) if index is not None and index < len(row) else None for row in batch.rows
+            )
+    absent = [name for name in wanted if name not in seen]
+    if absent:
+        raise UnreadableDataset(f"The file has no column {absent[0]!r}.")
+    return {"columns": values}
