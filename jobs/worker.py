@@ -5,11 +5,14 @@ import contextlib
 from typing import Any
 
 import structlog
+from arq import cron
 
 import app.job_kinds  # noqa: F401 - registers every job kind
 from app.core.clients import arq_redis_settings
 from app.core.logging import configure_logging
+from app.core.metrics import forget_live_values, serve_process_metrics
 from app.core.settings import get_settings
+from app.schedules.jobs import TICK_TIMEOUT_SECONDS, schedules_tick
 from jobs.runtime import execute_job, heartbeat_forever, new_worker_id
 
 log = structlog.get_logger("strata.worker")
@@ -19,6 +22,10 @@ async def on_startup(ctx: dict[str, Any]) -> None:
     ctx["worker_id"] = new_worker_id()
     structlog.contextvars.bind_contextvars(worker_id=ctx["worker_id"])
     ctx["heartbeat"] = asyncio.create_task(heartbeat_forever(ctx))
+    settings = get_settings()
+    if settings.worker_metrics_port:
+        serving = serve_process_metrics(host=settings.worker_metrics_host, port=settings.worker_metrics_port)
+        log.info("worker.metrics", port=settings.worker_metrics_port, served_by_this_worker=serving)
     log.info("worker.started")
 
 
@@ -26,6 +33,7 @@ async def on_shutdown(ctx: dict[str, Any]) -> None:
     ctx["heartbeat"].cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await ctx["heartbeat"]
+    forget_live_values()
     log.info("worker.stopped")
 
 
@@ -34,6 +42,18 @@ def worker_settings() -> dict[str, Any]:
     configure_logging(settings.log_level)
     return {
         "functions": [execute_job],
+        # Fires the due schedules every minute and when the worker starts (app/schedules/jobs.py);
+        # unique: one arq job id per minute for all workers, so one of them runs each tick.
+        "cron_jobs": [
+            cron(
+                schedules_tick,
+                name="schedules.tick",
+                second=0,
+                run_at_startup=True,
+                unique=True,
+                timeout=TICK_TIMEOUT_SECONDS,
+            )
+        ],
         "redis_settings": arq_redis_settings(),
         "on_startup": on_startup,
         "on_shutdown": on_shutdown,

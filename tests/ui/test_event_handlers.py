@@ -19,6 +19,7 @@ OPEN_HANDLERS = {
     # watch() re-checks the viewer role on every refresh.
     "KnowledgeState": {"setvar", "watch", "stop_watching"},
     "DatasetsState": {"setvar"},
+    "SchedulesState": {"setvar"},
 }
 
 
