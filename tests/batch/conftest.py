@@ -89,10 +89,15 @@ async def start(client, headers, **body) -> dict:
     return response.json()
 
 
-async def wait_batch(client, headers, batch_id: int, statuses=("succeeded", "failed", "cancelled"), timeout=300):
+async def wait_batch(
+    client, headers, batch_id: int, statuses=("succeeded", "failed", "cancelled"), timeout=300, messages=None
+):
+    """The batch job once in one of `statuses`; `messages` collects the progress messages seen meanwhile."""
     deadline = asyncio.get_running_loop().time() + timeout
     while asyncio.get_running_loop().time() < deadline:
         batch = (await client.get(f"/api/v1/batch-jobs/{batch_id}", headers=headers)).json()
+        if messages is not None:
+            messages.add(batch["message"])
         if batch["status"] in statuses:
             return batch
         await asyncio.sleep(0.3)
