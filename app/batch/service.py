@@ -124,6 +124,23 @@ def _model_version(db_session: Session, model: str, number: int | None) -> tuple
     return db_session.get(RegisteredModel, version.model_id), version
 
 
+def _checked_request(
+    *,
+    db_session: Session,
+    actor: Actor,
+    dataset: str,
+    version: int | None,
+    text_column: str,
+    model: str,
+    model_version: int | None,
+) -> tuple[Dataset, DatasetVersion, RegisteredModel, ModelVersion]:
+    dataset_row, version_row = datasets_service.newest_or_numbered_version(
+        db_session=db_session, actor=actor, name=dataset, number=version
+    )
+    _check_text_column(version_row, dataset_row.name, text_column)
+    return dataset_row, version_row, *_model_version(db_session, model, model_version)
+
+
 def check_batch_request(
     *,
     db_session: Session,
@@ -137,11 +154,15 @@ def check_batch_request(
     """What start_batch checks before it writes anything, for a caller that starts one later
     (a schedule, when it is created)."""
     require_role(actor, Role.staff)
-    dataset_row, version_row = datasets_service.newest_or_numbered_version(
-        db_session=db_session, actor=actor, name=dataset, number=version
+    _checked_request(
+        db_session=db_session,
+        actor=actor,
+        dataset=dataset,
+        version=version,
+        text_column=text_column,
+        model=model,
+        model_version=model_version,
     )
-    _check_text_column(version_row, dataset_row.name, text_column)
-    _model_version(db_session, model, model_version)
 
 
 def _create_run(
@@ -158,11 +179,15 @@ def _create_run(
     require_role(actor, Role.staff)
     if not MIN_CHUNK_ROWS <= chunk_size <= MAX_CHUNK_ROWS:
         raise InvalidInput(f"A chunk holds {MIN_CHUNK_ROWS} to {MAX_CHUNK_ROWS} rows; got {chunk_size}.")
-    dataset_row, version_row = datasets_service.newest_or_numbered_version(
-        db_session=db_session, actor=actor, name=dataset, number=version
+    dataset_row, version_row, model_row, model_version_row = _checked_request(
+        db_session=db_session,
+        actor=actor,
+        dataset=dataset,
+        version=version,
+        text_column=text_column,
+        model=model,
+        model_version=model_version,
     )
-    _check_text_column(version_row, dataset_row.name, text_column)
-    model_row, model_version_row = _model_version(db_session, model, model_version)
     job = jobs_service.create_job(
         db_session=db_session, actor=actor, kind=BATCH_SCORE, params={}, max_attempts=get_settings().job_max_tries
     )
