@@ -1,0 +1,55 @@
+"""Schedules end to end: real `strata worker` processes with the schedules' arq cron tick, real
+Valkey and database, and the real batch job a schedule starts."""
+
+import asyncio
+from datetime import timedelta
+
+from sqlmodel import select
+
+from app.batch.service import BATCH_SCORE
+from app.batch.tables import BatchRun
+from app.core.clients import reset_loop_redis
+from app.core.db import session_scope
+from app.core.time import utcnow
+from app.datasets.tables import DatasetVersion
+from jobs.tables import Job, JobStatus
+from tests.conftest import wait_until
+from tests.schedules.conftest import create, jobs_of_kind, reread, reviews_csv, upload_version
+
+
+def test_a_schedule_missed_while_no_worker_ran_fires_once_when_two_workers_start_and_scores_the_newest_version(
+    workers, staff, classifier, settings, redis_url
+):
+    async def two_versions() -> int:
+        await upload_version(staff, settings, reviews_csv())
+        return await upload_version(staff, settings, reviews_csv(extra=" (newest)"))
+
+    newest = asyncio.run(two_versions())
+    reset_loop_redis()
+    # Made half an hour ago, every five minutes: six times passed while no worker ran.
+    schedule = create(staff, cron="*/5 * * * *", now=utcnow() - timedelta(minutes=30))
+    assert schedule.next_run_at < utcnow() - timedelta(minutes=20)
+
+    # Both workers fire a tick as they start, at the same moment: one run starts.
+    workers()
+    workers()
+    fired = wait_until(lambda: (found := reread(schedule.id)).last_job_id and found, 120, "the schedule to fire")
+    assert fired.last_outcome == f"started job {fired.last_job_id}"
+    assert fired.next_run_at > utcnow() - timedelta(minutes=1)  # the next time after now, not a missed one
+
+    def finished() -> Job | None:
+        with session_scope() as db_session:
+            job = db_session.get(Job, fired.last_job_id)
+            return job if JobStatus(job.status).finished else None
+
+    job = wait_until(finished, 300, "the scheduled batch job to finish")
+    assert job.status == JobStatus.succeeded, job.error
+    assert job.created_by == staff.id
+    assert [found.id for found in jobs_of_kind(BATCH_SCORE)] == [job.id]
+    with session_scope() as db_session:
+        [batch] = db_session.exec(select(BatchRun)).all()
+        result = db_session.get(DatasetVersion, batch.result_dataset_version_id)
+    assert (batch.dataset_name, batch.dataset_version_number, batch.rows_total) == ("reviews", newest, 40)
+    assert result is not None and result.row_count == 40
+    assert {"prediction", "confidence", "model_version"} <= {column["name"] for column in result.columns}
+    assert reread(schedule.id).last_outcome == f"started job {job.id}"
