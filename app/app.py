@@ -7,6 +7,8 @@ from app.ask.page import ask_page
 from app.ask.state import AskState
 from app.auth.page import home_page, keys_page, login_page, users_page
 from app.auth.state import KeysState, UsersState
+from app.batch.page import batch_page
+from app.batch.state import BatchState
 from app.core.logging import configure_logging
 from app.core.roles import Role
 from app.core.settings import get_settings
@@ -70,3 +72,4 @@ app.add_page(
     title="Experiments · Strata",
     on_load=[page_guard(Role.viewer), ExperimentsState.load],
 )
+app.add_page(batch_page, route="/batch", title="Batch · Strata", on_load=[page_guard(Role.viewer), BatchState.load])

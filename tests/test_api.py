@@ -291,6 +291,8 @@ def test_openapi_publishes_the_role_each_route_needs():
             ("post", "/api/v1/search"),
             ("post", "/api/v1/knowledge/{knowledge_base_id}/documents"),
             ("post", "/api/v1/datasets"),
+            ("post", "/api/v1/batch-jobs"),
+            ("get", "/api/v1/batch-jobs"),
             ("post", "/api/v1/jobs"),
             ("get", "/api/v1/users"),
         )
@@ -299,6 +301,8 @@ def test_openapi_publishes_the_role_each_route_needs():
         ("post", "/api/v1/search"): "viewer",
         ("post", "/api/v1/knowledge/{knowledge_base_id}/documents"): "staff",
         ("post", "/api/v1/datasets"): "staff",
+        ("post", "/api/v1/batch-jobs"): "staff",
+        ("get", "/api/v1/batch-jobs"): "viewer",
         ("post", "/api/v1/jobs"): "staff",
         ("get", "/api/v1/users"): "admin",
     }

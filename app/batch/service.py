@@ -362,7 +362,9 @@ def choices(*, db_session: Session, actor: Actor) -> Choices:
     ):
         numbers.setdefault(model_id, []).append(number)
     production = dict(
-        db_session.exec(select(ModelVersion.model_id, ModelVersion.number).where(ModelVersion.stage == "production"))
+        db_session.exec(
+            select(ModelVersion.model_id, ModelVersion.number).where(ModelVersion.stage == "production")
+        ).all()
     )
     classifiers = [
         (model.name, production.get(model.id), numbers.get(model.id, []))

@@ -24,6 +24,7 @@ NAV = (
     NavItem("Models", "/models", "boxes", Role.viewer),
     NavItem("Datasets", "/datasets", "table", Role.viewer),
     NavItem("Experiments", "/experiments", "flask-conical", Role.viewer),
+    NavItem("Batch", "/batch", "layers", Role.viewer),
     NavItem("Jobs", "/jobs", "list-checks", Role.staff),
     NavItem("Schedules", "/schedules", "calendar-clock", Role.staff),
     NavItem("System", "/system", "activity", Role.staff),

@@ -20,6 +20,8 @@ OPEN_HANDLERS = {
     "KnowledgeState": {"setvar", "watch", "stop_watching"},
     "DatasetsState": {"setvar"},
     "SchedulesState": {"setvar"},
+    # watch() re-checks the viewer role on every refresh.
+    "BatchState": {"setvar", "watch", "stop_watching"},
 }
 
 
