@@ -2,6 +2,7 @@
 training run (app.training), always on the newest version of the dataset. The checks of the
 arguments against the dataset and the models are those domains' own."""
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,6 +15,8 @@ from app.schedules.tables import ScheduleAction
 from app.training import service as training_service
 
 MAX_TEXT_LENGTH = 300
+# What the database's integer columns hold (model version numbers, seeds).
+MAX_WHOLE_NUMBER = 2**31 - 1
 
 
 @dataclass(frozen=True)
@@ -47,14 +50,18 @@ def _value(param: Param, value: Any) -> Any:
     if value is None and not param.required:
         return param.default
     if param.kind is str:
-        if not isinstance(value, str) or not value.strip() or len(value) > MAX_TEXT_LENGTH:
-            raise InvalidInput(f"The parameter {param.name!r} is a text of 1 to {MAX_TEXT_LENGTH} characters.")
+        if not isinstance(value, str) or not value.strip() or len(value) > MAX_TEXT_LENGTH or not value.isprintable():
+            raise InvalidInput(
+                f"The parameter {param.name!r} is a text of 1 to {MAX_TEXT_LENGTH} printable characters."
+            )
         return value.strip()
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         raise InvalidInput(f"The parameter {param.name!r} is a number; got {str(value)[:50]!r}.")
     if param.kind is int:
-        if value != int(value):
-            raise InvalidInput(f"The parameter {param.name!r} is a whole number; got {value}.")
+        if value != int(value) or not 0 <= value <= MAX_WHOLE_NUMBER:
+            raise InvalidInput(
+                f"The parameter {param.name!r} is a whole number from 0 to {MAX_WHOLE_NUMBER}; got {value}."
+            )
         return int(value)
     return float(value)
 

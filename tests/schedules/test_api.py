@@ -99,6 +99,8 @@ REFUSALS = [
     ({"params": {**batch_params(), "seed": 1}}, "A batch schedule does not take 'seed'"),
     ({"params": {"dataset": DATASET}}, "needs 'text_column', 'model'"),
     ({"params": batch_params(model_version="two")}, "The parameter 'model_version' is a number"),
+    ({"params": batch_params(model_version=10**12)}, "'model_version' is a whole number from 0 to 2147483647"),
+    ({"params": batch_params(model="bad\x00name")}, "'model' is a text of 1 to 300 printable characters"),
     ({"action": "training", "params": training_params(label_column="text")}, "are both 'text'"),
     ({"action": "training", "params": training_params(holdout_fraction=0.9)}, "holdout fraction"),
     ({"action": "training", "params": training_params(model_name="no spaces!")}, "A model name is"),

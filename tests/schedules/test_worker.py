@@ -2,17 +2,21 @@
 Valkey and database, and the real batch job a schedule starts."""
 
 import asyncio
-from datetime import timedelta
+from datetime import datetime, timedelta
 
+from arq import create_pool
+from arq.worker import Worker
 from sqlmodel import select
 
 from app.batch.service import BATCH_SCORE
 from app.batch.tables import BatchRun
-from app.core.clients import reset_loop_redis
+from app.core.clients import arq_redis_settings, reset_loop_redis
 from app.core.db import session_scope
 from app.core.time import utcnow
 from app.datasets.tables import DatasetVersion
+from jobs.runtime import ARQ_QUEUE
 from jobs.tables import Job, JobStatus
+from jobs.worker import worker_settings
 from tests.conftest import wait_until
 from tests.schedules.conftest import create, jobs_of_kind, reread, reviews_csv, upload_version
 
@@ -53,3 +57,26 @@ def test_a_schedule_missed_while_no_worker_ran_fires_once_when_two_workers_start
     assert result is not None and result.row_count == 40
     assert {"prediction", "confidence", "model_version"} <= {column["name"] for column in result.columns}
     assert reread(schedule.id).last_outcome == f"started job {job.id}"
+
+
+async def test_arq_queues_each_minutes_tick_once_however_many_workers_run(redis_url):
+    """The worker's own cron settings in two arq workers on one Valkey: each heartbeat near the
+    minute enqueues the tick, and `unique` gives both the same job id, so one tick is queued."""
+    pool = await create_pool(arq_redis_settings())
+    try:
+        arq_workers = [
+            Worker(functions=[], cron_jobs=worker_settings()["cron_jobs"], redis_pool=pool, handle_signals=False)
+            for _ in range(2)
+        ]
+        started = datetime.now()  # arq's clock: the machine's local time
+        for worker in arq_workers:
+            await worker.run_cron(started, 0.5)  # the tick at start
+        [minute] = {worker.cron_jobs[0].next_run for worker in arq_workers}
+        assert (minute.second, minute > started) == (0, True)
+        queued = set(await pool.zrange(ARQ_QUEUE, 0, -1))
+        for worker in arq_workers:
+            await worker.run_cron(minute - timedelta(seconds=0.5), 0.5)
+        minute_ticks = [job_id.decode() for job_id in set(await pool.zrange(ARQ_QUEUE, 0, -1)) - queued]
+        assert len(minute_ticks) == 1 and minute_ticks[0].startswith("schedules.tick:")
+    finally:
+        await pool.aclose()
