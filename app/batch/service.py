@@ -67,7 +67,7 @@ async def start_batch(
     require_role(actor, Role.staff)
     await ratelimit.take_caller_token(actor.id, caller, limit_per_minute)
     run, job = await run_in_session(
-        _create_run,
+        create_run,
         actor=actor,
         dataset=dataset,
         version=version,
@@ -165,7 +165,7 @@ def check_batch_request(
     )
 
 
-def _create_run(
+def create_run(
     *,
     db_session: Session,
     actor: Actor,
@@ -176,6 +176,8 @@ def _create_run(
     model_version: int | None,
     chunk_size: int,
 ) -> tuple[BatchRun, Job]:
+    """The run, its job (not yet queued: start_batch queues it) and its lineage link, checked
+    like check_batch_request."""
     require_role(actor, Role.staff)
     if not MIN_CHUNK_ROWS <= chunk_size <= MAX_CHUNK_ROWS:
         raise InvalidInput(f"A chunk holds {MIN_CHUNK_ROWS} to {MAX_CHUNK_ROWS} rows; got {chunk_size}.")
