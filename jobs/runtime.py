@@ -17,6 +17,7 @@ from app.core.db import run_in_session
 from app.core.settings import get_settings
 from app.core.time import utcnow
 from jobs import service
+from jobs.metrics import JOB_RUN_DURATION, JOB_RUNS
 from jobs.registry import JobContext, JobFailure, get_spec
 from jobs.tables import JobStatus
 
@@ -55,36 +56,42 @@ async def execute_job(ctx: dict[str, Any], job_id: str) -> None:
             log.info("job.skipped", reason="finished, cancelled or unknown")
             return
         structlog.contextvars.bind_contextvars(job_kind=job.kind, user_id=job.created_by)
+        run_started = time.perf_counter()
+
+        async def finish(status: JobStatus, message: str, **outcome: Any) -> None:
+            # Counted first, so that whoever sees the job end finds the run in /metrics.
+            JOB_RUNS.labels(job.kind, status.value).inc()
+            JOB_RUN_DURATION.labels(job.kind).observe(time.perf_counter() - run_started)
+            await run_in_session(service.finish_attempt, job_id=job_id, status=status, message=message, **outcome)
+
         spec = get_spec(job.kind)
         if spec is None:
-            await _finish(job_id, JobStatus.failed, "Failed", error=f"No worker code for job kind {job.kind!r}.")
+            await finish(JobStatus.failed, "Failed", error=f"No worker code for job kind {job.kind!r}.")
             return
         log.info("job.started", attempt=attempt)
         context = JobContext(job_id=job_id, params=job.params, attempt=attempt, report=_progress_reporter(job_id))
         try:
             result = await asyncio.wait_for(spec.run(context), timeout=settings.job_timeout_seconds)
         except JobFailure as exc:
-            await _finish(job_id, JobStatus.failed, "Failed", error=str(exc), result=exc.result)
+            await finish(JobStatus.failed, "Failed", error=str(exc), result=exc.result)
         except service.JobCancelled:
-            await _finish(job_id, JobStatus.cancelled, "Cancelled")
+            await finish(JobStatus.cancelled, "Cancelled")
         except asyncio.CancelledError:
             # The worker is shutting down; arq runs the job again on the next worker.
-            await _finish(job_id, JobStatus.queued, "Worker stopped; will run again")
+            await finish(JobStatus.queued, "Worker stopped; will run again")
             raise
         except TimeoutError:
-            await _finish(
-                job_id, JobStatus.failed, "Timed out", error=f"Took longer than {settings.job_timeout_seconds} s."
-            )
+            await finish(JobStatus.failed, "Timed out", error=f"Took longer than {settings.job_timeout_seconds} s.")
         except (RedisError, ConnectionError) as exc:
             if attempt < job.max_attempts:
-                await _finish(job_id, JobStatus.queued, f"Retrying after a connection error: {exc}")
+                await finish(JobStatus.queued, f"Retrying after a connection error: {exc}")
                 raise Retry(defer=2 * attempt) from exc
-            await _finish(job_id, JobStatus.failed, "Failed", error=_describe(exc))
+            await finish(JobStatus.failed, "Failed", error=_describe(exc))
         except Exception as exc:
             log.exception("job.failed")
-            await _finish(job_id, JobStatus.failed, "Failed", error=_describe(exc))
+            await finish(JobStatus.failed, "Failed", error=_describe(exc))
         else:
-            await _finish(job_id, JobStatus.succeeded, "Done", result=result)
+            await finish(JobStatus.succeeded, "Done", result=result)
             log.info("job.succeeded")
     finally:
         structlog.contextvars.unbind_contextvars("job_id", "job_kind", "user_id")
@@ -92,10 +99,6 @@ async def execute_job(ctx: dict[str, Any], job_id: str) -> None:
 
 def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
-
-
-async def _finish(job_id: str, status: JobStatus, message: str, **outcome: Any) -> None:
-    await run_in_session(service.finish_attempt, job_id=job_id, status=status, message=message, **outcome)
 
 
 async def heartbeat_forever(ctx: dict[str, Any]) -> None:

@@ -25,7 +25,11 @@ os.environ.update(
     STRATA_WORKER_HEARTBEAT_SECONDS="1",
     STRATA_ADMIN_PASSWORD="admin-password-for-tests",
     STRATA_ADMIN_EMAIL="admin@strata.test",
+    # Multiprocess metrics, as `strata run` gives its web and workers: the in-process API's
+    # /metrics adds up what the worker processes the tests start record (app/core/metrics.py).
+    PROMETHEUS_MULTIPROC_DIR=str(TEST_ROOT / "metrics"),
 )
+(TEST_ROOT / "metrics").mkdir()
 os.environ.pop("STRATA_DATABASE_URL", None)
 os.environ.pop("STRATA_REDIS_URL", None)
 os.environ.pop("STRATA_CHROMA_URL", None)

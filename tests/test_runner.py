@@ -204,6 +204,22 @@ def test_child_environment(tmp_path):
     assert env["HOME"] == "/root"
 
 
+def test_web_and_worker_add_up_their_metrics_in_the_stacks_own_directory(tmp_path):
+    settings = make_settings(tmp_path)
+    metrics = settings.resolved_data_dir / "run" / "metrics"
+    # The stack's, whatever the shell that started it had: one machine's processes only.
+    env = environment.child_env(settings, base={"PROMETHEUS_MULTIPROC_DIR": "/shared/elsewhere"})
+    assert env["PROMETHEUS_MULTIPROC_DIR"] == str(metrics)
+    commands = rendered_commands(settings)
+    assert split_env(commands["web"])[0] is None and split_env(commands["worker"])[0] is None  # they get it
+    assert "PROMETHEUS_MULTIPROC_DIR" not in split_env(commands["chroma"])[0]
+    # A new stack starts from zero; what the last one's processes counted is gone.
+    metrics.mkdir(parents=True)
+    (metrics / "counter_4242.db").write_bytes(b"an earlier run")
+    supervise.empty_metrics_dir(settings)
+    assert metrics.is_dir() and not any(metrics.iterdir())
+
+
 def test_child_environment_round_trips_through_settings(tmp_path):
     settings = make_settings(tmp_path, port=4100, web_workers=3, redis_url="redis://10.1.2.3:6379/2")
     env = environment.child_env(settings, base={})

@@ -81,6 +81,8 @@ def child_env(settings: Settings, base: Mapping[str, str] | None = None) -> dict
             "PYTHONUNBUFFERED": "1",
             # Marks every process of this stack (see supervise.stale_processes()).
             paths.RUN_MARKER: str(paths.run_dir(settings)),
+            # The web and the workers add up their metrics there (app/core/metrics.py).
+            "PROMETHEUS_MULTIPROC_DIR": str(paths.metrics_dir(settings)),
         }
     )
     env.setdefault("REFLEX_WEB_WORKDIR", str(paths.web_dir(settings, env)))

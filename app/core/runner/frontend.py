@@ -179,7 +179,8 @@ def ensure_frontend(settings: Settings, *, force: bool = False, env: Mapping[str
                     env.get("STRATA_REFLEX_LOGLEVEL", "info"),
                 ],
                 cwd=root,
-                env=env,
+                # Compiling records no metrics (and the stack's metrics directory may not exist yet).
+                env={key: value for key, value in env.items() if key != "PROMETHEUS_MULTIPROC_DIR"},
                 check=False,
             )
         finally:

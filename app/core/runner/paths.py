@@ -25,6 +25,12 @@ def run_dir(settings: Settings) -> Path:
     return settings.resolved_data_dir / "run"
 
 
+def metrics_dir(settings: Settings) -> Path:
+    """Where the web and the workers of this stack keep their Prometheus metrics
+    (PROMETHEUS_MULTIPROC_DIR, see app/core/metrics.py): one machine's, never shared."""
+    return run_dir(settings) / "metrics"
+
+
 def config_path(settings: Settings) -> Path:
     return run_dir(settings) / "supervisord.conf"
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -159,7 +160,16 @@ def _run_locked(settings: Settings, lock) -> int:
         env = child_env(settings)
         ensure_frontend(settings, env=env)
         conf = write_config(settings)
+        empty_metrics_dir(settings)
         return _supervise(conf, env)
+
+
+def empty_metrics_dir(settings: Settings) -> None:
+    """The metrics directory starts empty with the stack. Not when a single program restarts:
+    the files of a process that stopped keep its counts in the totals, so that no counter of
+    /metrics goes backwards while the stack runs."""
+    shutil.rmtree(paths.metrics_dir(settings), ignore_errors=True)
+    paths.metrics_dir(settings).mkdir(parents=True)
 
 
 def _supervise(conf: Path, env: Mapping[str, str]) -> int:

@@ -73,6 +73,8 @@ def serve_web(settings: Settings | None = None) -> int:
     os.chdir(paths.PROJECT_ROOT)
     env = child_env(settings)
     os.environ.update(env)
+    # `strata run` empties it before it starts the programs; the web program started on its own finds it too.
+    paths.metrics_dir(settings).mkdir(parents=True, exist_ok=True)
     ensure_frontend(settings, env=env)
     if port_in_use(settings.host, settings.port):
         print(f"strata web: port {settings.port} is already in use; not starting", flush=True)
