@@ -198,8 +198,10 @@ def main() -> None:
             batch_seconds.append(seconds)
             reported.append(rate)
         batch, raw = statistics.median(batch_seconds), statistics.median(raw_seconds)
-        print(f"\n{model} ({'trained TF-IDF' if model == TRAINED else 'zero-shot over MiniLM'}), {rows:,} rows,"
-              f" load average {os.getloadavg()[0]:.1f}")  # fmt: skip
+        print(
+            f"\n{model} ({'trained TF-IDF' if model == TRAINED else 'zero-shot over MiniLM'}), {rows:,} rows,"
+            f" load average {os.getloadavg()[0]:.1f}"
+        )
         print(f"  raw featurise-and-predict loop  {rows / raw:9,.0f} rows/s  ({raw:.2f} s, median of {args.rounds})")
         print(
             f"  batch job scoring step          {rows / batch:9,.0f} rows/s  ({batch:.2f} s; the job itself reported"

@@ -116,8 +116,9 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def write_chunk(path: Path, *, first_row: int, outputs: list[tuple[str | None, float | None, str | None]],
-                model_version: int) -> str:  # fmt: skip
+def write_chunk(
+    path: Path, *, first_row: int, outputs: list[tuple[str | None, float | None, str | None]], model_version: int
+) -> str:
     """One chunk's output (row, prediction, confidence, model_version, error) written to a
     temporary file, flushed to disk and renamed into place: a reader finds all of it or none.
     Returns its sha256."""

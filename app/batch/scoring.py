@@ -153,8 +153,9 @@ def score_chunks(
         outputs = score_chunk(scorer, texts, problems, cap=cap, on_call=on_call)
         cap.add(len(texts) - in_chunk)  # rows without text count as done too
         path = plan.chunk_dir / f"{index:06d}.parquet"
-        digest = write_chunk(path, first_row=index * plan.chunk_size + 1, outputs=outputs,
-                             model_version=plan.model_version)  # fmt: skip
+        digest = write_chunk(
+            path, first_row=index * plan.chunk_size + 1, outputs=outputs, model_version=plan.model_version
+        )
         failed = sum(1 for _, _, error in outputs if error is not None)
         checkpoint(ChunkDone(index, len(outputs), failed, path, digest, cap.rate))
         done += len(outputs)

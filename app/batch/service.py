@@ -108,6 +108,8 @@ def _check_text_column(version: DatasetVersion, dataset: str, text_column: str) 
 
 def _model_version(db_session: Session, model: str, number: int | None) -> tuple[RegisteredModel, ModelVersion]:
     """The classifier version a batch uses: the pinned one, or production now."""
+    if "\x00" in model:  # no model has one, and PostgreSQL refuses it in a query
+        raise NotFound(f"No model named {model!r}.")
     served = (
         registry.load_pinned(db_session=db_session, model_name=model, version_number=number)
         if number is not None

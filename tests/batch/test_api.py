@@ -36,8 +36,9 @@ async def test_staff_start_a_batch_on_production_and_viewers_read_it(
         lineage = db_session.exec(select(DatasetLineage)).all()
         assert [(link.kind, link.ref_id) for link in lineage] == [(LineageKind.batch_job, str(run.id))]
 
-    pinned = await start(client, staff_headers, dataset="reviews", version=1, text_column="text", model=MODEL,
-                         model_version=1)  # fmt: skip
+    pinned = await start(
+        client, staff_headers, dataset="reviews", version=1, text_column="text", model=MODEL, model_version=1
+    )
     listed = await client.get("/api/v1/batch-jobs", headers=viewer_headers)
     assert listed.status_code == 200
     assert [batch["id"] for batch in listed.json()] == [pinned["id"], started["id"]]
@@ -61,6 +62,7 @@ async def test_staff_start_a_batch_on_production_and_viewers_read_it(
         ({"text_column": "body"}, 422, "has no column 'body'; its columns are 'id', 'text', 'score'"),
         ({"text_column": "score"}, 422, "The column 'score' holds integer values, not text; choose one of 'text'."),
         ({"model": "nobody"}, 404, "No model named 'nobody'."),
+        ({"model": "no\x00body"}, 404, "No model named 'no\\x00body'."),
         ({"model_version": 9}, 404, f"Model '{MODEL}' has no version 9."),
         ({"model": "all-MiniLM-L6-v2"}, 422, "'all-MiniLM-L6-v2' is an embedder"),
     ],
@@ -80,8 +82,14 @@ async def test_a_model_without_production_needs_a_pinned_version(client, staff_h
     from app.predict import registry
 
     with session_scope() as db_session:
-        registry.register_trained_version(db_session=db_session, actor=staff, model_name="staged-only",
-                                          onnx_model=trained.onnx_model, labels=trained.labels, metrics={})  # fmt: skip
+        registry.register_trained_version(
+            db_session=db_session,
+            actor=staff,
+            model_name="staged-only",
+            onnx_model=trained.onnx_model,
+            labels=trained.labels,
+            metrics={},
+        )
     body = {"dataset": "reviews", "text_column": "text", "model": "staged-only"}
     response = await client.post("/api/v1/batch-jobs", headers=staff_headers, json=body)
     assert response.status_code == 404 and "has no production version yet" in response.json()["detail"]
