@@ -30,16 +30,19 @@ def test_a_schedule_missed_while_no_worker_ran_fires_once_when_two_workers_start
 
     newest = asyncio.run(two_versions())
     reset_loop_redis()
-    # Made half an hour ago, every five minutes: six times passed while no worker ran.
-    schedule = create(staff, cron="*/5 * * * *", now=utcnow() - timedelta(minutes=30))
-    assert schedule.next_run_at < utcnow() - timedelta(minutes=20)
+    # Daily at a time 20 minutes ago, made the day before: its times yesterday and today passed
+    # while no worker ran. (Daily, so that no new time comes while the test runs.)
+    daily = utcnow() - timedelta(minutes=20)
+    schedule = create(staff, cron=f"{daily.minute} {daily.hour} * * *", now=daily - timedelta(days=1, minutes=10))
+    assert schedule.next_run_at < daily - timedelta(hours=23)
 
     # Both workers fire a tick as they start, at the same moment: one run starts.
     workers()
     workers()
     fired = wait_until(lambda: (found := reread(schedule.id)).last_job_id and found, 120, "the schedule to fire")
     assert fired.last_outcome == f"started job {fired.last_job_id}"
-    assert fired.next_run_at > utcnow() - timedelta(minutes=1)  # the next time after now, not a missed one
+    # Once, and next tomorrow: not at today's time, missed too.
+    assert fired.next_run_at == daily.replace(second=0, microsecond=0) + timedelta(days=1)
 
     def finished() -> Job | None:
         with session_scope() as db_session:
