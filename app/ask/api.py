@@ -4,7 +4,15 @@ from collections.abc import AsyncIterator
 from fastapi import APIRouter, status
 
 from app.ask import service
-from app.ask.schemas import AnswerOut, AskIn, ConversationDetailOut, ConversationOut, FeedbackIn, MessageOut
+from app.ask.schemas import (
+    AnswerOut,
+    AskIn,
+    ConversationDetailOut,
+    ConversationOut,
+    FeedbackIn,
+    GroundingOut,
+    MessageOut,
+)
 from app.ask.service import AskEvent
 from app.auth.deps import Caller, CurrentUser, IdentifiedCaller, SessionDep
 from app.core.streaming import ClosingStreamingResponse
@@ -36,6 +44,12 @@ async def collect_answer(events: AsyncIterator[AskEvent]) -> AnswerOut:
                 answer["notices"].append(event.data["message"])
             case "passages":
                 answer["passages"] = [Passage(**passage) for passage in event.data["passages"]]
+            case "grounding":
+                answer["grounding"] = GroundingOut(**event.data)
+                if event.data["replacement"] is not None:
+                    answer["answer"] = event.data["replacement"]
+                if event.data["notice"]:
+                    answer["notices"].append(event.data["notice"])
             case "done":
                 answer.update(
                     conversation_id=event.data["conversation_id"],
@@ -50,7 +64,10 @@ async def collect_answer(events: AsyncIterator[AskEvent]) -> AnswerOut:
 @router.post("/ask", response_model=AnswerOut, responses={200: {"content": {"text/event-stream": {}}}})
 async def ask(body: AskIn, caller: IdentifiedCaller):
     """Answers from the chosen knowledge bases. With `"stream": true` the answer comes as
-    Server-Sent Events: conversation, notice, step, passages, token (many), error, done.
+    Server-Sent Events: conversation, notice, step, passages, token (many), error, grounding,
+    done. `grounding` follows the last token of a complete answer: each sentence's span in
+    the streamed text with its support, the answer's support and flag, a `notice`, and, when
+    the built-in model's answer was not supported, the `replacement` that takes its place.
     Rate limited; at most STRATA_MAX_STREAMS_PER_USER answers of one user at once (429)."""
     events = _events(body, caller)
     if not body.stream:

@@ -1,5 +1,6 @@
 import reflex as rx
 
+from app.ask.grounding import UNSUPPORTED_TOOLTIP
 from app.ask.state import AskState, ConversationRow, KnowledgeBaseOption, PassageView, Segment, Turn
 from app.ui.layout import shell
 
@@ -18,12 +19,36 @@ def _answer_text(pieces: rx.Var[list[Segment]], turn_index: int | rx.Var[int], *
                     weight="bold",
                     class_name="citation",
                 ),
-                rx.text.span(piece.text),
+                rx.cond(
+                    piece.unsupported,
+                    rx.text.span(
+                        piece.text,
+                        title=UNSUPPORTED_TOOLTIP,
+                        color=rx.color("amber", 11),
+                        text_decoration="underline wavy",
+                        class_name="unsupported",
+                    ),
+                    rx.text.span(piece.text),
+                ),
             ),
         ),
         white_space="pre-wrap",
         size="3",
         **props,
+    )
+
+
+def _grounding_notice(notice: rx.Var[str], fell_back: rx.Var[bool], **props) -> rx.Component:
+    return rx.cond(
+        notice,
+        rx.callout(
+            notice,
+            icon=rx.cond(fell_back, "quote", "triangle-alert"),
+            color_scheme="amber",
+            size="1",
+            class_name="grounding-notice",
+            **props,
+        ),
     )
 
 
@@ -101,6 +126,7 @@ def _turn(turn: Turn, index: rx.Var[int]) -> rx.Component:
         rx.box(rx.text(turn.text, weight="medium"), class_name="turn-question", padding_y="2"),
         rx.card(
             rx.vstack(
+                _grounding_notice(turn.grounding_notice, turn.fell_back),
                 _answer_text(turn.segments, index, class_name="answer"),
                 rx.cond(turn.passages, _passages(turn.passages, index, "Passages used")),
                 _feedback(turn),
@@ -130,6 +156,7 @@ def _live_answer() -> rx.Component:
             id="ask-steps",
         ),
         rx.cond(AskState.live_passages, _passages(AskState.live_passages, -1, "Passages found")),
+        _grounding_notice(AskState.live_grounding_notice, AskState.live_fell_back, id="live-grounding"),
         rx.card(
             _answer_text(AskState.live_segments, -1, id="live-answer"),
             rx.cond(AskState.generating, rx.spinner(size="1")),

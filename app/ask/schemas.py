@@ -14,6 +14,29 @@ class AskIn(BaseModel):
     stream: bool = False
 
 
+class SentenceGroundingOut(BaseModel):
+    start: int = Field(description="first character of the sentence in the generator's answer")
+    end: int
+    text: str
+    similarity: float = Field(description="highest cosine to a passage sentence or passage (0-1)")
+    overlap: float = Field(description="share of the sentence's content words found in the passages")
+    score: float
+    supported: bool
+
+
+class GroundingOut(BaseModel):
+    """How far the answer is supported by its passages. The sentences' spans are over the
+    generator's answer: the answer itself, or `replaced_answer` when it fell back."""
+
+    support: float = Field(description="share of the answer's content words in supported sentences")
+    flagged: bool
+    sentence_threshold: float
+    answer_threshold: float
+    sentences: list[SentenceGroundingOut]
+    fallback: str | None = Field(default=None, description='"extractive" when the answer was replaced')
+    replaced_answer: str | None = None
+
+
 class AnswerOut(BaseModel):
     conversation_id: int
     message_id: int
@@ -23,6 +46,7 @@ class AnswerOut(BaseModel):
     notices: list[str]
     passages: list[Passage]
     cited: list[int]
+    grounding: GroundingOut | None = None
 
 
 class ConversationOut(BaseModel):
@@ -46,6 +70,7 @@ class MessageOut(BaseModel):
     generator: str
     rating: int | None
     feedback_comment: str | None
+    grounding: GroundingOut | None = None
     created_at: datetime
 
     @classmethod

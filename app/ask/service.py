@@ -17,6 +17,7 @@ import anyio
 import structlog
 from sqlmodel import Session, col, delete, select
 
+from app.ask import grounding
 from app.ask.tables import AnswerStatus, Conversation, Message
 from app.auth.tables import User
 from app.core import ratelimit
@@ -25,7 +26,7 @@ from app.core.errors import InvalidInput, NotFound, ServiceUnavailable, StrataEr
 from app.core.roles import Role, require_role
 from app.core.time import utcnow
 from app.generation import service as generation
-from app.generation.schemas import ChatMessage
+from app.generation.schemas import ChatMessage, GeneratorInfo
 from app.knowledge import service as knowledge
 from app.knowledge.schemas import Passage
 
@@ -39,7 +40,9 @@ NOTHING_FOUND = "I found nothing about this in the selected knowledge bases, so 
 
 @dataclass
 class AskEvent:
-    """One step of an answer as it happens: conversation, notice, step, passages, token, done or error."""
+    """One step of an answer as it happens: conversation, notice, step, passages, token, grounding,
+    done or error. `grounding` comes after the last token of a complete answer: its sentences'
+    support and, when the answer fell back to the passages' own sentences, the `replacement`."""
 
     type: str
     data: dict[str, Any] = field(default_factory=dict)
@@ -142,6 +145,7 @@ def record_answer(
     passages: list[Passage],
     status: AnswerStatus,
     generator: str,
+    grounding_record: dict[str, Any] | None = None,
 ) -> Message:
     message = Message(
         conversation_id=conversation_id,
@@ -150,6 +154,9 @@ def record_answer(
         passages=[passage.model_dump() for passage in passages],
         status=status.value,
         generator=generator,
+        grounding=grounding_record,
+        grounding_support=grounding_record["support"] if grounding_record else None,
+        grounding_flagged=grounding_record["flagged"] if grounding_record else None,
     )
     db_session.add(message)
     conversation = db_session.get(Conversation, conversation_id)
@@ -181,6 +188,7 @@ class Answer:
     passages: list[Passage] = field(default_factory=list)
     status: AnswerStatus = AnswerStatus.complete
     generator: str = ""
+    grounding: dict[str, Any] | None = None
 
 
 def _checked_question(question: str) -> str:
@@ -234,10 +242,42 @@ async def _answer_events(
     except StrataError as exc:
         answer.status = AnswerStatus.failed
         yield AskEvent("error", {"message": exc.message})
+        return
     except Exception:
         answer.status = AnswerStatus.failed
         log.exception("ask.generation_failed")
         yield AskEvent("error", {"message": "Writing the answer failed; the passages above are what was found."})
+        return
+    if verdict := await _grounded(question, answer, generator):
+        yield AskEvent("grounding", {**verdict.record, "replacement": verdict.replacement, "notice": verdict.notice})
+
+
+async def _grounded(question: str, answer: Answer, generator: GeneratorInfo) -> grounding.Verdict | None:
+    """Checks the finished answer against its passages and, when it fell back, replaces its
+    text. A check that fails leaves the answer unchecked (logged), never lost."""
+    if not answer.text.strip():
+        return None
+    try:
+        verdict = await asyncio.to_thread(
+            grounding.ground_answer,
+            question=question,
+            answer=answer.text,
+            passages=answer.passages,
+            generator=generator,
+        )
+    except Exception:
+        log.exception("ask.grounding_failed")
+        return None
+    answer.grounding = verdict.record
+    if verdict.replacement is not None:
+        answer.text = verdict.replacement
+    log.info(
+        "ask.grounded",
+        generator=answer.generator,
+        support=verdict.record["support"],
+        fallback=verdict.record["fallback"],
+    )
+    return verdict
 
 
 async def ask(
@@ -312,6 +352,7 @@ async def _asked(
                 passages=answer.passages,
                 status=answer.status,
                 generator=answer.generator,
+                grounding_record=answer.grounding,
             )
     yield AskEvent(
         "done",
@@ -350,6 +391,11 @@ async def answer_chat(
         async for event in events:
             if event.type in ("token", "notice", "error"):
                 yield event.data["text"] if event.type == "token" else f"({event.data['message']})\n\n"
+            elif event.type == "grounding" and event.data["notice"]:
+                # The text already went out: the verdict, and any replacement, follow it.
+                yield f"\n\n({event.data['notice']})"
+                if event.data["replacement"] is not None:
+                    yield f"\n\n{event.data['replacement']}"
     finally:
         await events.aclose()
     cited = cited_numbers(answer.text, len(answer.passages))

@@ -1,10 +1,12 @@
 """The Ask page: choose knowledge bases, ask, watch the steps and the answer stream in."""
 
+import itertools
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
 import reflex as rx
 
-from app.ask import service
+from app.ask import grounding, service
 from app.ask.service import AskEvent
 from app.ask.tables import Message
 from app.auth.state import AuthState, acting_user, guarded
@@ -36,10 +38,12 @@ class PassageView:
 
 @dataclass
 class Segment:
-    """A piece of an answer: plain text, or a citation [number] (number > 0)."""
+    """A piece of an answer: plain text, or a citation [number] (number > 0); `unsupported`
+    text is in a sentence the passages do not support."""
 
     text: str
     number: int
+    unsupported: bool = False
 
 
 @dataclass
@@ -51,6 +55,8 @@ class Turn:
     message_id: int = 0
     status: str = ""
     rating: int = 0
+    grounding_notice: str = ""
+    fell_back: bool = False
 
 
 @dataclass
@@ -74,7 +80,18 @@ def passage_view(number: int, passage: Passage) -> PassageView:
     )
 
 
-def segments(text: str, passage_count: int) -> list[Segment]:
+def segments(text: str, passage_count: int, unsupported: Sequence[Sequence[int]] = ()) -> list[Segment]:
+    """`text` cut into plain pieces and citations, with the pieces inside the `unsupported`
+    (start, end) spans marked."""
+    cuts = sorted({0, len(text), *(min(max(edge, 0), len(text)) for span in unsupported for edge in span)})
+    pieces: list[Segment] = []
+    for begin, end in itertools.pairwise(cuts):
+        flagged = any(start <= begin and end <= stop for start, stop in unsupported)
+        pieces.extend(_cited_pieces(text[begin:end], passage_count, flagged))
+    return pieces
+
+
+def _cited_pieces(text: str, passage_count: int, unsupported: bool) -> list[Segment]:
     pieces: list[Segment] = []
     position = 0
     for match in service.CITATION.finditer(text):
@@ -82,24 +99,27 @@ def segments(text: str, passage_count: int) -> list[Segment]:
         if not 1 <= number <= passage_count:
             continue
         if match.start() > position:
-            pieces.append(Segment(text[position : match.start()], 0))
+            pieces.append(Segment(text[position : match.start()], 0, unsupported))
         pieces.append(Segment(f"[{number}]", number))
         position = match.end()
     if position < len(text):
-        pieces.append(Segment(text[position:], 0))
+        pieces.append(Segment(text[position:], 0, unsupported))
     return pieces
 
 
 def _turn(message: Message) -> Turn:
     passages = [passage_view(n, Passage(**p)) for n, p in enumerate(message.passages, start=1)]
+    unsupported = grounding.unsupported_spans(message.grounding)
     return Turn(
         role=message.role,
         text=message.content,
-        segments=segments(message.content, len(passages)) if message.role == "assistant" else [],
+        segments=segments(message.content, len(passages), unsupported) if message.role == "assistant" else [],
         passages=passages,
         message_id=message.id,
         status=message.status,
         rating=message.rating or 0,
+        grounding_notice=grounding.grounding_notice(message.grounding),
+        fell_back=bool(message.grounding and message.grounding.get("fallback")),
     )
 
 
@@ -116,6 +136,10 @@ class AskState(AuthState):
     live_error: str = ""
     live_passages: list[PassageView] = []
     live_text: str = ""
+    # Set when the answer is checked: spans of its unsupported sentences, and what to tell.
+    live_unsupported: list[list[int]] = []
+    live_grounding_notice: str = ""
+    live_fell_back: bool = False
     citation: PassageView = PassageView(0, "", "", "", "", "", "")
     citation_open: bool = False
     feedback_message_id: int = 0
@@ -124,7 +148,7 @@ class AskState(AuthState):
 
     @rx.var
     def live_segments(self) -> list[Segment]:
-        return segments(self.live_text, len(self.live_passages))
+        return segments(self.live_text, len(self.live_passages), self.live_unsupported)
 
     @rx.var
     def chosen_ids(self) -> list[int]:
@@ -208,8 +232,9 @@ class AskState(AuthState):
         await self._load_lists()
 
     def _clear_live(self) -> None:
-        self.live_question = self.live_notice = self.live_error = self.live_text = ""
-        self.live_steps, self.live_passages = [], []
+        self.live_question = self.live_notice = self.live_error = self.live_text = self.live_grounding_notice = ""
+        self.live_steps, self.live_passages, self.live_unsupported = [], [], []
+        self.live_fell_back = False
 
     @rx.event(background=True)
     @guarded(Role.viewer, background=True)
@@ -249,8 +274,9 @@ class AskState(AuthState):
         )
         async with self:
             self.turns = [_turn(message) for message in messages]
-            self.live_question = self.live_text = ""
-            self.live_steps, self.live_passages = [], []
+            self.live_question = self.live_text = self.live_grounding_notice = ""
+            self.live_steps, self.live_passages, self.live_unsupported = [], [], []
+            self.live_fell_back = False
             await self._load_lists()
 
     def _apply(self, event: AskEvent) -> None:
@@ -268,6 +294,15 @@ class AskState(AuthState):
                 ]
             case "token":
                 self.live_text += event.data["text"]
+            case "grounding":
+                self.live_grounding_notice = event.data["notice"]
+                self.live_fell_back = event.data["replacement"] is not None
+                if event.data["replacement"] is not None:
+                    self.live_text, self.live_unsupported = event.data["replacement"], []
+                else:
+                    self.live_unsupported = [
+                        [item["start"], item["end"]] for item in event.data["sentences"] if not item["supported"]
+                    ]
             case "error":
                 self.live_error = event.data["message"]
 

@@ -35,4 +35,11 @@ class Message(SQLModel, table=True):
     rating: int | None = None  # +1 thumbs up, -1 thumbs down
     feedback_comment: str | None = Field(default=None, sa_column=Column(Text))
     rated_at: datetime | None = None
-    created_at: datetime = Field(default_factory=utcnow)
+    # The grounding check of a complete answer (app/ask/grounding.py): its sentences' spans and
+    # scores, the support, whether it was flagged and what replaced it. None: not checked (a
+    # question, nothing found, a stopped or failed answer). Support and flag also have columns
+    # of their own, so that quality per generator over time is aggregated in SQL.
+    grounding: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    grounding_support: float | None = None
+    grounding_flagged: bool | None = None
+    created_at: datetime = Field(default_factory=utcnow, index=True)

@@ -356,13 +356,14 @@ def _words(text: str) -> set[str]:
     return {w for w in _WORD.findall(text.lower()) if w not in _STOP_WORDS and len(w) > 1}
 
 
-def extractive_answer(question: str, passages: list[Passage]) -> str:
-    """The sentences of the passages that share the most words with the question, each cited [n].
+def extractive_answer(question: str, passages: list[Passage], *, prefix: str = EXTRACTIVE_PREFIX) -> str:
+    """The sentences of the passages that share the most words with the question, each cited [n],
+    after `prefix` (which says why the answer is extractive).
 
     When no sentence shares a word with the question, it says so and quotes the top passage's opening.
     """
     if not passages:
-        return EXTRACTIVE_PREFIX + "there are no passages to quote."
+        return prefix + "there are no passages to quote."
     wanted = _words(question)
     scored = []
     for number, passage in enumerate(passages, 1):
@@ -372,12 +373,12 @@ def extractive_answer(question: str, passages: list[Passage]) -> str:
                 scored.append((-overlap, number, position, sentence))
     if not scored:
         opening = _SENTENCE_END.split(" ".join(passages[0].text.split()))[0]
-        return EXTRACTIVE_PREFIX + f"no passage mentions what you asked; the best match begins: {opening} [1]"
+        return prefix + f"no passage mentions what you asked; the best match begins: {opening} [1]"
     # Sentences sharing less than half as many words as the best one are off the point.
     top = -min(scored)[0]
     relevant = [item for item in sorted(scored)[:EXTRACTIVE_SENTENCES] if -item[0] * 2 > top]
     best = sorted(relevant, key=lambda item: (item[1], item[2]))
-    return EXTRACTIVE_PREFIX + " ".join(f"{sentence} [{number}]" for _, number, _, sentence in best)
+    return prefix + " ".join(f"{sentence} [{number}]" for _, number, _, sentence in best)
 
 
 def attribution(answer: str, passages: list[Passage]) -> str:

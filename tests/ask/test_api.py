@@ -48,11 +48,15 @@ async def test_streamed_answer_shows_steps_then_passages_then_tokens_and_is_save
     assert best["document_name"] == "alice.pdf" and best["score"] > 0
 
     answer = "".join(data["text"] for kind, data in events if kind == "token")
-    done = events[-1][1]
+    checked, done = events[-2][1], events[-1][1]
+    assert kinds[-2] == "grounding" and checked["sentences"]
+    assert [answer[s["start"] : s["end"]] for s in checked["sentences"]] == [s["text"] for s in checked["sentences"]]
     saved = await client.get(f"/api/v1/conversations/{done['conversation_id']}", headers=alice_kb["headers"])
     question, reply = saved.json()["messages"]
     assert (question["role"], question["content"]) == ("user", ALICE_QUESTION)
-    assert (reply["id"], reply["content"], reply["status"]) == (done["message_id"], answer, "complete")
+    # What was streamed is kept, unless the grounding check replaced it (tests/ask/test_answer_grounding.py).
+    kept = checked["replacement"] or answer
+    assert (reply["id"], reply["content"], reply["status"]) == (done["message_id"], kept, "complete")
     assert reply["passages"][0]["page"] == ALICE_ANSWER_PAGE
 
 
