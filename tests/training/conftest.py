@@ -5,12 +5,22 @@ each a seeded stratified sample small enough for two shared cores."""
 import asyncio
 import csv
 import io
+import uuid
 from dataclasses import dataclass
+from datetime import timedelta
 
 import numpy as np
 import pytest
 from sklearn.model_selection import train_test_split
+from sqlalchemy import insert
+from sqlmodel import select
 
+from app.core.db import session_scope
+from app.core.time import utcnow
+from app.datasets.tables import Dataset, DatasetVersion
+from app.training import service
+from app.training.tables import TrainingRun
+from jobs.tables import Job
 from models.corpora import bbc_news, rotten_tomatoes
 from tests.conftest import sign_in
 
@@ -98,3 +108,132 @@ async def wait_run(client, headers, run_id: int, statuses=("succeeded", "failed"
             return run
         await asyncio.sleep(0.3)
     raise AssertionError(f"training run {run_id} did not reach {statuses}: {run}")
+
+
+# ------------------------------------------------ runs stored as the job leaves them
+
+
+RUNS = 3000
+STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
+
+
+def store_dataset_versions(db_session, user_id: int) -> list[tuple[str, int, int]]:
+    """(dataset, number, id) of three versions: mail v1, mail v2, news v1."""
+    made = []
+    for name, numbers in (("mail", (1, 2)), ("news", (1,))):
+        dataset = Dataset(name=name, created_by=user_id)
+        db_session.add(dataset)
+        db_session.flush()
+        for number in numbers:
+            version = DatasetVersion(
+                dataset_id=dataset.id,
+                number=number,
+                sha256=f"{name}{number}".ljust(64, "0"),
+                format="csv",
+                filename=f"{name}.csv",
+                size_bytes=100,
+                row_count=10,
+                columns=[{"name": "text", "type": "text"}, {"name": "label", "type": "text"}],
+                profile={},
+                stored_path=f"datasets/objects/{name}{number}",
+                created_by=user_id,
+            )
+            db_session.add(version)
+            db_session.flush()
+            made.append((name, number, version.id))
+    return made
+
+
+def _run_rows(i: int, version: tuple[str, int, int], user_id: int, started) -> tuple[dict, dict]:
+    status = STATUSES[i % len(STATUSES)]
+    finished = status == "succeeded"
+    job = {
+        "id": uuid.uuid4().hex,
+        "kind": service.TRAINING_RUN,
+        "params": {},
+        "status": status,
+        "progress": 1.0 if finished else 0.5,
+        "message": "",
+        "attempts": 1,
+        "max_attempts": 3,
+        "cancel_requested": False,
+        "created_by": user_id,
+        "created_at": started + timedelta(seconds=i),
+    }
+    run = {
+        "job_id": job["id"],
+        "dataset_version_id": version[2],
+        "text_column": "text",
+        "label_column": "label",
+        "model_name": f"model-{i % 4}",
+        "holdout_fraction": 0.2,
+        "seed": i,
+        "chosen": service.CANDIDATES[i % 2] if finished else None,
+        "accuracy": (i % 997) / 1000 if finished else None,
+        "macro_f1": (i * 7 % 991) / 1000 if finished else None,
+        "duration_seconds": (i % 613) + 0.5 if status in ("succeeded", "failed") else None,
+        "created_by": user_id,
+        "created_at": started + timedelta(seconds=i),
+    }
+    return job, run
+
+
+@pytest.fixture
+def many_runs(make_user) -> list[dict]:
+    """RUNS runs over three dataset versions, four model names, two starters and every status;
+    returns them as inserted, with their dataset and starter, in id order."""
+    alice, bob = make_user("alice@x.io", role="staff"), make_user("bob@x.io", role="staff")
+    started = utcnow() - timedelta(days=1)
+    with session_scope() as db_session:
+        versions = store_dataset_versions(db_session, alice.id)
+        pairs = [_run_rows(i, versions[i % 3], (alice, bob)[i % 2].id, started) for i in range(RUNS)]
+        db_session.execute(insert(Job), [job for job, _ in pairs])
+        db_session.execute(insert(TrainingRun), [run for _, run in pairs])
+        # Ids in the order of insertion (PostgreSQL's sequence does not restart with each test).
+        ids = db_session.exec(select(TrainingRun.id).order_by(TrainingRun.id)).all()
+    by_version = {version_id: (name, number) for name, number, version_id in versions}
+    return [
+        {
+            **run,
+            "id": ids[i],
+            "status": job["status"],
+            "dataset": by_version[run["dataset_version_id"]][0],
+            "version": by_version[run["dataset_version_id"]][1],
+            "starter": (alice, bob)[i % 2].email,
+        }
+        for i, (job, run) in enumerate(pairs)
+    ]
+
+
+@pytest.fixture(scope="session")
+def two_reports() -> tuple[dict, dict]:
+    """Real reports of two runs on the same 300 snippets with different seeds (TF-IDF only)."""
+    from models.training import train
+
+    texts, labels = sample(*rotten_tomatoes(), rows=300)
+    return tuple(train(texts, labels, seed=seed, embedder=None, folds=3).summary() for seed in (0, 1))  # type: ignore[return-value]
+
+
+def store_run(actor, version_id: int, report: dict, seed: int) -> int:
+    with session_scope() as db_session:
+        job = Job(id=uuid.uuid4().hex, kind=service.TRAINING_RUN, status="succeeded", progress=1.0, created_by=actor.id)
+        db_session.add(job)
+        db_session.flush()
+        run = TrainingRun(
+            job_id=job.id,
+            dataset_version_id=version_id,
+            text_column="text",
+            label_column="label",
+            model_name="reviews",
+            holdout_fraction=report["split"]["holdout_fraction"],
+            seed=seed,
+            chosen=report["chosen"],
+            accuracy=report["metrics"]["accuracy"],
+            macro_f1=report["metrics"]["macro_f1"],
+            report=report,
+            duration_seconds=12.0,
+            created_by=actor.id,
+        )
+        db_session.add(run)
+        db_session.flush()
+        return run.id

@@ -19,6 +19,8 @@ OPEN_HANDLERS = {
     # watch() re-checks the viewer role on every refresh.
     "KnowledgeState": {"setvar", "watch", "stop_watching"},
     "DatasetsState": {"setvar"},
+    # watch() re-checks the viewer role on every refresh.
+    "ExperimentsState": {"setvar", "watch", "stop_watching"},
     "SchedulesState": {"setvar"},
     # watch() re-checks the viewer role on every refresh.
     "BatchState": {"setvar", "watch", "stop_watching"},
