@@ -148,20 +148,26 @@ async def start_run(
     return run
 
 
-def _check_request(
+def check_run_request(
     *,
     db_session: Session,
     actor: Actor,
-    dataset: Dataset,
-    version: DatasetVersion,
+    dataset: str,
+    version: int | None,
     text_column: str,
     label_column: str,
     model_name: str,
-    holdout_fraction: float,
-    seed: int,
-) -> None:
-    """Everything about the request that can be known before training, each refusal naming
-    the column, value or model at fault."""
+    holdout_fraction: float = 0.2,
+    seed: int = 0,
+) -> tuple[Dataset, DatasetVersion]:
+    """What start_run checks before it writes anything (also for a caller that starts a run
+    later: a schedule, when it is created): everything about the request that can be known
+    before training, each refusal naming the column, value or model at fault. Returns the
+    dataset and the version a run started now would read."""
+    require_role(actor, Role.staff)
+    dataset_row, version_row = datasets_service.newest_or_numbered_version(
+        db_session=db_session, actor=actor, name=dataset, number=version
+    )
     if text_column == label_column:
         raise InvalidInput(
             f"The text column and the label column are both {text_column!r}; choose the column with the texts"
@@ -170,8 +176,8 @@ def _check_request(
     quality = datasets_service.version_details(
         db_session=db_session,
         actor=actor,
-        name=dataset.name,
-        number=version.number,
+        name=dataset_row.name,
+        number=version_row.number,
         label_column=label_column,
         text_column=text_column,
     ).quality
@@ -196,6 +202,7 @@ def _check_request(
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
         raise InvalidInput(f"The seed must be a whole number from 0 to {MAX_SEED}; got {seed}.")
     _check_model_name(db_session, model_name)
+    return dataset_row, version_row
 
 
 def _check_model_name(db_session: Session, model_name: str) -> None:
@@ -214,37 +221,6 @@ def _check_model_name(db_session: Session, model_name: str) -> None:
         raise InvalidInput(f"{model_name!r} is an embedder; a trained classifier needs a classifier model.")
 
 
-def check_run_request(
-    *,
-    db_session: Session,
-    actor: Actor,
-    dataset: str,
-    version: int | None,
-    text_column: str,
-    label_column: str,
-    model_name: str,
-    holdout_fraction: float = 0.2,
-    seed: int = 0,
-) -> None:
-    """What start_run checks before it writes anything, for a caller that starts one later
-    (a schedule, when it is created)."""
-    require_role(actor, Role.staff)
-    dataset_row, version_row = datasets_service.newest_or_numbered_version(
-        db_session=db_session, actor=actor, name=dataset, number=version
-    )
-    _check_request(
-        db_session=db_session,
-        actor=actor,
-        dataset=dataset_row,
-        version=version_row,
-        text_column=text_column,
-        label_column=label_column,
-        model_name=model_name,
-        holdout_fraction=holdout_fraction,
-        seed=seed,
-    )
-
-
 def _create_run(
     *,
     db_session: Session,
@@ -257,15 +233,11 @@ def _create_run(
     holdout_fraction: float,
     seed: int,
 ) -> tuple[TrainingRun, Job]:
-    require_role(actor, Role.staff)
-    dataset_row, version_row = datasets_service.newest_or_numbered_version(
-        db_session=db_session, actor=actor, name=dataset, number=version
-    )
-    _check_request(
+    dataset_row, version_row = check_run_request(
         db_session=db_session,
         actor=actor,
-        dataset=dataset_row,
-        version=version_row,
+        dataset=dataset,
+        version=version,
         text_column=text_column,
         label_column=label_column,
         model_name=model_name,
@@ -513,6 +485,7 @@ def _comparable(view: RunView) -> dict[tuple[str, str], Any]:
         ("metrics", "chosen"): run.chosen,
         ("metrics", "accuracy"): run.accuracy,
         ("metrics", "macro-F1"): run.macro_f1,
+        ("metrics", "duration (s)"): run.duration_seconds,
         ("metrics", "labels"): report.get("labels"),
         ("metrics", "training rows"): (report.get("split") or {}).get("train_rows"),
         ("metrics", "holdout rows"): (report.get("split") or {}).get("holdout_rows"),
