@@ -94,9 +94,9 @@ def grounding_notice(record: dict[str, Any] | None) -> str:
 
 
 def unsupported_spans(record: dict[str, Any] | None) -> list[tuple[int, int]]:
-    """Character spans of the shown answer's unsupported sentences; none when it was replaced
-    (the spans are over the replaced answer)."""
-    if not record or record.get("fallback"):
+    """Character spans of the unsupported sentences in the generator's answer: the saved
+    answer, or its `replaced_answer` when it fell back."""
+    if not record:
         return []
     return [(item["start"], item["end"]) for item in record.get("sentences", []) if not item["supported"]]
 

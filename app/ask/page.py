@@ -38,17 +38,27 @@ def _answer_text(pieces: rx.Var[list[Segment]], turn_index: int | rx.Var[int], *
     )
 
 
-def _grounding_notice(notice: rx.Var[str], fell_back: rx.Var[bool], **props) -> rx.Component:
+def _grounding_notice(notice: rx.Var[str], **props) -> rx.Component:
     return rx.cond(
         notice,
         rx.callout(
-            notice,
-            icon=rx.cond(fell_back, "quote", "triangle-alert"),
-            color_scheme="amber",
-            size="1",
-            class_name="grounding-notice",
-            **props,
+            notice, icon="triangle-alert", color_scheme="amber", size="1", class_name="grounding-notice", **props
         ),
+    )
+
+
+def _replaced_answer(pieces: rx.Var[list[Segment]], turn_index: rx.Var[int]) -> rx.Component:
+    """The model's answer that the passages' own sentences replaced, its unsupported sentences marked."""
+    return rx.accordion.root(
+        rx.accordion.item(
+            header=rx.text("The model's answer, not supported by the passages", size="2", color_scheme="gray"),
+            content=_answer_text(pieces, turn_index, class_name="replaced-answer", color_scheme="gray"),
+            value="replaced",
+        ),
+        collapsible=True,
+        type="single",
+        variant="ghost",
+        width="100%",
     )
 
 
@@ -126,8 +136,9 @@ def _turn(turn: Turn, index: rx.Var[int]) -> rx.Component:
         rx.box(rx.text(turn.text, weight="medium"), class_name="turn-question", padding_y="2"),
         rx.card(
             rx.vstack(
-                _grounding_notice(turn.grounding_notice, turn.fell_back),
+                _grounding_notice(turn.grounding_notice),
                 _answer_text(turn.segments, index, class_name="answer"),
+                rx.cond(turn.replaced_segments, _replaced_answer(turn.replaced_segments, index)),
                 rx.cond(turn.passages, _passages(turn.passages, index, "Passages used")),
                 _feedback(turn),
                 width="100%",
@@ -156,11 +167,15 @@ def _live_answer() -> rx.Component:
             id="ask-steps",
         ),
         rx.cond(AskState.live_passages, _passages(AskState.live_passages, -1, "Passages found")),
-        _grounding_notice(AskState.live_grounding_notice, AskState.live_fell_back, id="live-grounding"),
         rx.card(
             _answer_text(AskState.live_segments, -1, id="live-answer"),
             rx.cond(AskState.generating, rx.spinner(size="1")),
             width="100%",
+        ),
+        _grounding_notice(AskState.live_grounding_notice, id="live-grounding"),
+        rx.cond(
+            AskState.live_replacement,
+            rx.card(_answer_text(AskState.live_replacement_segments, -1, id="live-replacement"), width="100%"),
         ),
         rx.cond(
             AskState.live_error,

@@ -248,6 +248,9 @@ async def _answer_events(
         log.exception("ask.generation_failed")
         yield AskEvent("error", {"message": "Writing the answer failed; the passages above are what was found."})
         return
+    if not answer.text.strip():
+        return
+    yield AskEvent("step", {"step": "checking", "message": "Checking the answer against the passages"})
     if verdict := await _grounded(question, answer, generator):
         yield AskEvent("grounding", {**verdict.record, "replacement": verdict.replacement, "notice": verdict.notice})
 
@@ -255,8 +258,6 @@ async def _answer_events(
 async def _grounded(question: str, answer: Answer, generator: GeneratorInfo) -> grounding.Verdict | None:
     """Checks the finished answer against its passages and, when it fell back, replaces its
     text. A check that fails leaves the answer unchecked (logged), never lost."""
-    if not answer.text.strip():
-        return None
     try:
         verdict = await asyncio.to_thread(
             grounding.ground_answer,

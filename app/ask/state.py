@@ -56,7 +56,8 @@ class Turn:
     status: str = ""
     rating: int = 0
     grounding_notice: str = ""
-    fell_back: bool = False
+    # When the model's answer was replaced by the passages' own sentences: that answer, marked.
+    replaced_segments: list[Segment] = field(default_factory=list)
 
 
 @dataclass
@@ -109,17 +110,21 @@ def _cited_pieces(text: str, passage_count: int, unsupported: bool) -> list[Segm
 
 def _turn(message: Message) -> Turn:
     passages = [passage_view(n, Passage(**p)) for n, p in enumerate(message.passages, start=1)]
-    unsupported = grounding.unsupported_spans(message.grounding)
+    record = message.grounding or {}
+    unsupported = grounding.unsupported_spans(record)
+    replaced = record.get("replaced_answer")
     return Turn(
         role=message.role,
         text=message.content,
-        segments=segments(message.content, len(passages), unsupported) if message.role == "assistant" else [],
+        segments=segments(message.content, len(passages), [] if replaced else unsupported)
+        if message.role == "assistant"
+        else [],
         passages=passages,
         message_id=message.id,
         status=message.status,
         rating=message.rating or 0,
-        grounding_notice=grounding.grounding_notice(message.grounding),
-        fell_back=bool(message.grounding and message.grounding.get("fallback")),
+        grounding_notice=grounding.grounding_notice(record),
+        replaced_segments=segments(replaced, len(passages), unsupported) if replaced else [],
     )
 
 
@@ -136,10 +141,11 @@ class AskState(AuthState):
     live_error: str = ""
     live_passages: list[PassageView] = []
     live_text: str = ""
-    # Set when the answer is checked: spans of its unsupported sentences, and what to tell.
+    # Set when the answer is checked: spans of its unsupported sentences in live_text, what to
+    # tell, and the passages' own sentences when they replace it (live_text stays, marked).
     live_unsupported: list[list[int]] = []
     live_grounding_notice: str = ""
-    live_fell_back: bool = False
+    live_replacement: str = ""
     citation: PassageView = PassageView(0, "", "", "", "", "", "")
     citation_open: bool = False
     feedback_message_id: int = 0
@@ -149,6 +155,10 @@ class AskState(AuthState):
     @rx.var
     def live_segments(self) -> list[Segment]:
         return segments(self.live_text, len(self.live_passages), self.live_unsupported)
+
+    @rx.var
+    def live_replacement_segments(self) -> list[Segment]:
+        return segments(self.live_replacement, len(self.live_passages))
 
     @rx.var
     def chosen_ids(self) -> list[int]:
@@ -232,9 +242,9 @@ class AskState(AuthState):
         await self._load_lists()
 
     def _clear_live(self) -> None:
-        self.live_question = self.live_notice = self.live_error = self.live_text = self.live_grounding_notice = ""
+        self.live_question = self.live_notice = self.live_error = self.live_text = ""
+        self.live_grounding_notice = self.live_replacement = ""
         self.live_steps, self.live_passages, self.live_unsupported = [], [], []
-        self.live_fell_back = False
 
     @rx.event(background=True)
     @guarded(Role.viewer, background=True)
@@ -274,9 +284,8 @@ class AskState(AuthState):
         )
         async with self:
             self.turns = [_turn(message) for message in messages]
-            self.live_question = self.live_text = self.live_grounding_notice = ""
+            self.live_question = self.live_text = self.live_grounding_notice = self.live_replacement = ""
             self.live_steps, self.live_passages, self.live_unsupported = [], [], []
-            self.live_fell_back = False
             await self._load_lists()
 
     def _apply(self, event: AskEvent) -> None:
@@ -296,13 +305,10 @@ class AskState(AuthState):
                 self.live_text += event.data["text"]
             case "grounding":
                 self.live_grounding_notice = event.data["notice"]
-                self.live_fell_back = event.data["replacement"] is not None
-                if event.data["replacement"] is not None:
-                    self.live_text, self.live_unsupported = event.data["replacement"], []
-                else:
-                    self.live_unsupported = [
-                        [item["start"], item["end"]] for item in event.data["sentences"] if not item["supported"]
-                    ]
+                self.live_replacement = event.data["replacement"] or ""
+                self.live_unsupported = [
+                    [item["start"], item["end"]] for item in event.data["sentences"] if not item["supported"]
+                ]
             case "error":
                 self.live_error = event.data["message"]
 

@@ -14,6 +14,7 @@ from app.core.db import session_scope
 from app.core.errors import Forbidden, InvalidInput
 from app.core.settings import get_settings
 from app.openai_compat.service import RAG_MODEL
+from models.grounding import content_words
 from models.manifest import GENERATOR_NAME
 from tests.ask.test_api import NOTES_QUESTION, server_sent_events
 from tests.ask.test_openai_rag import openai_client
@@ -118,7 +119,7 @@ async def test_the_ask_page_marks_unsupported_sentences_and_says_why(notes_kb, s
     assert not tab.live_error
     answer = tab.turns[-1]
     assert answer.role == "assistant" and answer.grounding_notice == grounding.FLAGGED_NOTICE
-    assert not answer.fell_back
+    assert answer.replaced_segments == []
     marked = "".join(piece.text for piece in answer.segments if piece.unsupported)
     assert marked == INVENTED
     assert [piece.text for piece in answer.segments if piece.number] == ["[1]"]
@@ -131,9 +132,16 @@ async def test_the_ask_page_shows_the_fallback_and_its_notice(notes_kb, staff, m
     await send(tab, AskState.load)
     await send(tab, AskState.ask, {"question": NOTES_QUESTION})
     answer = tab.turns[-1]
-    assert answer.fell_back and answer.grounding_notice == grounding.FALLBACK_NOTICE
+    assert answer.grounding_notice == grounding.FALLBACK_NOTICE
     assert answer.text.startswith(grounding.FALLBACK_PREFIX) and "Hatter" in answer.text
     assert not any(piece.unsupported for piece in answer.segments)
+    # The model's own answer stays readable beside it, every sentence with a claim marked.
+    with session_scope() as db_session:
+        saved = db_session.get(Message, answer.message_id).grounding
+    assert "".join(piece.text for piece in answer.replaced_segments) == saved["replaced_answer"]
+    checked = [item["text"] for item in saved["sentences"] if item["score"] > 0]
+    marked = "".join(piece.text for piece in answer.replaced_segments if piece.unsupported)
+    assert checked and all(set(content_words(sentence)) <= set(content_words(marked)) for sentence in checked)
 
 
 async def test_strata_rag_completions_carry_the_verdict_after_the_answer(notes_kb, staff, inventing_server):
