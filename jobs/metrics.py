@@ -74,7 +74,9 @@ def _waiting_jobs() -> int:
         retry=Retry(NoBackoff(), 0),
     )
     try:
-        queued = client.zrange(default_queue_name, 0, -1)
+        # Only Strata's jobs (queued under their Job id, hex): arq's own cron entries, such as
+        # the schedules tick waiting for its minute, are named "<cron name>:<time>".
+        queued = [job_id for job_id in client.zrange(default_queue_name, 0, -1) if b":" not in job_id]
         if not queued:
             return 0
         running = client.exists(*(in_progress_key_prefix.encode() + job_id for job_id in queued))

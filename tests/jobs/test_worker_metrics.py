@@ -4,8 +4,10 @@ the `strata run` stack: tests/conftest.py gives the test process and the workers
 PROMETHEUS_MULTIPROC_DIR, as the runner gives its web and workers."""
 
 import asyncio
+import os
 
 import httpx
+import redis
 from prometheus_client.parser import text_string_to_metric_families
 
 from jobs import service
@@ -90,6 +92,8 @@ async def test_several_workers_jobs_and_inference_reach_metrics_and_stay_after_t
 async def test_queue_depth_counts_waiting_jobs_and_a_scrape_survives_redis_down(client, staff, valkey_server):
     for _ in range(2):
         await service.enqueue(kind=VERIFY, params={}, actor=staff, max_attempts=1)
+    # A worker's cron entry (the schedules tick waiting for its minute) is no job waiting.
+    redis.Redis.from_url(os.environ["STRATA_REDIS_URL"]).zadd("arq:queue", {"schedules.tick:1764806400000": 0})
     assert value(await scrape(client), "strata_job_queue_depth") == 2
 
     valkey_server.stop()
