@@ -7,6 +7,7 @@ second of samples."""
 
 import asyncio
 import random
+import uuid
 
 import structlog
 from sqlmodel import Session
@@ -48,13 +49,32 @@ def discard_pending_logs() -> None:
     _pending_logs.clear()
 
 
-def sample(served: ServedVersion, caller: str, latency_ms: float, rows: list[tuple[str, Output, bool]]) -> None:
-    """Logs one request's (input, output, cached) rows at STRATA_PREDICTION_LOG_SAMPLE_RATE."""
-    sample_rate = get_settings().prediction_log_sample_rate
-    if sample_rate <= 0 or random.random() >= sample_rate:  # noqa: S311 - sampling, not security
-        return
+def _enqueue(rows: list[PredictionLog]) -> None:
     loop_id = id(asyncio.get_running_loop())
-    _pending_logs.setdefault(loop_id, []).extend(
+    _pending_logs.setdefault(loop_id, []).extend(rows)
+    if loop_id not in _flushers:
+        _flushers[loop_id] = asyncio.create_task(_flush_logs(loop_id))
+
+
+def _sampled(always: bool) -> bool:
+    sample_rate = get_settings().prediction_log_sample_rate
+    return always or (sample_rate > 0 and random.random() < sample_rate)  # noqa: S311 - sampling, not security
+
+
+def sample(
+    served: ServedVersion,
+    caller: str,
+    latency_ms: float,
+    rows: list[tuple[str, Output, bool]],
+    *,
+    always: bool = False,
+) -> list[str | None]:
+    """Logs one request's (input, output, cached) rows at STRATA_PREDICTION_LOG_SAMPLE_RATE
+    (every time when `always`: a person on the Predict page may give feedback). Returns each
+    row's prediction id, the one feedback names, or None for every row when not sampled."""
+    if not _sampled(always):
+        return [None] * len(rows)
+    logged = [
         PredictionLog(
             version_id=served.ref.id,
             caller=caller[:64],
@@ -63,8 +83,28 @@ def sample(served: ServedVersion, caller: str, latency_ms: float, rows: list[tup
             confidence=output["confidence"],
             input_sha256=cache.input_sha256(text),
             cached=cached,
+            prediction_id=uuid.uuid4().hex,
         )
         for text, output, cached in rows
+    ]
+    _enqueue(logged)
+    return [row.prediction_id for row in logged]
+
+
+def sample_failure(served: ServedVersion, caller: str, latency_ms: float, inputs: list[str], error: Exception) -> None:
+    """Logs a request that failed after its version was chosen, one row per input, at the
+    same sample rate: the error counts of the Monitoring page come from these rows."""
+    if not _sampled(False):
+        return
+    _enqueue(
+        [
+            PredictionLog(
+                version_id=served.ref.id,
+                caller=caller[:64],
+                latency_ms=latency_ms,
+                input_sha256=cache.input_sha256(text),
+                error=type(error).__name__[:100],
+            )
+            for text in inputs
+        ]
     )
-    if loop_id not in _flushers:
-        _flushers[loop_id] = asyncio.create_task(_flush_logs(loop_id))

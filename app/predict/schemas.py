@@ -49,6 +49,8 @@ class LabelScore(BaseModel):
 
 class PredictionResult(BaseModel):
     input_index: int
+    # Set when this prediction was logged (sampled): the id to send feedback with.
+    prediction_id: str | None = None
     label: str | None
     confidence: float | None
     scores: list[LabelScore]

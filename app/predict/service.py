@@ -49,9 +49,10 @@ async def _served_version(model_name: str, caller: str, version_number: int | No
     return served
 
 
-def _result(index: int, output: Output) -> PredictionResult:
+def _result(index: int, output: Output, prediction_id: str | None) -> PredictionResult:
     return PredictionResult(
         input_index=index,
+        prediction_id=prediction_id,
         label=output["label"],
         confidence=output["confidence"],
         scores=[LabelScore(label=label, probability=p) for label, p in output["scores"]],
@@ -67,11 +68,14 @@ async def predict(
     caller: str | None = None,
     limit_per_minute: int | None = None,
     version_number: int | None = None,
+    log_always: bool = False,
 ) -> PredictionResponse:
     """Takes one request from the caller's rate limit, then routes to production or canary
     (sticky per caller) unless a version is pinned. `caller` is whose budget and route this
     is: "key:<id>" for an API key, else "user:<actor id>" (the default); `limit_per_minute`
     is that budget (an API key's own limit; default STRATA_RATE_LIMIT_PER_MINUTE).
+    Each result carries a prediction id (for feedback) when its row was logged: sampled at
+    STRATA_PREDICTION_LOG_SAMPLE_RATE, or always with `log_always` (the Predict page).
     No db_session: the registry is read in short sessions of its own (cached routes), so that
     no connection is held while the model runs. Raises TooManyAttempts, InvalidInput, NotFound."""
     require_role(actor, Role.viewer)
@@ -79,19 +83,28 @@ async def predict(
     started = time.perf_counter()
     _check_inputs(inputs)
     served = await _served_version(model_name, caller, version_number)
-    outputs = await cache.lookup(served.ref.id, inputs)
-    missing = list(dict.fromkeys(text for text, output in zip(inputs, outputs, strict=True) if output is None))
-    computed = dict(zip(missing, await get_runtime().run(served.ref, missing), strict=True)) if missing else {}
+    try:
+        outputs = await cache.lookup(served.ref.id, inputs)
+        missing = list(dict.fromkeys(text for text, output in zip(inputs, outputs, strict=True) if output is None))
+        computed = dict(zip(missing, await get_runtime().run(served.ref, missing), strict=True)) if missing else {}
+    except Exception as error:
+        prediction_log.sample_failure(served, caller, (time.perf_counter() - started) * 1000, inputs, error)
+        raise
     cached_flags = [output is not None for output in outputs]
     outputs = [output if output is not None else computed[text] for text, output in zip(inputs, outputs, strict=True)]
     await cache.store(served.ref.id, computed, served=len(inputs))
     PREDICTIONS_SERVED.labels(model_name, str(served.number)).inc(len(inputs))
     latency_ms = (time.perf_counter() - started) * 1000
-    prediction_log.sample(served, caller, latency_ms, list(zip(inputs, outputs, cached_flags, strict=True)))
+    prediction_ids = prediction_log.sample(
+        served, caller, latency_ms, list(zip(inputs, outputs, cached_flags, strict=True)), always=log_always
+    )
     return PredictionResponse(
         model=model_name,
         version=served.number,
         latency_ms=round(latency_ms, 3),
         cached=sum(cached_flags),
-        results=[_result(index, output) for index, output in enumerate(outputs)],
+        results=[
+            _result(index, output, prediction_id)
+            for index, (output, prediction_id) in enumerate(zip(outputs, prediction_ids, strict=True))
+        ],
     )

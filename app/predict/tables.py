@@ -1,6 +1,6 @@
 from datetime import datetime
 
-from sqlalchemy import JSON, Column, UniqueConstraint
+from sqlalchemy import JSON, Column, Index, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from app.core.time import utcnow
@@ -59,9 +59,12 @@ class RegistryChange(SQLModel, table=True):
 
 
 class PredictionLog(SQLModel, table=True):
-    """A sample of predictions, for monitoring (rate: STRATA_PREDICTION_LOG_SAMPLE_RATE)."""
+    """A sample of predictions, for monitoring (rate: STRATA_PREDICTION_LOG_SAMPLE_RATE), with
+    failed predictions (`error`) and the correct label a user gave afterwards (`feedback_label`)."""
 
     __tablename__ = "prediction_log"
+    # Monitoring reads one model's versions over a period: (version_id, at) serves every figure.
+    __table_args__ = (Index("ix_prediction_log_version_id_at", "version_id", "at"),)
 
     id: int | None = Field(default=None, primary_key=True)
     at: datetime = Field(default_factory=utcnow, index=True)
@@ -72,3 +75,12 @@ class PredictionLog(SQLModel, table=True):
     confidence: float | None = None
     input_sha256: str = Field(max_length=64)
     cached: bool = False
+    # The id the caller gets back to send feedback with: rows are written a second later, in
+    # bulk, so the database id is not known when the prediction is answered.
+    prediction_id: str | None = Field(default=None, max_length=32, unique=True, index=True)
+    # The exception's class name when the prediction failed after its version was chosen.
+    error: str | None = Field(default=None, max_length=100)
+    feedback_label: str | None = Field(default=None, max_length=100)
+    feedback_at: datetime | None = None
+    # Kept as text (like created_by) so the feedback survives the user's deletion.
+    feedback_by: str | None = Field(default=None, max_length=320)

@@ -1,0 +1,293 @@
+"""Model monitoring: a model's (or one version's) figures over a period from the prediction
+log, and feedback (the correct label) on logged predictions.
+
+Every figure is aggregated by the database, grouped by time bucket over the (version_id, at)
+index; Python only receives one row per bucket (and label, or latency bin). Latency
+percentiles: PostgreSQL computes them exactly (percentile_cont); SQLite has no percentile
+function, so it counts predictions per geometric latency bin (10% wide) and the percentiles
+are interpolated from those counts, to within a bin's width.
+
+Errors are the log's rows with `error` set: predictions that failed after their version was
+chosen, sampled like the others (app/predict/prediction_log.py)."""
+
+import math
+from collections import defaultdict
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import BigInteger, Integer, and_, case, cast, extract, func, literal_column, select
+from sqlalchemy.sql.elements import ColumnElement
+from sqlmodel import Session
+
+from app.auth.tables import User
+from app.core.errors import InvalidInput, NotFound
+from app.core.roles import Role, require_role
+from app.core.settings import get_settings
+from app.core.time import utcnow
+from app.monitoring.schemas import (
+    ConfidenceBin,
+    FeedbackResult,
+    MonitoringFigures,
+    Period,
+    TimeBucket,
+    Totals,
+)
+from app.predict.tables import ModelVersion, PredictionLog, RegisteredModel
+
+PERIODS: dict[str, timedelta] = {"hour": timedelta(hours=1), "day": timedelta(days=1), "week": timedelta(weeks=1)}
+MAX_PERIOD = timedelta(days=400)
+CONFIDENCE_BINS = 10
+# Geometric latency bins for SQLite's percentiles: 0.05 ms to ~2 min, each 10% wider.
+LATENCY_BIN_RATIO = 1.1
+LATENCY_EDGES = [0.05 * LATENCY_BIN_RATIO**index for index in range(156)]
+
+log = PredictionLog.__table__.c
+
+
+def _bucket_seconds(span: timedelta) -> int:
+    """Minutes up to two hours, hours up to eight days, days beyond."""
+    if span <= timedelta(hours=2):
+        return 60
+    if span <= timedelta(days=8):
+        return 3600
+    return 86400
+
+
+def _bucket(dialect: str, width: int) -> ColumnElement:
+    """The number of the `width`-second bucket a row falls in, counted from the epoch. Literal
+    arguments, not bound ones: PostgreSQL must see GROUP BY's expression as the SELECT's."""
+    seconds = literal_column(str(width))
+    if dialect == "sqlite":  # UTC text; integer division
+        return cast(func.strftime(literal_column("'%s'"), log.at), Integer).op("/")(seconds)
+    return cast(func.floor(extract("epoch", log.at).op("/")(seconds)), BigInteger)
+
+
+def _bin_of(column: ColumnElement, edges: list[float], first: int = 0) -> ColumnElement:
+    """The index of the bin between sorted `edges` that `column` falls in (0: below the first
+    edge), as a balanced CASE tree: a handful of comparisons per row, and the same SQL on
+    every database."""
+    if not edges:
+        return literal_column(str(first))
+    middle = len(edges) // 2
+    return case(
+        (column < literal_column(repr(edges[middle])), _bin_of(column, edges[:middle], first)),
+        else_=_bin_of(column, edges[middle + 1 :], first + middle + 1),
+    )
+
+
+def _percentile_from_bins(counts: dict[int, int], quantile: float) -> float | None:
+    total = sum(counts.values())
+    if not total:
+        return None
+    target = quantile * total
+    seen = 0
+    for index in sorted(counts):
+        if seen + counts[index] >= target:
+            low = LATENCY_EDGES[index - 1] if index > 0 else 0.0
+            high = LATENCY_EDGES[index] if index < len(LATENCY_EDGES) else LATENCY_EDGES[-1]
+            return round(low + (high - low) * (target - seen) / counts[index], 3)
+        seen += counts[index]
+    return round(LATENCY_EDGES[-1], 3)
+
+
+def _rate(part: int, whole: int) -> float | None:
+    return round(part / whole, 4) if whole else None
+
+
+def _period(period: Period | None, since: datetime | None, until: datetime | None) -> tuple[datetime, datetime]:
+    until = until or utcnow()
+    if since is None:
+        since = until - PERIODS[period or "day"]
+    elif period is not None:
+        raise InvalidInput("Give either a period or since (and until), not both.")
+    since, until = (
+        since if since.tzinfo else since.replace(tzinfo=UTC),
+        until if until.tzinfo else until.replace(tzinfo=UTC),
+    )
+    if since >= until:
+        raise InvalidInput(f"since ({since.isoformat()}) must be before until ({until.isoformat()}).")
+    if until - since > MAX_PERIOD:
+        raise InvalidInput(f"A period is at most {MAX_PERIOD.days} days; got {(until - since).days}.")
+    return since, until
+
+
+def _versions(db_session: Session, model_name: str, version_number: int | None) -> dict[int, int]:
+    """{version id: number} of the model's versions, or of the one asked for."""
+    model = db_session.execute(select(RegisteredModel).where(RegisteredModel.name == model_name)).scalars().first()
+    if model is None:
+        raise NotFound(f"No model named {model_name!r}.")
+    query = select(ModelVersion.id, ModelVersion.number).where(ModelVersion.model_id == model.id)
+    if version_number is not None:
+        query = query.where(ModelVersion.number == version_number)
+    versions = dict(db_session.execute(query).all())
+    if version_number is not None and not versions:
+        raise NotFound(f"{model_name!r} has no version {version_number}.")
+    return versions
+
+
+def figures(
+    *,
+    db_session: Session,
+    actor: User,
+    model_name: str,
+    version_number: int | None = None,
+    period: Period | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> MonitoringFigures:
+    """A model's figures (all its versions, or one) over `period` ending now (default: a day)
+    or from `since` to `until` (default now). Staff only. Raises NotFound, InvalidInput."""
+    require_role(actor, Role.staff)
+    since, until = _period(period, since, until)
+    version_ids = list(_versions(db_session, model_name, version_number))
+    width = _bucket_seconds(until - since)
+    dialect = db_session.get_bind().dialect.name
+    bucket = _bucket(dialect, width).label("bucket")
+    in_period = and_(log.version_id.in_(version_ids), log.at >= since, log.at < until)
+    served = log.error.is_(None)
+
+    def count_if(condition: ColumnElement) -> ColumnElement:
+        return func.sum(case((condition, 1), else_=0))
+
+    per_bucket = db_session.execute(
+        select(
+            bucket,
+            count_if(served),
+            count_if(~served),
+            count_if(and_(served, log.cached.is_(True))),
+            count_if(log.feedback_label.is_not(None)),
+            count_if(log.feedback_label == log.label),
+        )
+        .where(in_period)
+        .group_by(bucket)
+    ).all()
+    label_rows = db_session.execute(
+        select(bucket, log.label, func.count()).where(in_period, served).group_by(bucket, log.label)
+    ).all()
+    confidence_bin = _bin_of(log.confidence, [i / CONFIDENCE_BINS for i in range(1, CONFIDENCE_BINS)]).label("bin")
+    confidence_rows = dict(
+        db_session.execute(
+            select(confidence_bin, func.count())
+            .where(in_period, served, log.confidence.is_not(None))
+            .group_by(confidence_bin)
+        ).all()
+    )
+    latencies, total_latency = _latency_percentiles(db_session, dialect, bucket, and_(in_period, served))
+
+    labels_by_bucket: dict[int, dict[str, int]] = defaultdict(dict)
+    label_totals: dict[str, int] = defaultdict(int)
+    for number, label, count in label_rows:
+        name = label if label is not None else "(none)"
+        labels_by_bucket[int(number)][name] = count
+        label_totals[name] += count
+    rows = {int(row[0]): [int(value or 0) for value in row[1:]] for row in per_bucket}
+    buckets = []
+    for number in range(int(since.timestamp()) // width, math.ceil(until.timestamp() / width)):
+        predictions, errors, hits, feedback, correct = rows.get(number, [0, 0, 0, 0, 0])
+        p50, p95 = latencies.get(number, (None, None))
+        buckets.append(
+            TimeBucket(
+                start=datetime.fromtimestamp(number * width, UTC),
+                predictions=predictions,
+                errors=errors,
+                cache_hits=hits,
+                cache_hit_rate=_rate(hits, predictions),
+                latency_p50_ms=p50,
+                latency_p95_ms=p95,
+                feedback=feedback,
+                correct=correct,
+                accuracy=_rate(correct, feedback),
+                labels=labels_by_bucket.get(number, {}),
+            )
+        )
+    sums = [sum(values) for values in zip(*rows.values(), strict=True)] if rows else [0, 0, 0, 0, 0]
+    predictions, errors, hits, feedback, correct = sums
+    return MonitoringFigures(
+        model=model_name,
+        version=version_number,
+        since=since,
+        until=until,
+        bucket_seconds=width,
+        sample_rate=get_settings().prediction_log_sample_rate,
+        totals=Totals(
+            predictions=predictions,
+            errors=errors,
+            cache_hits=hits,
+            cache_hit_rate=_rate(hits, predictions),
+            latency_p50_ms=total_latency[0],
+            latency_p95_ms=total_latency[1],
+            feedback=feedback,
+            correct=correct,
+            accuracy=_rate(correct, feedback),
+            labels=dict(sorted(label_totals.items(), key=lambda item: -item[1])),
+        ),
+        buckets=buckets,
+        confidence=[
+            ConfidenceBin(
+                low=index / CONFIDENCE_BINS, high=(index + 1) / CONFIDENCE_BINS, count=confidence_rows.get(index, 0)
+            )
+            for index in range(CONFIDENCE_BINS)
+        ],
+    )
+
+
+def _latency_percentiles(
+    db_session: Session, dialect: str, bucket: ColumnElement, where: ColumnElement
+) -> tuple[dict[int, tuple[float | None, float | None]], tuple[float | None, float | None]]:
+    """(p50, p95) per bucket and over the whole period, in milliseconds."""
+    if dialect == "postgresql":
+
+        def quantiles() -> list[ColumnElement]:
+            return [func.percentile_cont(q).within_group(log.latency_ms) for q in (0.5, 0.95)]
+
+        per_bucket = db_session.execute(select(bucket, *quantiles()).where(where).group_by(bucket)).all()
+        overall = db_session.execute(select(*quantiles()).where(where)).one()
+        return (
+            {int(number): (round(p50, 3), round(p95, 3)) for number, p50, p95 in per_bucket},
+            tuple(round(value, 3) if value is not None else None for value in overall),
+        )
+    latency_bin = _bin_of(log.latency_ms, LATENCY_EDGES).label("latency_bin")
+    counts: dict[int, dict[int, int]] = defaultdict(dict)
+    merged: dict[int, int] = defaultdict(int)
+    for number, index, count in db_session.execute(
+        select(bucket, latency_bin, func.count()).where(where).group_by(bucket, latency_bin)
+    ).all():
+        counts[int(number)][int(index)] = count
+        merged[int(index)] += count
+    return (
+        {
+            number: (_percentile_from_bins(bins, 0.5), _percentile_from_bins(bins, 0.95))
+            for number, bins in counts.items()
+        },
+        (_percentile_from_bins(merged, 0.5), _percentile_from_bins(merged, 0.95)),
+    )
+
+
+def give_feedback(*, db_session: Session, actor: User, prediction_id: str, label: str) -> FeedbackResult:
+    """Records the correct label of a logged prediction (the latest feedback wins). Any
+    signed-in user: every viewer may use every model. Raises NotFound, InvalidInput."""
+    require_role(actor, Role.viewer)
+    row = (
+        db_session.execute(select(PredictionLog).where(PredictionLog.prediction_id == prediction_id)).scalars().first()
+    )
+    if row is None:
+        raise NotFound(f"No logged prediction {prediction_id!r} (only logged predictions return an id).")
+    version = db_session.get(ModelVersion, row.version_id)
+    model = db_session.get(RegisteredModel, version.model_id)
+    names = [spec["name"] for spec in version.labels]
+    if row.error is not None:
+        raise InvalidInput(f"Prediction {prediction_id!r} failed ({row.error}): it has no label to correct.")
+    if label not in names:
+        allowed = ", ".join(names) if names else "none (it is not a classifier)"
+        raise InvalidInput(f"{label!r} is not a label of {model.name} version {version.number}; its labels: {allowed}.")
+    row.feedback_label = label
+    row.feedback_at = utcnow()
+    row.feedback_by = actor.email
+    db_session.add(row)
+    return FeedbackResult(
+        prediction_id=prediction_id,
+        model=model.name,
+        version=version.number,
+        predicted_label=row.label,
+        label=label,
+        correct=row.label == label,
+    )
