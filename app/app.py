@@ -17,6 +17,8 @@ from app.datasets.state import DatasetsState
 from app.jobs_board.page import jobs_page
 from app.knowledge.page import knowledge_page
 from app.knowledge.state import KnowledgeState
+from app.monitoring.page import monitoring_page
+from app.monitoring.state import MonitoringState
 from app.predict.page import models_page, predict_page
 from app.predict.state import ModelsState, PredictState
 from app.schedules.page import schedules_page
@@ -49,6 +51,12 @@ app.add_page(
     on_load=[page_guard(Role.viewer), DatasetsState.load],
 )
 app.add_page(jobs_page, route="/jobs", title="Jobs · Strata", on_load=page_guard(Role.staff))
+app.add_page(
+    monitoring_page,
+    route="/monitoring",
+    title="Monitoring · Strata",
+    on_load=[page_guard(Role.staff), MonitoringState.load],
+)
 app.add_page(system_page, route="/system", title="System · Strata", on_load=page_guard(Role.staff))
 app.add_page(
     users_page, route="/admin/users", title="Users · Strata", on_load=[page_guard(Role.admin), UsersState.load]

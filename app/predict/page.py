@@ -45,6 +45,33 @@ def _score_chart(row: ResultRow) -> rx.Component:
     )
 
 
+def _feedback_form(row: ResultRow) -> rx.Component:
+    """The correct label of this prediction: ground truth for the Monitoring page's accuracy."""
+    return rx.form(
+        rx.hstack(
+            rx.input(type="hidden", name="prediction_id", value=row.prediction_id),
+            rx.select(
+                row.label_choices,
+                name="label",
+                placeholder="Correct label",
+                size="1",
+                id="predict-feedback-label-" + row.index.to_string(),
+            ),
+            rx.button(
+                "Submit", type="submit", size="1", variant="soft", id="predict-feedback-submit-" + row.index.to_string()
+            ),
+            align="center",
+            spacing="1",
+        ),
+        rx.cond(
+            row.feedback,
+            rx.text(row.feedback, size="1", color_scheme="green", id="predict-feedback-saved-" + row.index.to_string()),
+        ),
+        on_submit=PredictState.give_feedback,
+        reset_on_submit=False,
+    )
+
+
 def _result_row(row: ResultRow) -> rx.Component:
     return rx.table.row(
         rx.table.cell(rx.text(row.text, size="2"), max_width="320px"),
@@ -55,6 +82,7 @@ def _result_row(row: ResultRow) -> rx.Component:
                 rx.vstack(
                     rx.badge(row.label, size="2", class_name="result-label"),
                     rx.text(row.confidence, size="1", color_scheme="gray", class_name="result-confidence"),
+                    rx.cond(row.prediction_id & row.label_choices, _feedback_form(row)),
                     spacing="1",
                 ),
             )

@@ -1,7 +1,7 @@
 """Predict and Models pages: run a model on text; watch and steer the model registry
 (canary share, promote, roll back, new label sets). Registry changes need staff."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import reflex as rx
@@ -10,6 +10,7 @@ from app.auth.state import AuthState, acting_user, guarded
 from app.core.db import run_in_session
 from app.core.errors import StrataError
 from app.core.roles import Role
+from app.monitoring import service as monitoring_service
 from app.predict import registry, service
 from app.predict.schemas import LabelSpec, ModelSummary, PredictionResponse, VersionSummary
 from app.ui.live import refresh_while_open
@@ -36,6 +37,11 @@ class ResultRow:
     chart_height: int
     # Embedders answer with a vector, not a label.
     embedding: str
+    # The logged prediction that feedback names ("" when not logged), the labels the user may
+    # choose as the correct one, and what was saved.
+    prediction_id: str = ""
+    label_choices: list[str] = field(default_factory=list)
+    feedback: str = ""
 
 
 def _options(models: list[ModelSummary]) -> list[ModelOption]:
@@ -59,6 +65,8 @@ def _result_rows(inputs: list[str], response: PredictionResponse) -> list[Result
                 scores=scores,
                 chart_height=28 * len(scores) + 20,
                 embedding=embedding,
+                prediction_id=result.prediction_id or "",
+                label_choices=sorted(score.label for score in result.scores),
             )
         )
     return rows
@@ -105,7 +113,10 @@ class PredictState(AuthState):
             self.error = "Type or paste some text: one input per line."
             return
         try:
-            response = await service.predict(actor=acting_user(), model_name=self.model_name, inputs=inputs)
+            # Logged every time (not sampled): a person here may say what the right label was.
+            response = await service.predict(
+                actor=acting_user(), model_name=self.model_name, inputs=inputs, log_always=True
+            )
         except StrataError as exc:
             self.error = exc.message
             self.results = []
@@ -114,6 +125,22 @@ class PredictState(AuthState):
         self.version = response.version
         self.latency = f"{response.latency_ms:.1f} ms"
         self.cached = response.cached
+
+    @rx.event
+    @guarded(Role.viewer)
+    async def give_feedback(self, form: dict):
+        """The correct label of one result (its prediction id and label come from the form)."""
+        prediction_id, label = str(form.get("prediction_id", "")), str(form.get("label", ""))
+        row = next((row for row in self.results if row.prediction_id and row.prediction_id == prediction_id), None)
+        if row is None:
+            return rx.toast.error("That prediction is no longer on the page.")
+        if not label:
+            return rx.toast.error("Choose the correct label first.")
+        saved = await run_in_session(
+            monitoring_service.give_feedback, actor=acting_user(), prediction_id=prediction_id, label=label
+        )
+        row.feedback = f"Saved: {saved.label}" + (" (the model was right)" if saved.correct else "")
+        self.results = list(self.results)
 
 
 @dataclass

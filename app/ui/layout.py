@@ -26,6 +26,7 @@ NAV = (
     NavItem("Experiments", "/experiments", "flask-conical", Role.viewer),
     NavItem("Batch", "/batch", "layers", Role.viewer),
     NavItem("Jobs", "/jobs", "list-checks", Role.staff),
+    NavItem("Monitoring", "/monitoring", "chart-line", Role.staff),
     NavItem("Schedules", "/schedules", "calendar-clock", Role.staff),
     NavItem("System", "/system", "activity", Role.staff),
     NavItem("Users", "/admin/users", "users", Role.admin),
