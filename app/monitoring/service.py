@@ -148,9 +148,17 @@ def figures(
     def count_if(condition: ColumnElement) -> ColumnElement:
         return func.sum(case((condition, 1), else_=0))
 
-    per_bucket = db_session.execute(
+    # One scan for everything but latency: counts per (bucket, label, confidence bin), a few
+    # thousand groups at most, summed up here.
+    confidence_bin = case(
+        (log.confidence.is_(None), literal_column("-1")),
+        else_=_bin_of(log.confidence, [i / CONFIDENCE_BINS for i in range(1, CONFIDENCE_BINS)]),
+    ).label("confidence_bin")
+    grouped = db_session.execute(
         select(
             bucket,
+            log.label,
+            confidence_bin,
             count_if(served),
             count_if(~served),
             count_if(and_(served, log.cached.is_(True))),
@@ -158,31 +166,26 @@ def figures(
             count_if(log.feedback_label == log.label),
         )
         .where(in_period)
-        .group_by(bucket)
+        .group_by(bucket, log.label, confidence_bin)
     ).all()
-    label_rows = db_session.execute(
-        select(bucket, log.label, func.count()).where(in_period, served).group_by(bucket, log.label)
-    ).all()
-    confidence_bin = _bin_of(log.confidence, [i / CONFIDENCE_BINS for i in range(1, CONFIDENCE_BINS)]).label("bin")
-    confidence_rows = dict(
-        db_session.execute(
-            select(confidence_bin, func.count())
-            .where(in_period, served, log.confidence.is_not(None))
-            .group_by(confidence_bin)
-        ).all()
-    )
     latencies, total_latency = _latency_percentiles(db_session, dialect, bucket, and_(in_period, served))
 
-    labels_by_bucket: dict[int, dict[str, int]] = defaultdict(dict)
+    rows: dict[int, list[int]] = defaultdict(lambda: [0, 0, 0, 0, 0])
+    labels_by_bucket: dict[int, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     label_totals: dict[str, int] = defaultdict(int)
-    for number, label, count in label_rows:
-        name = label if label is not None else "(none)"
-        labels_by_bucket[int(number)][name] = count
-        label_totals[name] += count
-    rows = {int(row[0]): [int(value or 0) for value in row[1:]] for row in per_bucket}
+    confidence_rows: dict[int, int] = defaultdict(int)
+    for number, label, confidence_index, *counts in grouped:
+        counts = [int(value or 0) for value in counts]
+        rows[int(number)] = [total + count for total, count in zip(rows[int(number)], counts, strict=True)]
+        predictions = counts[0]
+        if label is not None and predictions:  # embedders predict no label
+            labels_by_bucket[int(number)][label] += predictions
+            label_totals[label] += predictions
+        if int(confidence_index) >= 0:
+            confidence_rows[int(confidence_index)] += predictions
     buckets = []
     for number in range(int(since.timestamp()) // width, math.ceil(until.timestamp() / width)):
-        predictions, errors, hits, feedback, correct = rows.get(number, [0, 0, 0, 0, 0])
+        predictions, errors, hits, feedback, correct = rows.get(number, [0] * 5)
         p50, p95 = latencies.get(number, (None, None))
         buckets.append(
             TimeBucket(
@@ -196,7 +199,7 @@ def figures(
                 feedback=feedback,
                 correct=correct,
                 accuracy=_rate(correct, feedback),
-                labels=labels_by_bucket.get(number, {}),
+                labels=dict(labels_by_bucket.get(number, {})),
             )
         )
     sums = [sum(values) for values in zip(*rows.values(), strict=True)] if rows else [0, 0, 0, 0, 0]
@@ -239,10 +242,12 @@ def _latency_percentiles(
         def quantiles() -> list[ColumnElement]:
             return [func.percentile_cont(q).within_group(log.latency_ms) for q in (0.5, 0.95)]
 
-        per_bucket = db_session.execute(select(bucket, *quantiles()).where(where).group_by(bucket)).all()
-        overall = db_session.execute(select(*quantiles()).where(where)).one()
+        # ROLLUP: a row per bucket, and one more (bucket NULL) over the whole period.
+        found = db_session.execute(select(bucket, *quantiles()).where(where).group_by(func.rollup(bucket))).all()
+        per_bucket = {number: (round(p50, 3), round(p95, 3)) for number, p50, p95 in found if number is not None}
+        overall = next(((p50, p95) for number, p50, p95 in found if number is None), (None, None))
         return (
-            {int(number): (round(p50, 3), round(p95, 3)) for number, p50, p95 in per_bucket},
+            {int(number): quantiles for number, quantiles in per_bucket.items()},
             tuple(round(value, 3) if value is not None else None for value in overall),
         )
     latency_bin = _bin_of(log.latency_ms, LATENCY_EDGES).label("latency_bin")
