@@ -36,8 +36,8 @@ from app.core.settings import Settings, get_settings
 from app.datasets.api import router as datasets_router
 from app.jobs_board.api import router as jobs_router
 from app.knowledge.api import router as knowledge_router
-from app.openai_compat.api import build_openai_api
 from app.monitoring.api import router as monitoring_router
+from app.openai_compat.api import build_openai_api
 from app.predict.api import router as predict_router
 from app.schedules.api import router as schedules_router
 from app.system.api import router as system_router
