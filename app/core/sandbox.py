@@ -66,7 +66,8 @@ def run_isolated(
     try:
         while True:
             try:
-                out, err = process.communicate(send, timeout=POLL_SECONDS)
+                remaining = max(0.0, deadline - time.monotonic())
+                out, err = process.communicate(send, timeout=min(POLL_SECONDS, remaining))
                 break
             except subprocess.TimeoutExpired:
                 send = None  # the request went in on the first call
