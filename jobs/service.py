@@ -201,10 +201,15 @@ def requeue_or_fail_orphan(*, db_session: Session, job: Job) -> bool:
 
 
 async def enqueue(*, actor: Actor, kind: str, params: dict[str, Any], max_attempts: int) -> Job:
-    """Creates the Job row and queues it. If the queue is unreachable the job is marked
-    failed with the reason and ServiceUnavailable tells the caller to try again."""
-
+    """Creates the Job row and queues it (see queue_or_fail)."""
     job = await run_in_session(create_job, actor=actor, kind=kind, params=params, max_attempts=max_attempts)
+    await queue_or_fail(job, what="job")
+    return job
+
+
+async def queue_or_fail(job: Job, *, what: str) -> None:
+    """Queues a job whose row is written. If the queue is unreachable the job is marked failed
+    with the reason, and ServiceUnavailable tells the caller that the `what` did not start."""
     try:
         async with get_job_queue() as queue:
             await submit(queue, job)
@@ -214,10 +219,12 @@ async def enqueue(*, actor: Actor, kind: str, params: dict[str, Any], max_attemp
             job_id=job.id,
             status=JobStatus.failed,
             message="Could not reach the job queue",
-            error=f"{type(exc).__name__}: {exc}",
+            error=f"The job queue (Redis) was unreachable when it was started ({type(exc).__name__}: {exc});"
+            " it never ran. Start it again.",
         )
-        raise ServiceUnavailable("The job queue (Redis) is unreachable; the job was not started. Try again.") from exc
-    return job
+        raise ServiceUnavailable(
+            f"The job queue (Redis) is unreachable; the {what} was not started. Try again."
+        ) from exc
 
 
 async def retry(*, actor: Actor, job_id: str, max_attempts: int) -> Job:

@@ -16,9 +16,8 @@ from sqlmodel import Session, col, select
 from app.auth.tables import User
 from app.batch.tables import BatchChunk, BatchRun
 from app.core import ratelimit
-from app.core.clients import get_job_queue
 from app.core.db import run_in_session
-from app.core.errors import InvalidInput, NotFound, ServiceUnavailable
+from app.core.errors import InvalidInput, NotFound
 from app.core.roles import Actor, Role, require_role
 from app.core.settings import get_settings
 from app.datasets import service as datasets_service
@@ -76,20 +75,7 @@ async def start_batch(
         model_version=model_version,
         chunk_size=chunk_size,
     )
-    try:
-        async with get_job_queue() as queue:
-            await jobs_service.submit(queue, job)
-    except Exception as exc:
-        await run_in_session(
-            jobs_service.finish_attempt,
-            job_id=job.id,
-            status=JobStatus.failed,
-            message="Could not reach the job queue",
-            error=f"{type(exc).__name__}: {exc}",
-        )
-        raise ServiceUnavailable(
-            "The job queue (Redis) is unreachable; the batch job was not started. Try again."
-        ) from exc
+    await jobs_service.queue_or_fail(job, what="batch job")
     return run
 
 

@@ -14,9 +14,8 @@ from sqlmodel import Session, col, select
 
 from app.auth.tables import User
 from app.core import ratelimit
-from app.core.clients import get_job_queue
 from app.core.db import run_in_session
-from app.core.errors import InvalidInput, NotFound, ServiceUnavailable
+from app.core.errors import InvalidInput, NotFound
 from app.core.roles import Actor, Role, require_role
 from app.core.settings import get_settings
 from app.datasets import service as datasets_service
@@ -137,14 +136,7 @@ async def start_run(
         holdout_fraction=holdout_fraction,
         seed=seed,
     )
-    try:
-        async with get_job_queue() as queue:
-            await jobs_service.submit(queue, job)
-    except Exception as exc:
-        await run_in_session(_queue_unreachable, run_id=run.id, reason=f"{type(exc).__name__}: {exc}")
-        raise ServiceUnavailable(
-            "The job queue (Redis) is unreachable; the training run was not started. Try again."
-        ) from exc
+    await jobs_service.queue_or_fail(job, what="training run")
     return run
 
 
@@ -276,19 +268,6 @@ def _create_run(
         label=f"training run {run.id}",
     )
     return run, job
-
-
-def _queue_unreachable(*, db_session: Session, run_id: int, reason: str) -> None:
-    run = db_session.get(TrainingRun, run_id)
-    jobs_service.finish_attempt(
-        db_session=db_session,
-        job_id=run.job_id,
-        status=JobStatus.failed,
-        message="Could not reach the job queue",
-        error=reason,
-    )
-    run.error = "The job queue (Redis) was unreachable when the run was started; it never ran. Start it again."
-    db_session.add(run)
 
 
 def cancel_run(*, db_session: Session, actor: Actor, run_id: int) -> RunView:
