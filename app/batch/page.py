@@ -75,6 +75,8 @@ def _download(label: str, url, file_format: str, run_id) -> rx.Component:
         rx.button(label, size="1", variant="soft"),
         href=url,
         download="",
+        # A file from the API, not a page: React Router would otherwise route it in the app (a 404 page).
+        reload_document=True,
         id=f"batch-download-{file_format}-" + run_id.to_string(),
         class_name=f"batch-download-{file_format}",
         custom_attrs={"data-testid": f"batch-download-{file_format}"},

@@ -212,7 +212,12 @@ def _selected_version() -> rx.Component:
                 id="dataset-title",
             ),
             rx.spacer(),
-            rx.link(rx.button("Download", variant="soft", id="dataset-download"), href=DatasetsState.download_url),
+            rx.link(
+                rx.button("Download", variant="soft", id="dataset-download"),
+                href=DatasetsState.download_url,
+                # A file from the API, not a page: React Router would otherwise route it in the app (a 404 page).
+                reload_document=True,
+            ),
             rx.cond(AuthState.is_staff, _delete_button()),
             width="100%",
             align="center",
