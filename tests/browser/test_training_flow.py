@@ -68,6 +68,7 @@ def _choose(page, trigger: str, option: str) -> None:
 def _upload(page, name: str, path) -> None:
     page.click("#nav-datasets")
     page.fill("#dataset-upload-name", name)
+    page.press("#dataset-upload-name", "Tab")  # leaving the field sends the name at once, not after its debounce
     page.locator("#dataset-upload input[type=file]").set_input_files(str(path))
     expect(page.locator("#dataset-title")).to_have_text(f"{name} · version 1")
 
@@ -151,6 +152,9 @@ def test_staff_train_compare_promote_predict_and_score_a_file(stack, new_page, t
     # Another file scored by a batch job with the production version, and its result downloaded.
     scored = f"{dataset}-new"
     _upload(page, scored, score_file)
+    with page.expect_download() as download:
+        page.click("#dataset-download")
+    assert download.value.suggested_filename.endswith(".csv")
     page.click("#nav-batch")
     _choose(page, "batch-dataset", scored)
     expect(page.locator("#batch-text-column")).to_contain_text("text")
