@@ -39,7 +39,5 @@ def model_monitoring(
 
 
 @router.post("/predictions/{prediction_id}/feedback")
-def prediction_feedback(
-    prediction_id: str, body: FeedbackRequest, user: ViewerUser, db_session: SessionDep
-) -> FeedbackResult:
-    return service.give_feedback(db_session=db_session, actor=user, prediction_id=prediction_id, label=body.label)
+async def prediction_feedback(prediction_id: str, body: FeedbackRequest, user: ViewerUser) -> FeedbackResult:
+    return await service.give_feedback(actor=user, prediction_id=prediction_id, label=body.label)

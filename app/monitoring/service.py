@@ -19,6 +19,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import Session
 
 from app.auth.tables import User
+from app.core.db import run_in_session
 from app.core.errors import InvalidInput, NotFound
 from app.core.roles import Role, require_role
 from app.core.settings import get_settings
@@ -31,6 +32,7 @@ from app.monitoring.schemas import (
     TimeBucket,
     Totals,
 )
+from app.predict import prediction_log
 from app.predict.tables import ModelVersion, PredictionLog, RegisteredModel
 
 PERIODS: dict[str, timedelta] = {"hour": timedelta(hours=1), "day": timedelta(days=1), "week": timedelta(weeks=1)}
@@ -267,10 +269,17 @@ def _latency_percentiles(
     )
 
 
-def give_feedback(*, db_session: Session, actor: User, prediction_id: str, label: str) -> FeedbackResult:
+async def give_feedback(*, actor: User, prediction_id: str, label: str) -> FeedbackResult:
     """Records the correct label of a logged prediction (the latest feedback wins). Any
-    signed-in user: every viewer may use every model. Raises NotFound, InvalidInput."""
+    signed-in user: every viewer may use every model. The samples this process has not
+    written yet are written first, so that feedback right after a prediction finds it.
+    Raises NotFound, InvalidInput."""
     require_role(actor, Role.viewer)
+    await prediction_log.write_pending()
+    return await run_in_session(_record_feedback, actor=actor, prediction_id=prediction_id, label=label)
+
+
+def _record_feedback(*, db_session: Session, actor: User, prediction_id: str, label: str) -> FeedbackResult:
     row = (
         db_session.execute(select(PredictionLog).where(PredictionLog.prediction_id == prediction_id)).scalars().first()
     )

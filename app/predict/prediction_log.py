@@ -41,6 +41,19 @@ async def _flush_logs(loop_id: int) -> None:
         log.exception("predict.log_failed", rows=len(rows))
 
 
+async def write_pending() -> None:
+    """Writes this event loop's waiting samples now: feedback may name a prediction made a
+    moment ago."""
+    loop_id = id(asyncio.get_running_loop())
+    flusher = _flushers.pop(loop_id, None)
+    if flusher is not None:
+        # Still in the dict, so still asleep: it has not taken the rows, which are written here.
+        flusher.cancel()
+    rows = _pending_logs.pop(loop_id, [])
+    if rows:
+        await run_in_session(_insert_logs, rows=rows)
+
+
 def discard_pending_logs() -> None:
     """Drop samples not written yet (tests switch databases between them)."""
     for task in _flushers.values():

@@ -136,9 +136,7 @@ class PredictState(AuthState):
             return rx.toast.error("That prediction is no longer on the page.")
         if not label:
             return rx.toast.error("Choose the correct label first.")
-        saved = await run_in_session(
-            monitoring_service.give_feedback, actor=acting_user(), prediction_id=prediction_id, label=label
-        )
+        saved = await monitoring_service.give_feedback(actor=acting_user(), prediction_id=prediction_id, label=label)
         row.feedback = f"Saved: {saved.label}" + (" (the model was right)" if saved.correct else "")
         self.results = list(self.results)
 
