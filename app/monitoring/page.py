@@ -88,7 +88,7 @@ def _controls() -> rx.Component:
                     rx.button("Show (UTC)", type="submit", size="2", id="monitoring-custom-submit"),
                     align="center",
                 ),
-                on_submit=MonitoringState.set_custom_period,
+                on_submit=MonitoringState.choose_custom_period,
                 reset_on_submit=False,
             ),
         ),

@@ -157,7 +157,7 @@ class MonitoringState(AuthState):
 
     @rx.event
     @guarded(Role.staff)
-    async def set_custom_period(self, form: dict):
+    async def choose_custom_period(self, form: dict):
         """From and until (datetime-local inputs, UTC) of a custom period."""
         self.since, self.until = str(form.get("since", "")), str(form.get("until", ""))
         self.period = "custom"

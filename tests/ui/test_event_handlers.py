@@ -24,6 +24,7 @@ OPEN_HANDLERS = {
     "SchedulesState": {"setvar"},
     # watch() re-checks the viewer role on every refresh.
     "BatchState": {"setvar", "watch", "stop_watching"},
+    "MonitoringState": {"setvar"},
 }
 
 
