@@ -38,6 +38,9 @@ def _upload_form() -> rx.Component:
                 placeholder="Dataset name (a new version if it exists)",
                 value=DatasetsState.upload_name,
                 on_change=DatasetsState.name_upload,
+                # Sent at each key, not after a pause: a file dropped right after typing must
+                # find the name already on the server.
+                debounce_timeout=0,
                 id="dataset-upload-name",
                 width="100%",
             ),

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
+from playwright.sync_api import expect
 
 from tests.conftest import TEST_ROOT
 from tests.stack import PREBUILT_PORT, Stack
@@ -105,3 +106,22 @@ def pytest_runtest_makereport(item, call):
                 path = TEST_ROOT / f"{item.name}-{index}-{number}.png"
                 page.screenshot(path=str(path))
                 report.sections.append(("screenshot", str(path)))
+
+
+def watch_console(page) -> list[str]:
+    """Console errors, uncaught exceptions and CSP violations of this page, as they happen."""
+    problems: list[str] = []
+    page.add_init_script(
+        "document.addEventListener('securitypolicyviolation',"
+        " e => console.error('CSP violation: ' + e.violatedDirective + ' ' + e.blockedURI));"
+    )
+    page.on("console", lambda message: problems.append(message.text) if message.type == "error" else None)
+    page.on("pageerror", lambda error: problems.append(f"uncaught: {error}"))
+    return problems
+
+
+def choose(page, trigger: str, option: str) -> None:
+    """Picks `option` in the Radix select whose trigger has id `trigger`."""
+    page.click(f"#{trigger}")
+    page.get_by_role("option", name=option, exact=True).click()
+    expect(page.locator(f"#{trigger}")).to_contain_text(option)

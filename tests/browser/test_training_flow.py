@@ -13,7 +13,7 @@ import pytest
 from playwright.sync_api import expect
 
 from models.corpora import rotten_tomatoes
-from tests.browser.conftest import create_user, sign_in
+from tests.browser.conftest import choose, create_user, sign_in, watch_console
 
 pytestmark = pytest.mark.browser
 
@@ -46,29 +46,9 @@ def _write_files(tmp_path) -> tuple:
     return train_file, score_file
 
 
-def _watch_console(page) -> list[str]:
-    """Console errors, uncaught exceptions and CSP violations of this page, as they happen."""
-    problems: list[str] = []
-    page.add_init_script(
-        "document.addEventListener('securitypolicyviolation',"
-        " e => console.error('CSP violation: ' + e.violatedDirective + ' ' + e.blockedURI));"
-    )
-    page.on("console", lambda message: problems.append(message.text) if message.type == "error" else None)
-    page.on("pageerror", lambda error: problems.append(f"uncaught: {error}"))
-    return problems
-
-
-def _choose(page, trigger: str, option: str) -> None:
-    """Picks `option` in the Radix select whose trigger has id `trigger`."""
-    page.click(f"#{trigger}")
-    page.get_by_role("option", name=option, exact=True).click()
-    expect(page.locator(f"#{trigger}")).to_contain_text(option)
-
-
 def _upload(page, name: str, path) -> None:
     page.click("#nav-datasets")
     page.fill("#dataset-upload-name", name)
-    page.press("#dataset-upload-name", "Tab")  # leaving the field sends the name at once, not after its debounce
     page.locator("#dataset-upload input[type=file]").set_input_files(str(path))
     expect(page.locator("#dataset-title")).to_have_text(f"{name} · version 1")
 
@@ -87,7 +67,7 @@ def test_staff_train_compare_promote_predict_and_score_a_file(stack, new_page, t
     train_file, score_file = _write_files(tmp_path)
     dataset, model = f"reviews-{uuid.uuid4().hex[:6]}", f"review-sentiment-{uuid.uuid4().hex[:6]}"
     page = new_page()
-    problems = _watch_console(page)
+    problems = watch_console(page)
     sign_in(page, *create_user(stack, "staff"))
     page.wait_for_url("**/")
 
@@ -95,15 +75,15 @@ def test_staff_train_compare_promote_predict_and_score_a_file(stack, new_page, t
     _upload(page, dataset, train_file)
     expect(page.locator("#dataset-summary")).to_contain_text(f"{2 * PER_CLASS + 1} rows")
     expect(page.locator("#dataset-warnings")).to_contain_text("1 texts in 'text' are empty (the first is row 11)")
-    _choose(page, "dataset-label-column", "label")
+    choose(page, "dataset-label-column", "label")
     for label in LABELS:
         expect(page.locator(".dataset-label", has_text=label)).to_contain_text(str(PER_CLASS))
 
     # Two runs on the Experiments page that differ only in their seed.
     page.click("#nav-experiments")
-    _choose(page, "new-run-dataset", dataset)
-    _choose(page, "new-run-text-column", "text")
-    _choose(page, "new-run-label-column", "label")
+    choose(page, "new-run-dataset", dataset)
+    choose(page, "new-run-text-column", "text")
+    choose(page, "new-run-label-column", "label")
     page.fill("#new-run-model-name", model)
     page.fill("#new-run-holdout", "0.2")
     first = _start_run(page, seed=0)
@@ -135,7 +115,7 @@ def test_staff_train_compare_promote_predict_and_score_a_file(stack, new_page, t
 
     # The second run's version promoted on the Models page.
     page.click("#nav-models")
-    _choose(page, "models-model", f"{model} (classifier)")
+    choose(page, "models-model", f"{model} (classifier)")
     expect(page.locator("#version-row-2 .version-stage")).to_have_text("staging")
     page.click("#promote-2")
     expect(page.locator("#version-row-2 .version-stage")).to_have_text("production")
@@ -143,7 +123,7 @@ def test_staff_train_compare_promote_predict_and_score_a_file(stack, new_page, t
 
     # It answers on the Predict page.
     page.click("#nav-predict")
-    _choose(page, "predict-model", f"{model} (classifier)")
+    choose(page, "predict-model", f"{model} (classifier)")
     page.fill("#predict-input", "A warm, funny and beautifully acted film.")
     page.click("#predict-submit")
     expect(page.locator("#predict-result-0 .result-label")).to_have_text(re.compile("^(fresh|rotten)$"))
@@ -156,9 +136,9 @@ def test_staff_train_compare_promote_predict_and_score_a_file(stack, new_page, t
         page.click("#dataset-download")
     assert download.value.suggested_filename.endswith(".csv")
     page.click("#nav-batch")
-    _choose(page, "batch-dataset", scored)
+    choose(page, "batch-dataset", scored)
     expect(page.locator("#batch-text-column")).to_contain_text("text")
-    _choose(page, "batch-model", model)
+    choose(page, "batch-model", model)
     page.click("#batch-start")
     run = page.locator(".batch-run", has_text=scored).first
     expect(run.locator(".batch-status")).to_have_text("succeeded", timeout=120_000)
