@@ -294,9 +294,21 @@ def workers(db, worker_env):
         worker.stop()
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Browser tests last: Playwright's sync API keeps an event loop running in the main
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "one_backend: run on SQLite only (see pytest_collection_modifyitems)")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked `one_backend` run on SQLite only: what they prove (model verification,
+    metrics across processes, training figures) is the same on PostgreSQL and costs a worker
+    process or a training run each time.
+
+    Browser tests last: Playwright's sync API keeps an event loop running in the main
     thread until its session fixture ends, and no test after it could use asyncio.run."""
+    once = [item for item in items if item.get_closest_marker("one_backend") and "[postgresql" in item.nodeid]
+    if once:
+        config.hook.pytest_deselected(items=once)
+        items[:] = [item for item in items if item not in once]
     items.sort(key=lambda item: item.get_closest_marker("browser") is not None)
 
 

@@ -4,6 +4,8 @@
 import asyncio
 import shutil
 
+import pytest
+
 import app.job_kinds  # noqa: F401 - registers the job kinds, as the web and worker do
 from app.core.db import session_scope
 from jobs import service
@@ -37,6 +39,7 @@ def wait_mid_run(job_id: str) -> Job:
     )
 
 
+@pytest.mark.one_backend
 def test_verify_models_reports_sha256_parity_and_speed(workers, staff):
     workers()
     job_id = enqueue(staff)
@@ -84,6 +87,7 @@ def test_cancel_stops_a_running_job(workers, staff):
     assert job.progress < 1.0
 
 
+@pytest.mark.one_backend
 def test_a_tampered_model_fails_verification_with_its_report(workers, worker_env, staff, tmp_path):
     tampered = tmp_path / "models"
     shutil.copytree(worker_env["STRATA_MODELS_DIR"], tampered)

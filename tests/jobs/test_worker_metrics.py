@@ -7,6 +7,7 @@ import asyncio
 import os
 
 import httpx
+import pytest
 import redis
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -45,6 +46,7 @@ def job_runs(scraped: Scrape, kind: str, status: str) -> float:
     return value(scraped, "strata_job_runs_total", kind=kind, status=status)
 
 
+@pytest.mark.one_backend
 async def test_several_workers_jobs_and_inference_reach_metrics_and_stay_after_they_stop(
     chroma_server, client, workers, staff
 ):
@@ -105,6 +107,7 @@ async def test_queue_depth_counts_waiting_jobs_and_a_scrape_survives_redis_down(
     assert value(scraped, "strata_jobs", kind=VERIFY, status="queued") == 2  # the rest is still there
 
 
+@pytest.mark.one_backend
 def test_a_worker_on_a_machine_of_its_own_serves_its_metrics_on_its_port(db, worker_env, staff):
     """No web process beside it, nor a multiprocess directory: Prometheus scrapes the worker."""
     port = free_port()

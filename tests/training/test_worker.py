@@ -104,11 +104,10 @@ async def test_rotten_tomatoes_run_registers_a_staging_version_that_predicts_and
     assert [v["number"] for v in versions] == [1]
 
 
+@pytest.mark.one_backend
 async def test_bbc_news_run_chooses_at_least_the_baseline_and_labels_unseen_articles(
-    client, workers, staff_headers, viewer_headers, bbc_sample, database_url
+    client, workers, staff_headers, viewer_headers, bbc_sample
 ):
-    if database_url.startswith("postgresql"):
-        pytest.skip("the figures do not depend on the database, and long articles train slowly on two cores")
     workers()
     await upload(client, staff_headers, "bbc", as_csv(bbc_sample.rows()))
     response = await start(
