@@ -3,6 +3,7 @@
 from sqlmodel import SQLModel
 
 from app.ask.tables import Conversation, Message
+from app.audit.tables import AuditEntry
 from app.auth.tables import ApiKey, ApiKeyRateLimit, User, UserSession
 from app.batch.tables import BatchChunk, BatchRun
 from app.datasets.tables import Dataset, DatasetLineage, DatasetVersion
@@ -17,6 +18,7 @@ metadata = SQLModel.metadata
 __all__ = [
     "ApiKey",
     "ApiKeyRateLimit",
+    "AuditEntry",
     "BatchChunk",
     "BatchRun",
     "Chunk",
