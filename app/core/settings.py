@@ -4,7 +4,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import model_validator
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_SECRET_KEY = "change-me-embedded-default-secret"  # noqa: S105 - refused in production
@@ -167,6 +167,16 @@ class Settings(BaseSettings):
     # Other sites' origins (comma-separated, e.g. https://portal.example.com) whose pages may
     # call the API with credentials. The app's own origin needs no entry.
     cors_origins: str = ""
+
+    # Alerts and webhooks (app/alerts, app/webhooks): the worker checks every model's accuracy and
+    # error rate against its thresholds every alert_check_minutes (a divisor of 60 keeps the
+    # interval even across the hour). A webhook delivery is tried webhook_max_attempts times,
+    # each POST waiting at most webhook_timeout_seconds; after the n-th failure the next try
+    # waits webhook_retry_seconds * 4^(n-1) (30 s, 2 min, 8 min by default).
+    alert_check_minutes: int = Field(default=5, ge=1, le=60)
+    webhook_max_attempts: int = Field(default=4, ge=1, le=10)
+    webhook_retry_seconds: float = Field(default=30.0, gt=0)
+    webhook_timeout_seconds: float = Field(default=10.0, gt=0, le=60)
 
     log_level: str = "INFO"
 
