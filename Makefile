@@ -22,6 +22,9 @@ BUN := $(TOOLS)/node_modules/.bin/bun
 # npm's own configured registry, passed explicitly to npm and to Reflex.
 NPM_REGISTRY ?= $(shell npm config get registry)
 TEST_MODELS_DIR := $(CURDIR)/.cache/models
+# pytest processes (pytest-xdist): one per core of the 2-core machines CI runs on; each
+# starts its own Valkey and Chroma and, with STRATA_TEST_DATABASE_URL, its own database.
+TEST_PROCESSES ?= 2
 
 export PATH := $(CURDIR)/$(TOOLS)/node_modules/.bin:$(PATH)
 export NPM_CONFIG_REGISTRY := $(NPM_REGISTRY)
@@ -96,7 +99,8 @@ sample-data: install
 	scripts/fetch-sample-documents.sh
 
 test: install bun chromium test-models frontend sample-data lint
-	STRATA_MODELS_DIR=$(TEST_MODELS_DIR) $(BIN)/python -m pytest -q --durations=25
+	STRATA_MODELS_DIR=$(TEST_MODELS_DIR) $(BIN)/python -m pytest -q --durations=25 \
+		-n $(TEST_PROCESSES) --dist loadgroup
 
 lint: install
 	$(BIN)/ruff check .

@@ -149,6 +149,27 @@ def _backends() -> list[str]:
     return backends
 
 
+def _database_of_this_process(url: str) -> str:
+    """Under pytest-xdist each process empties its database between tests, so each gets its
+    own: <database>_gw0, <database>_gw1, ... created on the same server when missing."""
+    from sqlalchemy import make_url, text
+
+    from app.core.db import make_engine
+
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if not worker:
+        return url
+    server = make_url(url)
+    own = server.set(database=f"{server.database}_{worker}")
+    engine = make_engine(server.render_as_string(hide_password=False)).execution_options(isolation_level="AUTOCOMMIT")
+    with engine.connect() as connection:
+        exists = connection.execute(text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": own.database})
+        if exists.scalar() is None:
+            connection.execute(text(f'CREATE DATABASE "{own.database}"'))
+    engine.dispose()
+    return own.render_as_string(hide_password=False)
+
+
 @pytest.fixture(scope="session", params=_backends())
 def database_url(request) -> str:
     """A migrated database, once per backend."""
@@ -161,7 +182,7 @@ def database_url(request) -> str:
     if request.param == "sqlite":
         url = f"sqlite:///{TEST_ROOT / 'strata-test.db'}"
     else:
-        url = os.environ["STRATA_TEST_DATABASE_URL"]
+        url = _database_of_this_process(os.environ["STRATA_TEST_DATABASE_URL"])
         engine = make_engine(url)
         metadata.drop_all(engine)
         with engine.begin() as connection:
@@ -303,13 +324,23 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     metrics across processes, training figures) is the same on PostgreSQL and costs a worker
     process or a training run each time.
 
-    Browser tests last: Playwright's sync API keeps an event loop running in the main
-    thread until its session fixture ends, and no test after it could use asyncio.run."""
+    Tests that start a whole stack (marked `stack` or `browser`) share one pytest-xdist group,
+    so one process runs them one after another: each wants port 3000, the one the frontend
+    is prebuilt for. They come last, browser tests at the very end: Playwright's sync API
+    keeps an event loop running in the main thread until its session fixture ends, and no
+    test after it could use asyncio.run."""
     once = [item for item in items if item.get_closest_marker("one_backend") and "[postgresql" in item.nodeid]
     if once:
         config.hook.pytest_deselected(items=once)
         items[:] = [item for item in items if item not in once]
-    items.sort(key=lambda item: item.get_closest_marker("browser") is not None)
+    for item in items:
+        if _starts_a_stack(item):
+            item.add_marker(pytest.mark.xdist_group("stack"))
+    items.sort(key=lambda item: (_starts_a_stack(item), item.get_closest_marker("browser") is not None))
+
+
+def _starts_a_stack(item: pytest.Item) -> bool:
+    return any(item.get_closest_marker(name) for name in ("stack", "browser"))
 
 
 @pytest.fixture
