@@ -326,9 +326,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
     Tests that start a whole stack (marked `stack` or `browser`) share one pytest-xdist group,
     so one process runs them one after another: each wants port 3000, the one the frontend
-    is prebuilt for. They come last, browser tests at the very end: Playwright's sync API
-    keeps an event loop running in the main thread until its session fixture ends, and no
-    test after it could use asyncio.run."""
+    is prebuilt for. Browser tests come last in that group (and in a run without xdist):
+    until their package's Playwright fixture ends, no other test could use asyncio.run."""
     once = [item for item in items if item.get_closest_marker("one_backend") and "[postgresql" in item.nodeid]
     if once:
         config.hook.pytest_deselected(items=once)

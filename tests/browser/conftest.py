@@ -27,7 +27,10 @@ CHROMIUM_ARGS = [
 ]
 
 
-@pytest.fixture(scope="session")
+# Package scope, not session: the stack frees port 3000 and Playwright's event loop (which its
+# sync API keeps running in the main thread) ends once the last browser test is done, so the
+# pytest-xdist process that ran them can go on with other tests.
+@pytest.fixture(scope="package")
 def stack() -> Iterator[Stack]:
     with Stack(
         TEST_ROOT / "browser-stack",
@@ -39,7 +42,7 @@ def stack() -> Iterator[Stack]:
         yield stack
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser():
     from playwright.sync_api import sync_playwright
 
