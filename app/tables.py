@@ -2,6 +2,7 @@
 
 from sqlmodel import SQLModel
 
+from app.alerts.tables import Alert, AlertThresholds
 from app.ask.tables import Conversation, Message
 from app.audit.tables import AuditEntry
 from app.auth.tables import ApiKey, ApiKeyRateLimit, User, UserSession
@@ -11,11 +12,14 @@ from app.knowledge.tables import Chunk, Document, KnowledgeBase
 from app.predict.tables import ModelVersion, PredictionLog, RegisteredModel, RegistryChange
 from app.schedules.tables import Schedule
 from app.training.tables import TrainingRun
+from app.webhooks.tables import Webhook, WebhookAttempt, WebhookDelivery
 from jobs.tables import Job
 
 metadata = SQLModel.metadata
 
 __all__ = [
+    "Alert",
+    "AlertThresholds",
     "ApiKey",
     "ApiKeyRateLimit",
     "AuditEntry",
@@ -38,5 +42,8 @@ __all__ = [
     "TrainingRun",
     "User",
     "UserSession",
+    "Webhook",
+    "WebhookAttempt",
+    "WebhookDelivery",
     "metadata",
 ]
