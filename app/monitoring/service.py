@@ -10,11 +10,10 @@ are interpolated from those counts, to within a bin's width.
 Errors are the log's rows with `error` set: predictions that failed after their version was
 chosen, sampled like the others (app/predict/prediction_log.py)."""
 
-import math
 from collections import defaultdict
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 
-from sqlalchemy import BigInteger, Integer, and_, case, cast, extract, func, literal_column, select
+from sqlalchemy import and_, case, func, literal_column, select
 from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import Session
 
@@ -24,6 +23,7 @@ from app.core.errors import InvalidInput, NotFound
 from app.core.roles import Role, require_role
 from app.core.settings import get_settings
 from app.core.time import utcnow
+from app.core.time_buckets import bucket_number, bucket_numbers, bucket_seconds, bucket_start, checked_period
 from app.monitoring.schemas import (
     ConfidenceBin,
     FeedbackResult,
@@ -35,32 +35,12 @@ from app.monitoring.schemas import (
 from app.predict import prediction_log
 from app.predict.tables import ModelVersion, PredictionLog, RegisteredModel
 
-PERIODS: dict[str, timedelta] = {"hour": timedelta(hours=1), "day": timedelta(days=1), "week": timedelta(weeks=1)}
-MAX_PERIOD = timedelta(days=400)
 CONFIDENCE_BINS = 10
 # Geometric latency bins for SQLite's percentiles: 0.05 ms to ~2 min, each 10% wider.
 LATENCY_BIN_RATIO = 1.1
 LATENCY_EDGES = [0.05 * LATENCY_BIN_RATIO**index for index in range(156)]
 
 log = PredictionLog.__table__.c
-
-
-def _bucket_seconds(span: timedelta) -> int:
-    """Minutes up to two hours, hours up to eight days, days beyond."""
-    if span <= timedelta(hours=2):
-        return 60
-    if span <= timedelta(days=8):
-        return 3600
-    return 86400
-
-
-def _bucket(dialect: str, width: int) -> ColumnElement:
-    """The number of the `width`-second bucket a row falls in, counted from the epoch. Literal
-    arguments, not bound ones: PostgreSQL must see GROUP BY's expression as the SELECT's."""
-    seconds = literal_column(str(width))
-    if dialect == "sqlite":  # UTC text; integer division
-        return cast(func.strftime(literal_column("'%s'"), log.at), Integer).op("/")(seconds)
-    return cast(func.floor(extract("epoch", log.at).op("/")(seconds)), BigInteger)
 
 
 def _bin_of(column: ColumnElement, edges: list[float], first: int = 0) -> ColumnElement:
@@ -95,23 +75,6 @@ def _rate(part: int, whole: int) -> float | None:
     return round(part / whole, 4) if whole else None
 
 
-def _period(period: Period | None, since: datetime | None, until: datetime | None) -> tuple[datetime, datetime]:
-    until = until or utcnow()
-    if since is None:
-        since = until - PERIODS[period or "day"]
-    elif period is not None:
-        raise InvalidInput("Give either a period or since (and until), not both.")
-    since, until = (
-        since if since.tzinfo else since.replace(tzinfo=UTC),
-        until if until.tzinfo else until.replace(tzinfo=UTC),
-    )
-    if since >= until:
-        raise InvalidInput(f"since ({since.isoformat()}) must be before until ({until.isoformat()}).")
-    if until - since > MAX_PERIOD:
-        raise InvalidInput(f"A period is at most {MAX_PERIOD.days} days; got {(until - since).days}.")
-    return since, until
-
-
 def _versions(db_session: Session, model_name: str, version_number: int | None) -> dict[int, int]:
     """{version id: number} of the model's versions, or of the one asked for."""
     model = db_session.execute(select(RegisteredModel).where(RegisteredModel.name == model_name)).scalars().first()
@@ -139,11 +102,11 @@ def figures(
     """A model's figures (all its versions, or one) over `period` ending now (default: a day)
     or from `since` to `until` (default now). Staff only. Raises NotFound, InvalidInput."""
     require_role(actor, Role.staff)
-    since, until = _period(period, since, until)
+    since, until = checked_period(period, since, until)
     version_ids = list(_versions(db_session, model_name, version_number))
-    width = _bucket_seconds(until - since)
+    width = bucket_seconds(until - since)
     dialect = db_session.get_bind().dialect.name
-    bucket = _bucket(dialect, width).label("bucket")
+    bucket = bucket_number(dialect, width, log.at).label("bucket")
     in_period = and_(log.version_id.in_(version_ids), log.at >= since, log.at < until)
     served = log.error.is_(None)
 
@@ -186,12 +149,12 @@ def figures(
         if int(confidence_index) >= 0:
             confidence_rows[int(confidence_index)] += predictions
     buckets = []
-    for number in range(int(since.timestamp()) // width, math.ceil(until.timestamp() / width)):
+    for number in bucket_numbers(since, until, width):
         predictions, errors, hits, feedback, correct = rows.get(number, [0] * 5)
         p50, p95 = latencies.get(number, (None, None))
         buckets.append(
             TimeBucket(
-                start=datetime.fromtimestamp(number * width, UTC),
+                start=bucket_start(number, width),
                 predictions=predictions,
                 errors=errors,
                 cache_hits=hits,
@@ -267,6 +230,22 @@ def _latency_percentiles(
         },
         (_percentile_from_bins(merged, 0.5), _percentile_from_bins(merged, 0.95)),
     )
+
+
+def logged_since(*, db_session: Session, actor: User, since: datetime) -> dict[str, int]:
+    """Logged predictions that were served (not failed) since `since`, per model name, for
+    every model with any. Counts of the log, so of its sample (plus every Predict page
+    prediction). Any signed-in user: the Models page shows viewers served counts too."""
+    require_role(actor, Role.viewer)
+    rows = db_session.execute(
+        select(RegisteredModel.name, func.count())
+        .select_from(PredictionLog)
+        .join(ModelVersion, ModelVersion.id == log.version_id)
+        .join(RegisteredModel, RegisteredModel.id == ModelVersion.model_id)
+        .where(log.at >= since, log.error.is_(None))
+        .group_by(RegisteredModel.name)
+    ).all()
+    return {name: int(count) for name, count in rows}
 
 
 async def give_feedback(*, actor: User, prediction_id: str, label: str) -> FeedbackResult:
