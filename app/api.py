@@ -17,6 +17,7 @@ import app.job_kinds  # noqa: F401 - the jobs API validates kinds against the re
 import jobs.metrics  # noqa: F401 - registers the jobs and queue depth gauges with /metrics
 from app.ask.api import router as ask_router
 from app.auth.api import router as auth_router
+from app.auth.client_address import RememberClientAddress
 from app.auth.cookies import session_token_from_cookie_header
 from app.auth.deps import bearer_credential, current_user, minimum_role, user_for_credential
 from app.auth.oidc_api import router as oidc_router
@@ -184,6 +185,7 @@ def build_api() -> FastAPI:
     api.add_middleware(SignedInBeforeBody, paths=("/_upload",), allowed=may_upload_from_a_page)
     api.add_middleware(LimitRequestBodies, limits=BODY_LIMITS, default=json_body_bytes)
     api.add_middleware(SameOriginWebSockets, extra_origins=lambda settings: settings.cors_origin_list)
+    api.add_middleware(RememberClientAddress)
     api.add_middleware(ObserveRequests)
     api.add_middleware(SecurityHeaders, frontend_dir=frontend_dir)
 

@@ -52,5 +52,5 @@ async def test_admin_actions_are_audited_with_the_acting_user(db, redis_url, mak
             json={"email": "new@x.io", "role": "staff", "password": "new-password"},
         )
     records = [json.loads(line) for line in json_logs.readouterr().out.splitlines() if line.startswith("{")]
-    audit = next(r for r in records if r["event"] == "user.created" and r["target_user_id"] == created.json()["id"])
-    assert audit["role"] == "staff" and audit["user_id"] is not None
+    audit = next(r for r in records if r["event"] == "user.created" and r["target_id"] == str(created.json()["id"]))
+    assert audit["new"]["role"] == "staff" and audit["actor"] == "admin@x.io" and audit["user_id"] is not None

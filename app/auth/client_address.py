@@ -5,7 +5,13 @@ peer is one of STRATA_TRUSTED_PROXIES; otherwise anyone could claim a fresh addr
 guess."""
 
 import ipaddress
+from collections.abc import Mapping
 from functools import lru_cache
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from app.core.request_address import set_request_address
+from app.core.settings import get_settings
 
 # An IPv6 user gets a whole /64 from their provider: counting single addresses would give
 # an attacker 2**64 fresh ones.
@@ -61,3 +67,30 @@ def source_of(address: str) -> str:
     if isinstance(parsed, ipaddress.IPv6Address):
         return str(ipaddress.ip_network(f"{parsed}/{IPV6_SOURCE_PREFIX}", strict=False))
     return str(parsed)
+
+
+def address_of_handshake(headers: Mapping[str, str]) -> str:
+    """The client address of a Reflex websocket, from its handshake's headers (Reflex keeps
+    the connection's peer as 'asgi-scope-client'), by the same trusted-proxy rules."""
+    return client_address(
+        peer=headers.get("asgi-scope-client", ""),
+        forwarded_for=headers.get("x-forwarded-for", ""),
+        trusted_proxies=get_settings().trusted_proxies,
+    )
+
+
+class RememberClientAddress:
+    """ASGI middleware: each request's client address, for the audit entries its work writes
+    (app/core/request_address.py)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] in ("http", "websocket"):
+            forwarded_for = ",".join(v.decode("latin-1") for k, v in scope["headers"] if k == b"x-forwarded-for")
+            peer = scope["client"][0] if scope.get("client") else ""
+            set_request_address(
+                client_address(peer=peer, forwarded_for=forwarded_for, trusted_proxies=get_settings().trusted_proxies)
+            )
+        await self.app(scope, receive, send)

@@ -31,6 +31,7 @@ from joserfc.jwk import KeySet
 from joserfc.jws import JWSRegistry
 from sqlmodel import Session, select
 
+from app.audit.service import record
 from app.auth import service as auth_service
 from app.auth.cookies import safe_next_path, start_browser_session
 from app.auth.tables import User
@@ -49,7 +50,6 @@ MAX_SUBJECT_LENGTH = 255
 # Asymmetric only: "none" and HMAC (keyed with the client secret) are not accepted for ID tokens.
 SIGNING_ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA")
 
-audit = structlog.get_logger("strata.audit")
 log = structlog.get_logger(__name__)
 
 # What the login page says for each way company sign-in can fail (LoginState.error reads the code
@@ -316,7 +316,14 @@ def _link_or_create(db_session: Session, settings: Settings, identity: CompanyId
             raise SignInFailed("email_taken")
         existing.oidc_issuer, existing.oidc_subject = identity.issuer, identity.subject
         db_session.add(existing)
-        audit.info("user.linked_to_company_account", target_user_id=existing.id)
+        record(
+            db_session=db_session,
+            actor=existing,
+            action="user.linked_to_company_account",
+            target=existing.email,
+            target_id=existing.id,
+            new={"issuer": identity.issuer, "subject": identity.subject},
+        )
         return existing
     name = identity.claims.get("name") or identity.claims.get("preferred_username") or email.split("@")[0]
     user = User(
@@ -330,7 +337,15 @@ def _link_or_create(db_session: Session, settings: Settings, identity: CompanyId
     )
     db_session.add(user)
     db_session.flush()
-    audit.info("user.created", target_user_id=user.id, role=user.role, via="oidc")
+    record(
+        db_session=db_session,
+        actor=user,
+        action="user.created",
+        target=user.email,
+        target_id=user.id,
+        new={"email": user.email, "name": user.name, "role": user.role, "active": user.is_active},
+        detail="on first company sign-in",
+    )
     return user
 
 
@@ -362,5 +377,25 @@ def start_company_session(
     """Signs the company identity in on this browser: its user, a new session, the session cookie on `response`."""
     user = sign_in_user(db_session=db_session, settings=settings, identity=identity)
     start_browser_session(db_session=db_session, settings=settings, user=user, response=response)
-    audit.info("user.signed_in", target_user_id=user.id, via="oidc")
+    record(
+        db_session=db_session,
+        actor=user,
+        action="session.signed_in",
+        target=user.email,
+        target_id=user.id,
+        detail="company",
+    )
     return user
+
+
+def record_failed_sign_in(*, db_session: Session, identity: CompanyIdentity | None, code: str) -> None:
+    """Audits a company sign-in that came back from the provider and ended without a session:
+    the e-mail the provider named, if it got that far, and the reason (a key of PROBLEMS)."""
+    email = identity.claims.get("email") if identity else None
+    record(
+        db_session=db_session,
+        actor=None,
+        action="session.sign_in_failed",
+        target=email.strip().lower() if isinstance(email, str) else "",
+        detail=f"company: {code}",
+    )

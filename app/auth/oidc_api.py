@@ -81,6 +81,7 @@ async def oidc_callback(request: Request) -> RedirectResponse:
     if refusal := await _throttled(request, "/"):
         return refusal
     settings = get_settings()
+    identity = None
     try:
         identity, next_path = await oidc.finish_sign_in(
             settings=settings,
@@ -91,6 +92,7 @@ async def oidc_callback(request: Request) -> RedirectResponse:
         response = RedirectResponse(next_path, status_code=303)
         await run_in_session(oidc.start_company_session, settings=settings, identity=identity, response=response)
     except oidc.SignInFailed as failure:
+        await run_in_session(oidc.record_failed_sign_in, identity=identity, code=failure.code)
         return _to_login(failure.code, failure.next_path)
     response.delete_cookie(TRANSACTION_COOKIE, path=TRANSACTION_COOKIE_PATH)
     return response

@@ -3,15 +3,13 @@ The bucket itself is app/core/ratelimit.py; this is whom it counts and at what l
 
 import time
 
-import structlog
 from sqlmodel import Session, select
 
+from app.audit.service import record
 from app.auth.tables import ApiKey, ApiKeyRateLimit, User
 from app.core.errors import InvalidInput, NotFound
 from app.core.roles import Role, require_role
 from app.core.security import token_hash
-
-audit = structlog.get_logger("strata.audit")
 
 MAX_REQUESTS_PER_MINUTE = 1_000_000
 # How long a process trusts what it read about an API key's limit.
@@ -45,11 +43,13 @@ def api_key_identity(*, db_session: Session, plaintext: str) -> tuple[int, int |
 def set_api_key_limit(*, db_session: Session, actor: User, key_id: int, requests_per_minute: int | None) -> None:
     """An admin sets one key's limit; None returns it to STRATA_RATE_LIMIT_PER_MINUTE."""
     require_role(actor, Role.admin)
-    if db_session.get(ApiKey, key_id) is None:
+    key = db_session.get(ApiKey, key_id)
+    if key is None:
         raise NotFound(f"No API key with id {key_id}.")
     if requests_per_minute is not None and not 1 <= requests_per_minute <= MAX_REQUESTS_PER_MINUTE:
         raise InvalidInput(f"A rate limit is 1 to {MAX_REQUESTS_PER_MINUTE} requests a minute.")
     override = db_session.get(ApiKeyRateLimit, key_id)
+    old_limit = override.requests_per_minute if override else None
     if requests_per_minute is None:
         if override is not None:
             db_session.delete(override)
@@ -58,4 +58,15 @@ def set_api_key_limit(*, db_session: Session, actor: User, key_id: int, requests
         override.requests_per_minute = requests_per_minute
         db_session.add(override)
     _key_limits.clear()
-    audit.info("api_key.rate_limit_set", api_key_id=key_id, requests_per_minute=requests_per_minute)
+    if old_limit != requests_per_minute:
+        owner = db_session.get(User, key.user_id)
+        # None: the default, STRATA_RATE_LIMIT_PER_MINUTE.
+        record(
+            db_session=db_session,
+            actor=actor,
+            action="api_key.rate_limit_set",
+            target=f"{key.name} ({key.prefix}…) of {owner.email if owner else 'a deleted user'}",
+            target_id=key.id,
+            old={"requests_per_minute": old_limit},
+            new={"requests_per_minute": requests_per_minute},
+        )

@@ -11,15 +11,16 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cache
+from typing import NoReturn
 
-import structlog
 from sqlalchemy import ColumnElement, case, delete, or_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, func, select
 
+from app.audit.service import record
 from app.auth.tables import ApiKey, SignInAttempts, User, UserSession
 from app.core import security
-from app.core.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthorized
+from app.core.errors import Conflict, Forbidden, InvalidInput, NotFound, StrataError, Unauthorized
 from app.core.roles import Actor, Role, require_role
 from app.core.settings import Settings
 from app.core.time import utcnow
@@ -27,9 +28,6 @@ from app.core.time import utcnow
 EMAIL_PATTERN = re.compile(r"^[^@\s]+@[^@\s]+$")
 MIN_PASSWORD_LENGTH = 8
 PASSWORD_LOGIN_OFF = "Password sign-in is turned off here: use the company sign-in button."
-
-# Who changed what: the acting user id is bound to the log context by the API or the UI.
-audit = structlog.get_logger("strata.audit")
 
 
 @dataclass(frozen=True)
@@ -41,10 +39,6 @@ class SystemActor:
 
 
 SYSTEM = SystemActor()
-
-
-def _by(actor: Actor) -> str:
-    return "system" if actor.id is None else f"user:{actor.id}"
 
 
 # How long a process trusts a credential it checked, so that API traffic does not read the
@@ -153,7 +147,14 @@ def create_user(*, db_session: Session, actor: Actor, email: str, name: str, rol
     )
     db_session.add(user)
     db_session.flush()
-    audit.info("user.created", by=_by(actor), target_user_id=user.id, role=user.role)
+    record(
+        db_session=db_session,
+        actor=actor,
+        action="user.created",
+        target=user.email,
+        target_id=user.id,
+        new={"email": user.email, "name": user.name, "role": user.role, "active": user.is_active},
+    )
     return user
 
 
@@ -177,14 +178,32 @@ def update_user(
         new_role = parse_role(role)
         if new_role != Role.admin:
             _refuse_losing_last_admin(db_session, user)
+        if user.role != new_role.value:
+            record(
+                db_session=db_session,
+                actor=actor,
+                action="user.role_set",
+                target=user.email,
+                target_id=user.id,
+                old={"role": user.role},
+                new={"role": new_role.value},
+            )
         user.role = new_role.value
-        audit.info("user.role_set", by=_by(actor), target_user_id=user.id, role=user.role)
     if active is not None:
         if not active:
             _refuse_losing_last_admin(db_session, user)
             _end_sessions(db_session, user.id)
+        if user.is_active != active:
+            record(
+                db_session=db_session,
+                actor=actor,
+                action="user.activated" if active else "user.deactivated",
+                target=user.email,
+                target_id=user.id,
+                old={"active": user.is_active},
+                new={"active": active},
+            )
         user.is_active = active
-        audit.info("user.activated" if active else "user.deactivated", by=_by(actor), target_user_id=user.id)
     db_session.add(user)
     _remembered.forget(user_id=user.id)
     return user
@@ -205,7 +224,14 @@ def reset_password(
     db_session.exec(delete(SignInAttempts).where(SignInAttempts.user_id == user.id))
     _end_sessions(db_session, user.id)
     db_session.add(user)
-    audit.info("user.password_reset", by=_by(actor), target_user_id=user.id)
+    record(
+        db_session=db_session,
+        actor=actor,
+        action="user.password_reset",
+        target=user.email,
+        target_id=user.id,
+        detail="a password the admin chose" if new_password else "a generated password",
+    )
     return user, password
 
 
@@ -290,13 +316,31 @@ def _take_account_attempt(db_session: Session, *, user_id: int, now: datetime, s
     return db_session.execute(statement).scalar() or 0
 
 
+def _refuse_sign_in(db_session: Session, error: StrataError, *, email: str, user: User | None, reason: str) -> NoReturn:
+    """Audits a refused sign-in (the e-mail tried, never the password) and commits the entry
+    now: the caller rolls back on the error raised."""
+    record(
+        db_session=db_session,
+        actor=None,
+        action="session.sign_in_failed",
+        target=email.strip().lower(),
+        target_id=user.id if user else None,
+        detail=reason,
+    )
+    db_session.commit()
+    raise error
+
+
 def authenticate(*, db_session: Session, settings: Settings, email: str, password: str, source: str) -> User:
     """Checks a password sent from `source` (app/auth/client_address.py). After
     login_max_failures attempts on an account from one source, that source is refused for
-    login_lockout_minutes; after login_account_max_failures from all sources, everyone is."""
+    login_lockout_minutes; after login_account_max_failures from all sources, everyone is.
+    Every outcome is audited (the reason for a refusal is in the audit log only)."""
     if not settings.password_login and email.strip().lower() != settings.admin_email.strip().lower():
         # Decided before any lookup: the same answer for every address but the break-glass admin's.
-        raise Forbidden(PASSWORD_LOGIN_OFF)
+        _refuse_sign_in(
+            db_session, Forbidden(PASSWORD_LOGIN_OFF), email=email, user=None, reason="password sign-in is off"
+        )
     refused = Unauthorized(wrong_credentials_message(settings))
     user = _user_by_email(db_session, email)
     now = utcnow()
@@ -305,7 +349,7 @@ def authenticate(*, db_session: Session, settings: Settings, email: str, passwor
         _take_account_attempt(db_session, user_id=0, now=now, settings=settings)
         db_session.commit()
         security.verify_password(_dummy_password_hash(), password)
-        raise refused
+        _refuse_sign_in(db_session, refused, email=email, user=None, reason="no such account")
     within_limits = (
         _take_source_attempt(db_session, user_id=user.id, source=source, now=now, settings=settings)
         <= settings.login_max_failures
@@ -317,13 +361,12 @@ def authenticate(*, db_session: Session, settings: Settings, email: str, passwor
     db_session.commit()
     if not within_limits:
         security.verify_password(_dummy_password_hash(), password)
-        audit.warning("user.sign_in_locked", target_user_id=user.id, source=source)
-        raise refused
+        _refuse_sign_in(db_session, refused, email=email, user=user, reason="locked out after too many attempts")
     if not security.verify_password(user.password_hash, password):
-        audit.info("user.sign_in_failed", target_user_id=user.id, source=source)
-        raise refused
+        _refuse_sign_in(db_session, refused, email=email, user=user, reason="wrong password")
     if not user.is_active:
-        raise Forbidden("This account is deactivated. Ask an admin to reactivate it.")
+        deactivated = Forbidden("This account is deactivated. Ask an admin to reactivate it.")
+        _refuse_sign_in(db_session, deactivated, email=email, user=user, reason="account deactivated")
     # This source's count, and any other source's that has run out.
     db_session.exec(
         delete(SignInAttempts).where(
@@ -332,6 +375,14 @@ def authenticate(*, db_session: Session, settings: Settings, email: str, passwor
         )
     )
     db_session.execute(update(User.__table__).where(User.id == user.id).values(failed_logins=0, locked_until=None))
+    record(
+        db_session=db_session,
+        actor=user,
+        action="session.signed_in",
+        target=user.email,
+        target_id=user.id,
+        detail="password",
+    )
     return user
 
 
@@ -370,6 +421,9 @@ def end_session(*, db_session: Session, token: str) -> None:
     _remembered.forget(digest=digest)
     session = db_session.exec(select(UserSession).where(UserSession.token_hash == digest)).first()
     if session:
+        user = db_session.get(User, session.user_id)
+        if user is not None:
+            record(db_session=db_session, actor=user, action="session.signed_out", target=user.email, target_id=user.id)
         db_session.delete(session)
 
 
@@ -386,7 +440,14 @@ def create_api_key(*, db_session: Session, actor: Actor, user_id: int, name: str
     )
     db_session.add(key)
     db_session.flush()
-    audit.info("api_key.created", by=_by(actor), api_key_id=key.id, owner_user_id=user.id)
+    record(
+        db_session=db_session,
+        actor=actor,
+        action="api_key.created",
+        target=f"{key.name} ({key.prefix}…) of {user.email}",
+        target_id=key.id,
+        new={"name": key.name, "prefix": key.prefix, "owner": user.email},
+    )
     return key, plaintext
 
 
@@ -407,7 +468,16 @@ def revoke_api_key(*, db_session: Session, actor: Actor, key_id: int) -> ApiKey:
     if key.revoked_at is None:
         key.revoked_at = utcnow()
         db_session.add(key)
-        audit.info("api_key.revoked", by=_by(actor), api_key_id=key.id)
+        owner = db_session.get(User, key.user_id)
+        record(
+            db_session=db_session,
+            actor=actor,
+            action="api_key.revoked",
+            target=f"{key.name} ({key.prefix}…) of {owner.email if owner else 'a deleted user'}",
+            target_id=key.id,
+            old={"revoked": False},
+            new={"revoked": True},
+        )
     return key
 
 

@@ -12,10 +12,12 @@ import structlog
 
 from app.auth import oidc
 from app.auth import service as auth_service
+from app.auth.client_address import address_of_handshake
 from app.auth.cookies import SIGNED_OUT_PATH, session_token_from_cookie_header
 from app.auth.tables import User
 from app.core.db import run_in_session
 from app.core.errors import StrataError, Unauthorized
+from app.core.request_address import request_address
 from app.core.roles import Role, require_role
 from app.core.settings import get_settings
 
@@ -59,6 +61,10 @@ class AuthState(rx.State):
     def _session_token(self) -> str:
         return session_token_from_cookie_header(self.router.headers.cookie)
 
+    def _client_address(self) -> str:
+        """For the audit entries this event's work writes."""
+        return address_of_handshake(self.router.headers.raw_headers)
+
     async def _require(self, minimum: Role) -> User:
         user = await run_in_session(auth_service.user_for_session, token=self._session_token())
         if user is None:
@@ -90,7 +96,8 @@ class AuthState(rx.State):
 
     @rx.event
     async def sign_out(self):
-        await run_in_session(auth_service.end_session, token=self._session_token())
+        with request_address(self._client_address()):
+            await run_in_session(auth_service.end_session, token=self._session_token())
         self.user_email = self.user_name = self.user_role = ""
         # Only a response can remove the HttpOnly cookie. This page's websocket keeps the old
         # one in its handshake headers, but that session has just ended; signing in again
@@ -126,7 +133,7 @@ def guarded(minimum: Role, *, background: bool = False):
                 return refusal
             reset = _acting_user.set(user)
             try:
-                with structlog.contextvars.bound_contextvars(user_id=user.id):
+                with structlog.contextvars.bound_contextvars(user_id=user.id), request_address(self._client_address()):
                     return await handler(self, *args, **kwargs)
             except StrataError as exc:
                 return rx.toast.error(exc.message)
