@@ -5,7 +5,7 @@ import reflex as rx
 from app.api import build_api
 from app.ask.page import ask_page
 from app.ask.state import AskState
-from app.auth.page import home_page, keys_page, login_page, users_page
+from app.auth.page import keys_page, login_page, users_page
 from app.auth.state import KeysState, UsersState
 from app.batch.page import batch_page
 from app.batch.state import BatchState
@@ -14,6 +14,8 @@ from app.core.roles import Role
 from app.core.settings import get_settings
 from app.datasets.page import datasets_page
 from app.datasets.state import DatasetsState
+from app.home.page import home_page
+from app.home.state import HomeState
 from app.jobs_board.page import jobs_page
 from app.knowledge.page import knowledge_page
 from app.knowledge.state import KnowledgeState
@@ -36,7 +38,7 @@ app = rx.App(api_transformer=build_api(), head_components=favicon_links())
 # checks websocket origins instead ([] turns the socket server's own check off).
 app.sio.eio.cors_allowed_origins = []
 app.add_page(login_page, route="/login", title="Sign in · Strata")
-app.add_page(home_page, route="/", title="Strata", on_load=page_guard(Role.viewer))
+app.add_page(home_page, route="/", title="Strata", on_load=[page_guard(Role.viewer), HomeState.load])
 app.add_page(ask_page, route="/ask", title="Ask · Strata", on_load=[page_guard(Role.viewer), AskState.load])
 app.add_page(
     knowledge_page,

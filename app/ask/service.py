@@ -58,12 +58,13 @@ def cited_numbers(answer: str, passage_count: int) -> list[int]:
     return seen
 
 
-def list_conversations(*, db_session: Session, actor: User) -> list[Conversation]:
+def list_conversations(*, db_session: Session, actor: User, limit: int = 100) -> list[Conversation]:
+    """The actor's own conversations, the latest first."""
     statement = (
         select(Conversation)
         .where(Conversation.user_id == actor.id)
         .order_by(col(Conversation.updated_at).desc())
-        .limit(100)
+        .limit(max(1, min(limit, 100)))
     )
     return list(db_session.exec(statement))
 

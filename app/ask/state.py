@@ -201,6 +201,10 @@ class AskState(AuthState):
     @guarded(Role.viewer)
     async def load(self):
         await self._load_lists()
+        # /ask?conversation=<id> (the Home page's links) opens that conversation.
+        wanted = self.router.url.query_parameters.get("conversation", "")
+        if wanted.isdigit():
+            await self._open_conversation(int(wanted))
 
     @rx.event
     @guarded(Role.viewer)
@@ -220,6 +224,9 @@ class AskState(AuthState):
     @rx.event
     @guarded(Role.viewer)
     async def open_conversation(self, conversation_id: int):
+        await self._open_conversation(conversation_id)
+
+    async def _open_conversation(self, conversation_id: int) -> None:
         user = acting_user()
         conversation = await run_in_session(service.get_conversation, actor=user, conversation_id=conversation_id)
         messages = await run_in_session(service.conversation_messages, actor=user, conversation_id=conversation_id)

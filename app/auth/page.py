@@ -4,7 +4,7 @@ from reflex_components_core.el.elements.base import BaseHTML
 from app.auth.cookies import SIGN_IN_PATH
 from app.auth.oidc import COMPANY_SIGN_IN_PATH
 from app.auth.oidc_state import CompanySignInState
-from app.auth.state import AuthState, KeyRow, KeysState, LoginState, UserRow, UsersState
+from app.auth.state import KeyRow, KeysState, LoginState, UserRow, UsersState
 from app.ui.layout import shell
 
 ROLES = ["viewer", "staff", "admin"]
@@ -69,18 +69,6 @@ def login_page() -> rx.Component:
             ),
         ),
         height="100vh",
-    )
-
-
-def home_page() -> rx.Component:
-    return shell(
-        "Home",
-        rx.text("Welcome, ", rx.text.strong(AuthState.user_name), ". You are signed in as ", AuthState.user_role, "."),
-        rx.cond(
-            AuthState.is_staff,
-            rx.text("Watch the components on the System page and run background work from Jobs."),
-            rx.text("Ask an admin for the staff role to run jobs."),
-        ),
     )
 
 

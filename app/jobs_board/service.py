@@ -2,6 +2,7 @@
 cancel or retry by hand. Jobs a domain starts itself (an upload's ingestion) are listed
 for those who may read what they work on, and are controlled only from their own page."""
 
+from collections.abc import Sequence
 from typing import Any
 
 from sqlmodel import Session, col, select
@@ -13,7 +14,7 @@ from app.core.errors import InvalidInput
 from app.core.roles import Role, has_role, require_role
 from jobs import service as machinery
 from jobs.registry import JobSpec, all_specs, get_spec
-from jobs.tables import Job
+from jobs.tables import Job, JobStatus
 
 MAX_LISTED = 500
 # Read past the page size so that jobs the actor may not see do not leave a short page.
@@ -40,12 +41,22 @@ def is_manual(kind: str) -> bool:
     return spec is not None and spec.manual
 
 
-def list_jobs(*, db_session: Session, actor: User, limit: int = 50, kind: str | None = None) -> list[Job]:
+def list_jobs(
+    *,
+    db_session: Session,
+    actor: User,
+    limit: int = 50,
+    kind: str | None = None,
+    statuses: Sequence[JobStatus] = (),
+) -> list[Job]:
+    """The latest jobs the actor may see, of one kind and in some statuses if asked."""
     require_role(actor, Role.staff)
     limit = max(1, min(limit, MAX_LISTED))
     query = select(Job).order_by(col(Job.created_at).desc()).limit(limit * SCAN_FACTOR)
     if kind:
         query = query.where(Job.kind == kind)
+    if statuses:
+        query = query.where(col(Job.status).in_([status.value for status in statuses]))
     jobs = list(db_session.exec(query))
     return machinery.accessible(db_session=db_session, actor=actor, jobs=jobs)[:limit]
 
