@@ -15,6 +15,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import app.job_kinds  # noqa: F401 - the jobs API validates kinds against the registry
 import jobs.metrics  # noqa: F401 - registers the jobs and queue depth gauges with /metrics
+from app.alerts.api import router as alerts_router
 from app.ask.api import router as ask_router
 from app.auth.api import router as auth_router
 from app.auth.client_address import RememberClientAddress
@@ -43,6 +44,7 @@ from app.predict.api import router as predict_router
 from app.schedules.api import router as schedules_router
 from app.system.api import router as system_router
 from app.training.api import router as training_router
+from app.webhooks.api import router as webhooks_router
 
 MB = 1024 * 1024
 # Multipart framing (boundaries, part headers, the small fields beside the files).
@@ -148,6 +150,7 @@ def build_api() -> FastAPI:
         responses=ERROR_RESPONSES,
     )
     for router in (
+        alerts_router,
         ask_router,
         auth_router,
         oidc_router,
@@ -160,6 +163,7 @@ def build_api() -> FastAPI:
         schedules_router,
         system_router,
         training_router,
+        webhooks_router,
     ):
         _publish_minimum_roles(router)
         api.include_router(router)

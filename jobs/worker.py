@@ -8,11 +8,13 @@ import structlog
 from arq import cron
 
 import app.job_kinds  # noqa: F401 - registers every job kind
+from app.alerts.jobs import CHECK_TIMEOUT_SECONDS, alerts_check
 from app.core.clients import arq_redis_settings
 from app.core.logging import configure_logging
 from app.core.metrics import forget_live_values, serve_process_metrics
 from app.core.settings import get_settings
 from app.schedules.jobs import TICK_TIMEOUT_SECONDS, schedules_tick
+from app.webhooks.jobs import SWEEP_EVERY_SECONDS, SWEEP_TIMEOUT_SECONDS, webhooks_sweep
 from jobs.runtime import execute_job, heartbeat_forever, new_worker_id
 
 log = structlog.get_logger("strata.worker")
@@ -52,7 +54,25 @@ def worker_settings() -> dict[str, Any]:
                 run_at_startup=True,
                 unique=True,
                 timeout=TICK_TIMEOUT_SECONDS,
-            )
+            ),
+            # Accuracy and error-rate alerts every STRATA_ALERT_CHECK_MINUTES (app/alerts/jobs.py).
+            cron(
+                alerts_check,
+                name="alerts.check",
+                minute=set(range(0, 60, settings.alert_check_minutes)),
+                second=30,
+                unique=True,
+                timeout=CHECK_TIMEOUT_SECONDS,
+            ),
+            # Sends the due webhook deliveries every few seconds and at start (app/webhooks/jobs.py).
+            cron(
+                webhooks_sweep,
+                name="webhooks.sweep",
+                second=set(range(0, 60, SWEEP_EVERY_SECONDS)),
+                run_at_startup=True,
+                unique=True,
+                timeout=SWEEP_TIMEOUT_SECONDS,
+            ),
         ],
         "redis_settings": arq_redis_settings(),
         "on_startup": on_startup,

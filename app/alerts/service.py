@@ -16,6 +16,7 @@ from sqlmodel import Session, col, select
 
 from app.alerts.schemas import AlertOut
 from app.alerts.tables import ALERT_KINDS, Alert
+from app.audit.service import record
 from app.auth.tables import User
 from app.core.errors import Conflict, InvalidInput, NotFound
 from app.core.metrics import OPEN_ALERTS
@@ -187,4 +188,13 @@ def acknowledge(*, db_session: Session, actor: User, alert_id: int, now: datetim
     db_session.add(alert)
     db_session.flush()
     _refresh_open_alerts_metric(db_session)
-    return _views(db_session, [alert])[0]
+    view = _views(db_session, [alert])[0]
+    record(
+        db_session=db_session,
+        actor=actor,
+        action="alert.acknowledged",
+        target=f"{view.model} {view.kind} ({view.statistic})",
+        target_id=alert.id,
+        new={"value": view.value, "threshold": view.threshold, "opened_at": view.opened_at},
+    )
+    return view

@@ -141,7 +141,9 @@ def _claim(*, db_session: Session, now: datetime, delivery_ids: list[int] | None
     claimed = []
     for delivery, webhook in db_session.exec(query.limit(SWEEP_BATCH)).all():
         values: dict[str, Any] = {"attempts": delivery.attempts + 1, "next_attempt_at": lease_until}
-        if not webhook.enabled:
+        # An admin's test goes also to a disabled webhook, to try it before enabling it.
+        sendable = webhook.enabled or delivery.event == "test"
+        if not sendable:
             values = {
                 "status": "failed",
                 "next_attempt_at": None,
@@ -157,7 +159,7 @@ def _claim(*, db_session: Session, now: datetime, delivery_ids: list[int] | None
             )
             .values(**values)
         ).rowcount
-        if won and webhook.enabled:
+        if won and sendable:
             body = json.dumps(delivery.payload, separators=(",", ":"), sort_keys=True).encode()
             claimed.append(ClaimedAttempt(delivery.id, delivery.attempts + 1, webhook.url, webhook.secret, body))
     return claimed
