@@ -9,9 +9,11 @@ from app.auth.tables import ApiKey, ApiKeyRateLimit, User, UserSession
 from app.batch.tables import BatchChunk, BatchRun
 from app.datasets.tables import Dataset, DatasetLineage, DatasetVersion
 from app.knowledge.tables import Chunk, Document, KnowledgeBase
+from app.monitoring.tables import DriftConfig, DriftReference, DriftResult
 from app.predict.tables import ModelVersion, PredictionLog, RegisteredModel, RegistryChange
 from app.schedules.tables import Schedule
 from app.training.tables import TrainingRun
+from app.usage.tables import UsageEvent
 from app.webhooks.tables import Webhook, WebhookAttempt, WebhookDelivery
 from jobs.tables import Job
 
@@ -31,6 +33,9 @@ __all__ = [
     "DatasetLineage",
     "DatasetVersion",
     "Document",
+    "DriftConfig",
+    "DriftReference",
+    "DriftResult",
     "Job",
     "KnowledgeBase",
     "Message",
@@ -40,6 +45,7 @@ __all__ = [
     "RegistryChange",
     "Schedule",
     "TrainingRun",
+    "UsageEvent",
     "User",
     "UserSession",
     "Webhook",

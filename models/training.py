@@ -253,6 +253,16 @@ def _parity(expected: np.ndarray, actual: np.ndarray) -> dict:
     }
 
 
+def split_rows(labels: Sequence[str], holdout_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The sorted row indices of the training part and the holdout: seeded and stratified, so that
+    drift detection (app/monitoring/drift_reference.py) finds a trained version's holdout again."""
+    names = sorted(set(labels))
+    y = np.array([names.index(label) for label in labels])
+    rows = np.arange(len(labels))
+    train_rows, holdout_rows = train_test_split(rows, test_size=holdout_fraction, random_state=seed, stratify=y)
+    return np.sort(train_rows), np.sort(holdout_rows)
+
+
 def train(
     texts: Sequence[str],
     labels: Sequence[str],
@@ -276,9 +286,7 @@ def train(
 
     names = sorted(set(labels))
     y = np.array([names.index(label) for label in labels])
-    rows = np.arange(len(texts))
-    train_rows, holdout_rows = train_test_split(rows, test_size=holdout_fraction, random_state=seed, stratify=y)
-    train_rows, holdout_rows = np.sort(train_rows), np.sort(holdout_rows)
+    train_rows, holdout_rows = split_rows(labels, holdout_fraction, seed)
     smallest = int(np.bincount(y[train_rows]).min())
     splitter = StratifiedKFold(n_splits=max(2, min(folds, smallest)), shuffle=True, random_state=seed)
     train_texts = [texts[i] for i in train_rows]

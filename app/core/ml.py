@@ -12,11 +12,18 @@ from app.core.settings import get_settings
 from models.embedder import Embedder
 from models.generator import Generator
 from models.manifest import EMBEDDER_NAME, GENERATOR_NAME
+from models.sketch import Sketcher
 
 
 @lru_cache
 def get_embedder() -> Embedder:
     return Embedder.load(get_settings().resolved_models_dir / EMBEDDER_NAME)
+
+
+@lru_cache
+def get_sketcher() -> Sketcher:
+    """Input sketches for drift detection (models.sketch), with the process's embedder."""
+    return Sketcher(get_embedder())
 
 
 @lru_cache

@@ -177,6 +177,15 @@ class Settings(BaseSettings):
     webhook_max_attempts: int = Field(default=4, ge=1, le=10)
     webhook_retry_seconds: float = Field(default=30.0, gt=0)
     webhook_timeout_seconds: float = Field(default=10.0, gt=0, le=60)
+    # Drift detection (app/monitoring/drift.py): the worker compares each production and canary
+    # version's last drift_window_hours of logged predictions with its reference every
+    # drift_interval_minutes; a window or reference with fewer than drift_min_samples rows is
+    # "not enough data". prediction_log_inputs keeps each logged input's raw text too (off: only
+    # its hash and sketch, for privacy).
+    drift_interval_minutes: int = Field(default=60, ge=1, le=10080)
+    drift_window_hours: float = Field(default=24.0, gt=0, le=24 * 400)
+    drift_min_samples: int = Field(default=200, ge=10)
+    prediction_log_inputs: bool = False
 
     log_level: str = "INFO"
 

@@ -19,12 +19,15 @@ from app.core.settings import get_settings
 from models.classifier import ZeroShotClassifier
 from models.embedder import Embedder
 from models.manifest import EMBEDDER_NAME
+from models.sketch import project
 from models.trained import INPUT_TEXT, TrainedClassifier
 
 # Model calls running at once (each uses all cores through onnxruntime's own threads).
 INFERENCE_THREADS = 2
 
-# One input's answer, as cached: {"label", "confidence", "scores": [[label, p], ...], "embedding"}.
+# One input's answer, as cached: {"label", "confidence", "scores": [[label, p], ...], "embedding",
+# "projection"}. "projection" is the input's drift sketch (models.sketch) when the model computed
+# an embedding anyway, so that the prediction log need not embed the input again; never returned.
 Output = dict[str, Any]
 
 
@@ -67,27 +70,30 @@ class LoadedVersion:
         MODEL_INFERENCE_LATENCY.labels(self.ref.model_name).observe(time.perf_counter() - started)
         return vectors
 
-    def _probabilities(self, texts: list[str]) -> tuple[tuple[str, ...], np.ndarray]:
+    def _probabilities(self, texts: list[str]) -> tuple[tuple[str, ...], np.ndarray, np.ndarray | None]:
+        """Label names, probabilities, and the embeddings they came from (None for a text model)."""
         if self._trained is None:
-            return self._classifier.names, self._classifier.probabilities(self._embed(texts))
+            vectors = self._embed(texts)
+            return self._classifier.names, self._classifier.probabilities(vectors), vectors
         if self._trained.input_kind == INPUT_TEXT:
             started = time.perf_counter()
             probabilities = self._trained.probabilities_from_texts(texts)
             MODEL_INFERENCE_LATENCY.labels(self.ref.model_name).observe(time.perf_counter() - started)
-        else:
-            vectors = self._embed(texts)
-            probabilities = self._trained.probabilities_from_vectors(vectors, self._embedder.manifest.sha256)
-        return self._trained.labels, probabilities
+            return self._trained.labels, probabilities, None
+        vectors = self._embed(texts)
+        probabilities = self._trained.probabilities_from_vectors(vectors, self._embedder.manifest.sha256)
+        return self._trained.labels, probabilities, vectors
 
     def run(self, texts: list[str]) -> list[Output]:
         if self._classifier is None and self._trained is None:
+            vectors = self._embed(texts)
             return [
-                {"label": None, "confidence": None, "scores": [], "embedding": vector.tolist()}
-                for vector in self._embed(texts)
+                {"label": None, "confidence": None, "scores": [], "embedding": vector.tolist(), "projection": sketch}
+                for vector, sketch in zip(vectors, _projections(vectors, len(texts)), strict=True)
             ]
-        names, probabilities = self._probabilities(texts)
+        names, probabilities, vectors = self._probabilities(texts)
         outputs = []
-        for row in probabilities:
+        for row, sketch in zip(probabilities, _projections(vectors, len(texts)), strict=True):
             best = int(row.argmax())
             outputs.append(
                 {
@@ -97,9 +103,18 @@ class LoadedVersion:
                         ([name, float(p)] for name, p in zip(names, row, strict=True)), key=lambda s: -s[1]
                     ),
                     "embedding": None,
+                    "projection": sketch,
                 }
             )
         return outputs
+
+
+def _projections(vectors: np.ndarray | None, count: int) -> list[list[float] | None]:
+    """Each input's drift sketch projection, when the model embedded the inputs (a few
+    multiplications; the prediction log would otherwise embed sampled inputs again)."""
+    if vectors is None:
+        return [None] * count
+    return [[round(float(value), 4) for value in row] for row in project(vectors)]
 
 
 class LoadedVersions:

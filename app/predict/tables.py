@@ -1,6 +1,6 @@
 from datetime import datetime
 
-from sqlalchemy import JSON, Column, Index, UniqueConstraint
+from sqlalchemy import JSON, Column, Index, LargeBinary, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from app.core.time import utcnow
@@ -84,3 +84,11 @@ class PredictionLog(SQLModel, table=True):
     feedback_at: datetime | None = None
     # Kept as text (like created_by) so the feedback survives the user's deletion.
     feedback_by: str | None = Field(default=None, max_length=320)
+    # The input's sketch for drift detection (models.sketch), computed when the row is written,
+    # off the request path: length in characters, share of out-of-vocabulary words, and the
+    # sentence embedding projected to 16 float16 numbers. None on failed predictions.
+    input_length: int | None = None
+    input_oov_share: float | None = None
+    input_sketch: bytes | None = Field(default=None, sa_column=Column(LargeBinary))
+    # The raw input, only with STRATA_PREDICTION_LOG_INPUTS=true (off by default, for privacy).
+    input_text: str | None = Field(default=None, sa_column=Column(Text))
