@@ -168,6 +168,10 @@ class Settings(BaseSettings):
     # call the API with credentials. The app's own origin needs no entry.
     cors_origins: str = ""
 
+    # The audit log (app/audit): entries older than audit_retention_days are deleted by the
+    # worker's daily retention job (app/audit/jobs.py); 0 keeps them forever.
+    audit_retention_days: int = Field(default=365, ge=0, le=36500)
+
     # Alerts and webhooks (app/alerts, app/webhooks): the worker checks every model's accuracy and
     # error rate against its thresholds every alert_check_minutes (a divisor of 60 keeps the
     # interval even across the hour). A webhook delivery is tried webhook_max_attempts times,
