@@ -9,9 +9,11 @@ from arq import cron
 
 import app.job_kinds  # noqa: F401 - registers every job kind
 from app.alerts.jobs import CHECK_TIMEOUT_SECONDS, alerts_check
+from app.audit.jobs import RETENTION_HOUR, RETENTION_TIMEOUT_SECONDS, audit_retention
 from app.core.clients import arq_redis_settings
 from app.core.logging import configure_logging
 from app.core.metrics import forget_live_values, serve_process_metrics
+from app.core.request_address import WORKER_ADDRESS, set_request_address
 from app.core.settings import get_settings
 from app.schedules.jobs import TICK_TIMEOUT_SECONDS, schedules_tick
 from app.webhooks.jobs import SWEEP_EVERY_SECONDS, SWEEP_TIMEOUT_SECONDS, webhooks_sweep
@@ -23,6 +25,8 @@ log = structlog.get_logger("strata.worker")
 async def on_startup(ctx: dict[str, Any]) -> None:
     ctx["worker_id"] = new_worker_id()
     structlog.contextvars.bind_contextvars(worker_id=ctx["worker_id"])
+    # The address of the audit entries that jobs write (a schedule's runs, the retention sweep).
+    set_request_address(WORKER_ADDRESS)
     ctx["heartbeat"] = asyncio.create_task(heartbeat_forever(ctx))
     settings = get_settings()
     if settings.worker_metrics_port:
@@ -72,6 +76,16 @@ def worker_settings() -> dict[str, Any]:
                 run_at_startup=True,
                 unique=True,
                 timeout=SWEEP_TIMEOUT_SECONDS,
+            ),
+            # Deletes audit entries past STRATA_AUDIT_RETENTION_DAYS once a day (app/audit/jobs.py).
+            cron(
+                audit_retention,
+                name="audit.retention",
+                hour=RETENTION_HOUR,
+                minute=0,
+                second=0,
+                unique=True,
+                timeout=RETENTION_TIMEOUT_SECONDS,
             ),
         ],
         "redis_settings": arq_redis_settings(),
