@@ -17,6 +17,7 @@ import app.job_kinds  # noqa: F401 - the jobs API validates kinds against the re
 import jobs.metrics  # noqa: F401 - registers the jobs and queue depth gauges with /metrics
 from app.alerts.api import router as alerts_router
 from app.ask.api import router as ask_router
+from app.audit.api import router as audit_router
 from app.auth.api import router as auth_router
 from app.auth.client_address import RememberClientAddress
 from app.auth.cookies import session_token_from_cookie_header
@@ -152,6 +153,7 @@ def build_api() -> FastAPI:
     for router in (
         alerts_router,
         ask_router,
+        audit_router,
         auth_router,
         oidc_router,
         batch_router,

@@ -13,6 +13,7 @@ from datetime import datetime
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
+from app.audit.service import record
 from app.auth.tables import User
 from app.batch.tables import BatchChunk, BatchRun
 from app.core import ratelimit
@@ -213,6 +214,14 @@ def create_run(
         ref_id=str(run.id),
         label=f"batch job {run.id}: scored with {model_row.name} version {model_version_row.number}",
     )
+    record(
+        db_session=db_session,
+        actor=actor,
+        action="batch_job.started",
+        target=f"batch job {run.id}",
+        target_id=run.id,
+        new={**job.params, "text_column": text_column, "chunk_size": chunk_size, "job_id": job.id},
+    )
     return run, job
 
 
@@ -324,7 +333,17 @@ def cancel_batch(*, db_session: Session, actor: Actor, batch_id: int) -> BatchVi
     """Asks the batch's job to stop: it stops within the model call it is in."""
     require_role(actor, Role.staff)
     run = _get(db_session, batch_id)
-    jobs_service.request_cancel(db_session=db_session, actor=actor, job_id=run.job_id)
+    status_before = db_session.get(Job, run.job_id).status
+    job = jobs_service.request_cancel(db_session=db_session, actor=actor, job_id=run.job_id)
+    record(
+        db_session=db_session,
+        actor=actor,
+        action="batch_job.cancelled",
+        target=f"batch job {run.id}",
+        target_id=run.id,
+        old={"status": status_before},
+        new={"status": job.status, "cancel_requested": job.cancel_requested},
+    )
     db_session.flush()
     return get_batch(db_session=db_session, actor=actor, batch_id=batch_id)
 

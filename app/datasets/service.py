@@ -17,6 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import defer
 from sqlmodel import Session, col, select
 
+from app.audit.service import record
 from app.core import ratelimit
 from app.core.db import run_in_session
 from app.core.errors import Conflict, InvalidInput, NotFound
@@ -243,9 +244,25 @@ def delete_version(*, db_session: Session, settings: Settings, actor: Actor, nam
         db_session.delete(link)
     db_session.delete(version)
     db_session.flush()
+    record(
+        db_session=db_session,
+        actor=actor,
+        action="dataset.version_deleted",
+        target=f"{dataset.name} version {version.number}",
+        target_id=dataset.id,
+        old=_version_facts(version),
+    )
     remaining = db_session.exec(select(func.count()).where(DatasetVersion.dataset_id == dataset.id)).one()
     if not remaining:
         db_session.delete(dataset)
+        record(
+            db_session=db_session,
+            actor=actor,
+            action="dataset.deleted",
+            target=dataset.name,
+            target_id=dataset.id,
+            detail="its last version was deleted",
+        )
     shared = db_session.exec(select(func.count()).where(DatasetVersion.sha256 == version.sha256)).one()
     db_session.commit()
     if not shared:
@@ -327,11 +344,37 @@ def _same_content(
     return rows[0][0].profile if rows else None
 
 
+def _version_facts(version: DatasetVersion) -> dict:
+    return {
+        "version": version.number,
+        "filename": version.filename,
+        "format": version.format,
+        "rows": version.row_count,
+        "sha256": version.sha256,
+    }
+
+
+def _audit_new_version(
+    db_session: Session, actor: Actor, dataset: Dataset, version: DatasetVersion, *, new_dataset: bool
+) -> None:
+    if new_dataset:
+        record(db_session=db_session, actor=actor, action="dataset.created", target=dataset.name, target_id=dataset.id)
+    record(
+        db_session=db_session,
+        actor=actor,
+        action="dataset.version_added",
+        target=f"{dataset.name} version {version.number}",
+        target_id=dataset.id,
+        new=_version_facts(version),
+    )
+
+
 def _add_version(
     *, db_session: Session, settings: Settings, actor: Actor, name: str, staged: StagedFile, profile: dict
 ) -> tuple[Dataset, DatasetVersion]:
     require_role(actor, Role.staff)
     dataset = db_session.exec(select(Dataset).where(Dataset.name == name)).first()
+    new_dataset = dataset is None
     if dataset is None:
         dataset = Dataset(name=name, created_by=actor.id)
         db_session.add(dataset)
@@ -356,6 +399,7 @@ def _add_version(
         )
         db_session.add(version)
         db_session.flush()
+        _audit_new_version(db_session, actor, dataset, version, new_dataset=new_dataset)
     except IntegrityError:
         raise Conflict(
             f"Another upload to {name!r} was stored at the same moment; upload again to make the next version."

@@ -13,6 +13,7 @@ import structlog
 from sqlalchemy import delete, func
 from sqlmodel import Session, col, select
 
+from app.audit.service import record
 from app.core.errors import Conflict, InvalidInput, NotFound
 from app.core.roles import Actor, Role, require_role
 from app.core.settings import Settings
@@ -103,6 +104,14 @@ def create_knowledge_base(
     db_session.add(knowledge_base)
     db_session.flush()
     log.info("knowledge_base.created", knowledge_base_id=knowledge_base.id, name=knowledge_base.name)
+    record(
+        db_session=db_session,
+        actor=actor,
+        action="knowledge_base.created",
+        target=knowledge_base.name,
+        target_id=knowledge_base.id,
+        new={"name": knowledge_base.name, "reader_roles": knowledge_base.reader_roles},
+    )
     return knowledge_base
 
 
@@ -116,6 +125,8 @@ def update_knowledge_base(
     reader_roles: Sequence[str] | None = None,
 ) -> KnowledgeBase:
     knowledge_base = get_managed_knowledge_base(db_session=db_session, actor=actor, knowledge_base_id=knowledge_base_id)
+    before = {"name": knowledge_base.name, "description": knowledge_base.description}
+    old_readers = list(knowledge_base.reader_roles)
     if name is not None:
         knowledge_base.name = _clean_name(name, db_session, exclude_id=knowledge_base.id)
     if description is not None:
@@ -123,6 +134,29 @@ def update_knowledge_base(
     if reader_roles is not None:
         knowledge_base.reader_roles = _reader_roles(reader_roles, actor)
     db_session.add(knowledge_base)
+    after = {"name": knowledge_base.name, "description": knowledge_base.description}
+    changed = [field for field in before if before[field] != after[field]]
+    if changed:
+        record(
+            db_session=db_session,
+            actor=actor,
+            action="knowledge_base.updated",
+            target=knowledge_base.name,
+            target_id=knowledge_base.id,
+            old={field: before[field] for field in changed},
+            new={field: after[field] for field in changed},
+        )
+    if sorted(old_readers) != sorted(knowledge_base.reader_roles):
+        # Who may read it: a grant or a revocation of access.
+        record(
+            db_session=db_session,
+            actor=actor,
+            action="knowledge_base.access_set",
+            target=knowledge_base.name,
+            target_id=knowledge_base.id,
+            old={"reader_roles": old_readers},
+            new={"reader_roles": list(knowledge_base.reader_roles)},
+        )
     return knowledge_base
 
 
@@ -139,6 +173,14 @@ def delete_knowledge_base(*, db_session: Session, settings: Settings, actor: Act
     shutil.rmtree(knowledge_base_dir(settings, knowledge_base.id), ignore_errors=True)
     LEXICAL_INDEXES.forget(knowledge_base.id)
     log.info("knowledge_base.deleted", knowledge_base_id=knowledge_base.id, name=knowledge_base.name)
+    record(
+        db_session=db_session,
+        actor=actor,
+        action="knowledge_base.deleted",
+        target=knowledge_base.name,
+        target_id=knowledge_base.id,
+        old={"name": knowledge_base.name, "reader_roles": knowledge_base.reader_roles, "documents": len(documents)},
+    )
 
 
 # ------------------------------------------------------------------ documents
@@ -234,6 +276,13 @@ def delete_document(*, db_session: Session, settings: Settings, actor: Actor, do
     (settings.resolved_data_dir / document.stored_path).unlink(missing_ok=True)
     LEXICAL_INDEXES.forget(knowledge_base.id)
     log.info("document.deleted", document_id=document.id, knowledge_base_id=knowledge_base.id)
+    record(
+        db_session=db_session,
+        actor=actor,
+        action="document.deleted",
+        target=f"{document.filename} in {knowledge_base.name}",
+        target_id=document.id,
+    )
 
 
 def _cancel_ingestions(db_session: Session, documents: list[Document]) -> None:

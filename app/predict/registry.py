@@ -13,6 +13,7 @@ import structlog
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
+from app.audit.service import record
 from app.auth.tables import User
 from app.core import ml
 from app.core.errors import Conflict, InvalidInput, NotFound
@@ -33,7 +34,6 @@ MAX_LABEL_DESCRIPTION_CHARS = 300
 SYSTEM_USER = "system"
 TRAINED_MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,99}")
 
-audit = structlog.get_logger("strata.audit")
 log = structlog.get_logger("strata.predict")
 
 
@@ -217,8 +217,17 @@ def _who(actor: Actor) -> str:
 
 
 def _record(
-    db_session: Session, model: RegisteredModel, actor: Actor, action: str, version: int | None, detail: str
+    db_session: Session,
+    model: RegisteredModel,
+    actor: Actor,
+    action: str,
+    version: int | None,
+    detail: str,
+    *,
+    old: dict | None = None,
+    new: dict | None = None,
 ) -> None:
+    """The model's own history (RegistryChange, shown on the Predict page) and the audit log."""
     db_session.add(
         RegistryChange(
             model_id=model.id,
@@ -229,7 +238,16 @@ def _record(
             detail=detail,
         )
     )
-    audit.info(f"model.{action}", model=model.name, version=version, detail=detail)
+    record(
+        db_session=db_session,
+        actor=actor,
+        action=f"model.{action}",
+        target=model.name if version is None else f"{model.name} version {version}",
+        target_id=model.id,
+        old=old,
+        new=new,
+        detail=detail,
+    )
     # This process routes by the new registry at once; other replicas within ROUTE_TTL_SECONDS.
     routes.invalidate(model.name)
 
@@ -382,10 +400,13 @@ def set_canary(*, db_session: Session, actor: User, model_name: str, version_num
         raise Conflict(f"Version {version_number} is {version.stage}; only a staging version can be a canary.")
     if _production(db_session, model) is None:
         raise Conflict(f"{model_name!r} has no production version to share traffic with.")
+    old_canary = db_session.get(ModelVersion, model.canary_version_id) if model.canary_version_id else None
+    old = {"canary_version": old_canary.number if old_canary else None, "canary_percent": model.canary_percent}
     model.canary_version_id = version.id if percent > 0 else None
     model.canary_percent = percent
     db_session.add(model)
-    _record(db_session, model, actor, "set_canary", version_number, f"{percent}% of traffic")
+    new = {"canary_version": version_number if percent > 0 else None, "canary_percent": percent}
+    _record(db_session, model, actor, "set_canary", version_number, f"{percent}% of traffic", old=old, new=new)
 
 
 def promote(*, db_session: Session, actor: User, model_name: str, version_number: int) -> None:
@@ -407,7 +428,16 @@ def promote(*, db_session: Session, actor: User, model_name: str, version_number
     model.canary_percent = 0
     db_session.add_all([version, model])
     detail = f"replaces version {current.number}" if current else "first production version"
-    _record(db_session, model, actor, "promote", version_number, detail)
+    _record(
+        db_session,
+        model,
+        actor,
+        "promote",
+        version_number,
+        detail,
+        old={"production_version": current.number if current else None},
+        new={"production_version": version_number},
+    )
 
 
 def rollback(*, db_session: Session, actor: User, model_name: str) -> None:
@@ -427,7 +457,16 @@ def rollback(*, db_session: Session, actor: User, model_name: str) -> None:
     model.canary_version_id = None
     model.canary_percent = 0
     db_session.add_all([previous, model])
-    _record(db_session, model, actor, "rollback", previous.number, f"version {current.number} archived")
+    _record(
+        db_session,
+        model,
+        actor,
+        "rollback",
+        previous.number,
+        f"version {current.number} archived",
+        old={"production_version": current.number},
+        new={"production_version": previous.number},
+    )
 
 
 # ------------------------------------------------------------------ built-ins

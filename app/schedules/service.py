@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
+from app.audit.service import record
 from app.auth.tables import User
 from app.core.errors import Conflict, InvalidInput, NotFound
 from app.core.roles import Actor, Role, require_role
@@ -46,6 +47,17 @@ def _check_action_name(action: str) -> ScheduleAction:
     except ValueError:
         choices = " or ".join(repr(choice.value) for choice in ScheduleAction)
         raise InvalidInput(f"A schedule's action is {choices}; got {str(action)[:50]!r}.") from None
+
+
+def _audit(db_session: Session, actor: Actor, verb: str, schedule: Schedule, **values: dict | None) -> None:
+    record(
+        db_session=db_session,
+        actor=actor,
+        action=f"schedule.{verb}",
+        target=schedule.name,
+        target_id=schedule.id,
+        **values,
+    )
 
 
 def _get(db_session: Session, schedule_id: int) -> Schedule:
@@ -118,6 +130,13 @@ def create_schedule(
         db_session.flush()
     except IntegrityError:
         raise Conflict(f"A schedule named {name!r} already exists.") from None
+    _audit(
+        db_session,
+        actor,
+        "created",
+        schedule,
+        new={"name": schedule.name, "action": schedule.action, "cron": schedule.cron, "params": schedule.params},
+    )
     return _views(db_session, [schedule])[0]
 
 
@@ -125,6 +144,8 @@ def pause_schedule(*, db_session: Session, actor: Actor, schedule_id: int) -> Sc
     """Stops it firing until it is resumed; a run it already started goes on."""
     require_role(actor, Role.staff)
     schedule = _get(db_session, schedule_id)
+    if not schedule.paused:
+        _audit(db_session, actor, "paused", schedule, old={"paused": False}, new={"paused": True})
     schedule.paused = True
     # A paused schedule has no next run; clearing it also makes any claim a worker is about to
     # take on the old time fail (app/schedules/firing.py).
@@ -140,6 +161,8 @@ def resume_schedule(
     """Fires again from its next time after now: the runs it missed while paused do not happen."""
     require_role(actor, Role.staff)
     schedule = _get(db_session, schedule_id)
+    if schedule.paused:
+        _audit(db_session, actor, "resumed", schedule, old={"paused": True}, new={"paused": False})
     schedule.paused = False
     schedule.next_run_at = cron.next_run(schedule.cron, now or utcnow())
     db_session.add(schedule)
@@ -150,5 +173,13 @@ def resume_schedule(
 def delete_schedule(*, db_session: Session, actor: Actor, schedule_id: int) -> None:
     """Deletes the schedule; a run it started goes on and stays on the Jobs page."""
     require_role(actor, Role.staff)
-    db_session.delete(_get(db_session, schedule_id))
+    schedule = _get(db_session, schedule_id)
+    _audit(
+        db_session,
+        actor,
+        "deleted",
+        schedule,
+        old={"action": schedule.action, "cron": schedule.cron, "params": schedule.params, "paused": schedule.paused},
+    )
+    db_session.delete(schedule)
     db_session.flush()

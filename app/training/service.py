@@ -12,6 +12,7 @@ from sqlalchemy import func
 from sqlalchemy.orm import defer
 from sqlmodel import Session, col, select
 
+from app.audit.service import record
 from app.auth.tables import User
 from app.core import ratelimit
 from app.core.db import run_in_session
@@ -267,6 +268,14 @@ def _create_run(
         ref_id=str(run.id),
         label=f"training run {run.id}",
     )
+    record(
+        db_session=db_session,
+        actor=actor,
+        action="training_run.started",
+        target=f"training run {run.id} of {model_name}",
+        target_id=run.id,
+        new={**job.params, "text_column": text_column, "label_column": label_column, "job_id": job.id},
+    )
     return run, job
 
 
@@ -274,7 +283,17 @@ def cancel_run(*, db_session: Session, actor: Actor, run_id: int) -> RunView:
     """Asks the run's job to stop (training stops at its next progress step)."""
     require_role(actor, Role.staff)
     run = _get(db_session, run_id)
-    jobs_service.request_cancel(db_session=db_session, actor=actor, job_id=run.job_id)
+    status_before = db_session.get(Job, run.job_id).status
+    job = jobs_service.request_cancel(db_session=db_session, actor=actor, job_id=run.job_id)
+    record(
+        db_session=db_session,
+        actor=actor,
+        action="training_run.cancelled",
+        target=f"training run {run.id} of {run.model_name}",
+        target_id=run.id,
+        old={"status": status_before},
+        new={"status": job.status, "cancel_requested": job.cancel_requested},
+    )
     db_session.flush()
     return get_run(db_session=db_session, actor=actor, run_id=run_id)
 
