@@ -161,9 +161,6 @@ def update_webhook(*, db_session: Session, actor: User, webhook_id: int, changes
     row.updated_at = utcnow()
     db_session.add(row)
     _flush_named(db_session, row.name)
-    new = _audited(row)
-    if changes.secret is not None:
-        new["secret_changed"] = True  # the audit log drops "secret" keys; say only that it changed
     record(
         db_session=db_session,
         actor=actor,
@@ -171,7 +168,9 @@ def update_webhook(*, db_session: Session, actor: User, webhook_id: int, changes
         target=row.name,
         target_id=row.id,
         old=old,
-        new=new,
+        new=_audited(row),
+        # The log drops keys naming a secret: it says only that the secret changed.
+        detail="The signing secret was replaced." if changes.secret is not None else None,
     )
     return _views(db_session, [row])[0]
 
