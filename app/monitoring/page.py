@@ -4,6 +4,7 @@ browser tests: monitoring-model, monitoring-version, monitoring-period, monitori
 
 import reflex as rx
 
+from app.alerts.page import alerts_panel
 from app.monitoring.state import PERIOD_CHOICES, LabelSeries, MonitoringState
 from app.ui.layout import shell
 
@@ -125,6 +126,7 @@ def monitoring_page() -> rx.Component:
             color_scheme="gray",
         ),
         _totals(),
+        alerts_panel(),
         rx.grid(
             _chart_card(
                 "Predictions over time",
