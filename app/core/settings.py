@@ -191,6 +191,11 @@ class Settings(BaseSettings):
     drift_min_samples: int = Field(default=200, ge=10)
     prediction_log_inputs: bool = False
 
+    # Usage analytics (app/usage): one event per prediction, ask, chat completion and embeddings
+    # request, from pages and API alike; events older than usage_retention_days are deleted by
+    # the worker's daily retention job (app/usage/jobs.py). No rollups: figures reach back as far.
+    usage_retention_days: int = Field(default=90, ge=1, le=3650)
+
     log_level: str = "INFO"
 
     @model_validator(mode="after")
