@@ -5,6 +5,8 @@ import reflex as rx
 from app.api import build_api
 from app.ask.page import ask_page
 from app.ask.state import AskState
+from app.audit.page import audit_page
+from app.audit.state import AuditState
 from app.auth.page import keys_page, login_page, users_page
 from app.auth.state import KeysState, UsersState
 from app.batch.page import batch_page
@@ -65,6 +67,9 @@ app.add_page(
 )
 app.add_page(
     keys_page, route="/admin/keys", title="API keys · Strata", on_load=[page_guard(Role.admin), KeysState.load]
+)
+app.add_page(
+    audit_page, route="/admin/audit", title="Audit log · Strata", on_load=[page_guard(Role.admin), AuditState.load]
 )
 app.add_page(
     predict_page, route="/predict", title="Predict · Strata", on_load=[page_guard(Role.viewer), PredictState.load]
