@@ -31,6 +31,8 @@ from app.system.page import system_page
 from app.training.page import experiments_page
 from app.training.state import ExperimentsState
 from app.ui.layout import favicon_links, page_guard
+from app.webhooks.page import webhooks_page
+from app.webhooks.state import WebhooksState
 
 configure_logging(get_settings().log_level)
 
@@ -70,6 +72,12 @@ app.add_page(
 )
 app.add_page(
     audit_page, route="/admin/audit", title="Audit log · Strata", on_load=[page_guard(Role.admin), AuditState.load]
+)
+app.add_page(
+    webhooks_page,
+    route="/admin/webhooks",
+    title="Webhooks · Strata",
+    on_load=[page_guard(Role.admin), WebhooksState.load],
 )
 app.add_page(
     predict_page, route="/predict", title="Predict · Strata", on_load=[page_guard(Role.viewer), PredictState.load]

@@ -32,6 +32,7 @@ NAV = (
     NavItem("Users", "/admin/users", "users", Role.admin),
     NavItem("API keys", "/admin/keys", "key-round", Role.admin),
     NavItem("Audit log", "/admin/audit", "scroll-text", Role.admin),
+    NavItem("Webhooks", "/admin/webhooks", "webhook", Role.admin),
 )
 
 

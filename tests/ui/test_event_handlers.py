@@ -27,6 +27,8 @@ OPEN_HANDLERS = {
     "MonitoringState": {"setvar"},
     "HomeState": {"setvar"},
     "AuditState": {"setvar"},
+    "AlertsState": {"setvar"},
+    "WebhooksState": {"setvar"},
 }
 
 
@@ -48,7 +50,7 @@ def test_every_data_handler_is_guarded_by_a_role():
 
 def test_admin_pages_handlers_need_admin_and_jobs_handlers_staff():
     states = {state.__name__: state for state in all_states()}
-    for name in ("UsersState", "KeysState", "AuditState"):
+    for name in ("UsersState", "KeysState", "AuditState", "WebhooksState"):
         for handler_name, handler in states[name].event_handlers.items():
             if hasattr(handler.fn, "minimum_role"):
                 assert handler.fn.minimum_role.value == "admin", (name, handler_name)
