@@ -40,6 +40,7 @@ from app.datasets.api import router as datasets_router
 from app.jobs_board.api import router as jobs_router
 from app.knowledge.api import router as knowledge_router
 from app.monitoring.api import router as monitoring_router
+from app.monitoring.drift_api import router as drift_router
 from app.openai_compat.api import build_openai_api
 from app.predict.api import router as predict_router
 from app.schedules.api import router as schedules_router
@@ -161,6 +162,7 @@ def build_api() -> FastAPI:
         jobs_router,
         knowledge_router,
         monitoring_router,
+        drift_router,
         predict_router,
         schedules_router,
         system_router,

@@ -23,6 +23,8 @@ from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import Session
 
 from app.alerts import service as alerts_service
+from app.core import ratelimit
+from app.core.db import run_in_session
 from app.core.errors import Conflict, InvalidInput, NotFound
 from app.core.metrics import MODEL_DRIFT_SCORE
 from app.core.roles import Actor, Role, require_role
@@ -199,9 +201,11 @@ def compute_for_version(
     since: datetime | None = None,
     until: datetime | None = None,
     triggered_by: str,
+    keep_without_data: bool = True,
 ) -> DriftResult:
     """Computes, stores and publishes one drift result, and opens an alert per crossed statistic.
-    No role check: the callers (compute_drift, the scheduled job) made it."""
+    A result with not enough data is returned unstored unless `keep_without_data` (the scheduled
+    job does not fill the history with them). No role check: the callers made it."""
     reference = _reference(db_session, model, version)
     since, until = _current_window(reference, since, until)
     current = window_summary(db_session, [version.id], since, until)
@@ -224,6 +228,8 @@ def compute_for_version(
         details=details,
         triggered_by=triggered_by[:320],
     )
+    if status == "not_enough_data" and not keep_without_data:
+        return result
     db_session.add(result)
     db_session.flush()
     for name, value in found.items():
@@ -363,3 +369,58 @@ def overview(
         config=_config_out(model, _config(db_session, model)),
         results=[report(db_session, result) for result in results],
     )
+
+
+async def compute_drift_now(
+    *,
+    actor: Actor,
+    model_name: str,
+    version_number: int | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    caller: str | None = None,
+    limit_per_minute: int | None = None,
+) -> DriftReport:
+    """compute_drift for the API and the page: staff only, one request from the caller's rate
+    limit (it costs CPU: the statistics, and a trained version's first reference), computed in a
+    worker thread, never on the event loop."""
+    require_role(actor, Role.staff)
+    await ratelimit.take_caller_token(actor.id, caller, limit_per_minute)
+    return await run_in_session(
+        compute_drift, actor=actor, model_name=model_name, version_number=version_number, since=since, until=until
+    )
+
+
+def _watched_versions(db_session: Session) -> list[tuple[RegisteredModel, ModelVersion]]:
+    """Every production version, and every canary taking a share of traffic."""
+    watched = []
+    for model in db_session.execute(select(RegisteredModel)).scalars():
+        for version in db_session.execute(select(ModelVersion).where(ModelVersion.model_id == model.id)).scalars():
+            canary = version.id == model.canary_version_id and model.canary_percent > 0
+            if version.stage == "production" or canary:
+                watched.append((model, version))
+    return watched
+
+
+def due_versions(*, db_session: Session, now: datetime) -> list[tuple[str, int]]:
+    """(model name, version number) of the watched versions without a stored result in the last
+    STRATA_DRIFT_INTERVAL_MINUTES, for the scheduled job."""
+    since = now - timedelta(minutes=get_settings().drift_interval_minutes)
+    recent = set(db_session.execute(select(DriftResult.version_id).where(DriftResult.computed_at > since)).scalars())
+    return [
+        (model.name, version.number) for model, version in _watched_versions(db_session) if version.id not in recent
+    ]
+
+
+def scheduled_drift(*, db_session: Session, model_name: str, version_number: int) -> DriftResult | None:
+    """The scheduled computation of one version: None when it has no reference (nobody set a
+    window: nothing to compare with, and nothing to say every hour); a result with not enough
+    data is not stored."""
+    model = _model(db_session, model_name)
+    version = _version(db_session, model, version_number)
+    try:
+        return compute_for_version(
+            db_session=db_session, model=model, version=version, triggered_by="schedule", keep_without_data=False
+        )
+    except Conflict:
+        return None

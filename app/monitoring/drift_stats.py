@@ -13,7 +13,7 @@ Which statistic for which signal, and why its default threshold:
 | `length_ks` | text length | Kolmogorov-Smirnov statistic over half-octave bins | 0.25 |
 | `length_wasserstein` | text length | Wasserstein-1 distance in octaves (log2 characters) | 1.0 |
 | `oov_psi` | out-of-vocabulary share | PSI over 8 share buckets | 0.25 |
-| `embedding_shift` | embedding | distance between the mean sketches / the reference's RMS spread | 0.5 |
+| `embedding_shift` | embedding | distance between the mean sketches / the reference's RMS spread | 0.3 |
 | `embedding_auc` | embedding | ROC AUC of a domain classifier telling the windows apart | 0.75 |
 
 Thresholds are on effect sizes, never on p-values (with many samples any difference is
@@ -44,7 +44,7 @@ DEFAULT_THRESHOLDS: dict[str, float] = {
     "length_ks": 0.25,
     "length_wasserstein": 1.0,
     "oov_psi": 0.25,
-    "embedding_shift": 0.5,
+    "embedding_shift": 0.3,
     "embedding_auc": 0.75,
 }
 PREDICTION_STATISTICS = ("label_psi", "label_js", "confidence_ks", "confidence_wasserstein")
