@@ -315,9 +315,12 @@ class Generator:
         prompt_ids: Sequence[int],
         options: DecodeOptions = DecodeOptions(),
         stop: threading.Event | None = None,
+        *,
+        generated: list[int] | None = None,
     ) -> Iterator[str]:
-        """Text pieces as they are generated; never a partial UTF-8 character."""
-        generated: list[int] = []
+        """Text pieces as they are generated; never a partial UTF-8 character. Each generated
+        token id is appended to ``generated`` when given (callers count the tokens there)."""
+        generated = [] if generated is None else generated
         emitted = 0
         for token in self.token_ids(prompt_ids, options, stop):
             generated.append(token)

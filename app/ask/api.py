@@ -57,6 +57,7 @@ async def collect_answer(events: AsyncIterator[AskEvent]) -> AnswerOut:
                     status=event.data["status"],
                     cited=event.data["cited"],
                     generator=event.data["generator"],
+                    usage=event.data["usage"],
                 )
     return AnswerOut(**answer)
 
@@ -65,7 +66,8 @@ async def collect_answer(events: AsyncIterator[AskEvent]) -> AnswerOut:
 async def ask(body: AskIn, caller: IdentifiedCaller):
     """Answers from the chosen knowledge bases. With `"stream": true` the answer comes as
     Server-Sent Events: conversation, notice, step (searching, writing, checking), passages,
-    token (many), error, grounding, done. `grounding` follows the last token of a complete answer: each sentence's span in
+    token (many), error, grounding, done (with the generator's `usage`: prompt and completion tokens).
+    `grounding` follows the last token of a complete answer: each sentence's span in
     the streamed text with its support, the answer's support and flag, a `notice`, and, when
     the built-in model's answer was not supported, the `replacement` that takes its place.
     Rate limited; at most STRATA_MAX_STREAMS_PER_USER answers of one user at once (429)."""

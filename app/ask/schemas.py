@@ -3,6 +3,7 @@ from datetime import datetime
 from pydantic import BaseModel, Field
 
 from app.ask.tables import Conversation, Message
+from app.generation.schemas import TokenUsage
 from app.knowledge.schemas import Passage
 
 
@@ -47,6 +48,8 @@ class AnswerOut(BaseModel):
     passages: list[Passage]
     cited: list[int]
     grounding: GroundingOut | None = None
+    # The generator's prompt and answer tokens (also in the stream's `done` event).
+    usage: TokenUsage = Field(default_factory=TokenUsage)
 
 
 class ConversationOut(BaseModel):

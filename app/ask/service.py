@@ -5,7 +5,8 @@ and feedback are kept per user.
 An ask costs a request of the caller's rate limit and holds one of the user's answer slots
 (app.core.ratelimit) while it is written, whether the Ask page or the API asks. What fails
 in a way the asker cannot act on (a database or server that cannot be reached) is logged
-and shown only as the answer service being unreachable."""
+and shown only as the answer service being unreachable. Every ask goes into the usage log
+(app.usage.recording) with the generator's tokens, which its `done` event reports too."""
 
 import asyncio
 import re
@@ -26,9 +27,10 @@ from app.core.errors import InvalidInput, NotFound, ServiceUnavailable, StrataEr
 from app.core.roles import Role, require_role
 from app.core.time import utcnow
 from app.generation import service as generation
-from app.generation.schemas import ChatMessage, GeneratorInfo
+from app.generation.schemas import ChatMessage, GeneratorInfo, TokenUsage
 from app.knowledge import service as knowledge
 from app.knowledge.schemas import Passage
+from app.usage import recording as usage_recording
 
 log = structlog.get_logger("strata.ask")
 
@@ -190,6 +192,8 @@ class Answer:
     status: AnswerStatus = AnswerStatus.complete
     generator: str = ""
     grounding: dict[str, Any] | None = None
+    # What the generator read and wrote (0 when nothing was found and no generator ran).
+    usage: TokenUsage = field(default_factory=TokenUsage)
 
 
 def _checked_question(question: str) -> str:
@@ -228,6 +232,7 @@ async def _answer_events(
     )
     if not answer.passages:
         answer.text = NOTHING_FOUND
+        answer.usage.prompt_tokens = answer.usage.completion_tokens = 0
         yield AskEvent("token", {"text": answer.text})
         return
 
@@ -237,7 +242,9 @@ async def _answer_events(
         "step", {"step": "writing", "message": f"Writing the answer ({generator.model})", **generator.model_dump()}
     )
     try:
-        async for piece in generation.stream_answer(question=question, passages=answer.passages, history=history):
+        async for piece in generation.stream_answer(
+            question=question, passages=answer.passages, history=history, usage=answer.usage
+        ):
             answer.text += piece
             yield AskEvent("token", {"text": piece})
     except StrataError as exc:
@@ -297,32 +304,46 @@ async def ask(
 
     Takes a request from the rate limit of `caller` ("key:<id>" at `limit_per_minute` for an
     API key; else the user's own) and holds one of the user's answer slots until it ends.
+    The usage log records it under the generator's name; an answer whose writing failed counts
+    as an error (503) although its stream had started.
     Raises TooManyAttempts (either limit), InvalidInput, NotFound, ServiceUnavailable."""
     require_role(actor, Role.viewer)
-    await ratelimit.take_caller_token(actor.id, caller, limit_per_minute)
-    question = _checked_question(question)
-    async with ratelimit.stream_slot(actor.id):
-        events = _asked(
-            actor=actor,
-            question=question,
-            knowledge_base_ids=list(dict.fromkeys(knowledge_base_ids)),
-            conversation_id=conversation_id,
-            top_k=top_k,
-        )
-        try:
-            async for event in events:
-                yield event
-        except StrataError:
-            raise
-        except Exception as exc:
-            log.exception("ask.failed")
-            raise ServiceUnavailable(generation.UNREACHABLE) from exc
-        finally:
-            await events.aclose()
+    tokens = TokenUsage()
+    generator = generation.describe_generator().model
+    with usage_recording.measure(actor=actor, caller=caller, endpoint="ask", model=generator, tokens=tokens) as meter:
+        await ratelimit.take_caller_token(actor.id, caller, limit_per_minute)
+        question = _checked_question(question)
+        async with ratelimit.stream_slot(actor.id):
+            events = _asked(
+                actor=actor,
+                question=question,
+                knowledge_base_ids=list(dict.fromkeys(knowledge_base_ids)),
+                conversation_id=conversation_id,
+                top_k=top_k,
+                tokens=tokens,
+            )
+            try:
+                async for event in events:
+                    if event.type == "done" and event.data["status"] == AnswerStatus.failed.value:
+                        meter.status_code = ServiceUnavailable.status_code
+                    yield event
+            except StrataError:
+                raise
+            except Exception as exc:
+                log.exception("ask.failed")
+                raise ServiceUnavailable(generation.UNREACHABLE) from exc
+            finally:
+                await events.aclose()
 
 
 async def _asked(
-    *, actor: User, question: str, knowledge_base_ids: list[int], conversation_id: int | None, top_k: int | None
+    *,
+    actor: User,
+    question: str,
+    knowledge_base_ids: list[int],
+    conversation_id: int | None,
+    top_k: int | None,
+    tokens: TokenUsage,
 ) -> AsyncIterator[AskEvent]:
     names = await run_in_session(readable_names, actor=actor, knowledge_base_ids=knowledge_base_ids)
     conversation_id, history = await run_in_session(
@@ -334,7 +355,7 @@ async def _asked(
     )
     yield AskEvent("conversation", {"conversation_id": conversation_id})
 
-    answer = Answer()
+    answer = Answer(usage=tokens)
     events = _answer_events(actor=actor, question=question, names=names, history=history, top_k=top_k, answer=answer)
     try:
         async for event in events:
@@ -364,16 +385,22 @@ async def _asked(
             "status": answer.status.value,
             "generator": answer.generator,
             "cited": cited_numbers(answer.text, len(answer.passages)),
+            "usage": answer.usage.model_dump(),
         },
     )
 
 
 async def answer_chat(
-    *, actor: User, messages: list[ChatMessage], knowledge_base_ids: list[int] | None = None
+    *,
+    actor: User,
+    messages: list[ChatMessage],
+    knowledge_base_ids: list[int] | None = None,
+    usage: TokenUsage | None = None,
 ) -> AsyncIterator[str]:
     """A chat turn answered from the knowledge bases (all the user may read unless chosen),
-    as text ending with its sources; not saved as a conversation. For OpenAI-style clients,
-    whose service (app.openai_compat) takes the rate limit and the answer slot."""
+    as text ending with its sources, its tokens counted into `usage`; not saved as a
+    conversation. For OpenAI-style clients, whose service (app.openai_compat) takes the rate
+    limit and the answer slot and records the usage."""
     require_role(actor, Role.viewer)
     if not messages or messages[-1].role != "user":
         raise InvalidInput("The last message must be the user's question.")
@@ -387,7 +414,7 @@ async def answer_chat(
     names = await run_in_session(
         readable_names, actor=actor, knowledge_base_ids=list(dict.fromkeys(knowledge_base_ids))
     )
-    answer = Answer()
+    answer = Answer(usage=usage if usage is not None else TokenUsage())
     events = _answer_events(actor=actor, question=question, names=names, history=history, top_k=None, answer=answer)
     try:
         async for event in events:

@@ -32,7 +32,7 @@ import structlog
 from app.core import ml
 from app.core.errors import InvalidInput, ServiceUnavailable
 from app.core.settings import get_settings
-from app.generation.schemas import ChatMessage, GeneratorInfo
+from app.generation.schemas import ChatMessage, GeneratorInfo, TokenUsage
 from app.knowledge.schemas import Passage
 from models.generator import DecodeOptions, StopSignal
 from models.manifest import GENERATOR_NAME, MANIFEST_FILENAME
@@ -93,6 +93,8 @@ class _Request:
     messages: list[ChatMessage]
     max_tokens: int
     temperature: float
+    # Filled in by the generator that answers.
+    usage: TokenUsage
 
 
 def _generators() -> list[Callable[[_Request], AsyncIterator[str]]]:
@@ -109,6 +111,8 @@ async def _first_that_runs(
 ) -> AsyncIterator[str]:
     """Stream from the first candidate that produces a first piece."""
     for make in candidates:
+        # What a generator that could not start counted is not this answer's.
+        request.usage.prompt_tokens = request.usage.completion_tokens = None
         stream = make(request)
         try:
             try:
@@ -176,13 +180,16 @@ async def stream_answer(
     passages: list[Passage],
     history: list[ChatMessage],
     max_tokens: int | None = None,
+    usage: TokenUsage | None = None,
 ) -> AsyncIterator[str]:
-    """A grounded answer to ``question`` from ``passages`` (cited [1]..[n]), as text pieces."""
+    """A grounded answer to ``question`` from ``passages`` (cited [1]..[n]), as text pieces.
+    The tokens it reads and writes are counted into ``usage`` as it goes."""
     settings = get_settings()
     request = _Request(
         messages=grounded_messages(question=question, passages=passages, history=history),
         max_tokens=_token_limit(max_tokens),
         temperature=settings.llm_temperature,
+        usage=usage if usage is not None else TokenUsage(),
     )
     stream = _first_that_runs([*_generators(), _extractive_stream_for(question, passages)], request)
     answer = ""
@@ -201,9 +208,10 @@ async def stream_chat(
     messages: list[ChatMessage],
     max_tokens: int | None = None,
     temperature: float | None = None,
+    usage: TokenUsage | None = None,
 ) -> AsyncIterator[str]:
-    """Plain chat (no passages), as text pieces, within the prompt budget (fit_chat).
-    ServiceUnavailable when no generator can run."""
+    """Plain chat (no passages), as text pieces, within the prompt budget (fit_chat), its
+    tokens counted into ``usage`` as it goes. ServiceUnavailable when no generator can run."""
     if not messages or messages[-1].role != "user":
         raise InvalidInput("The last message must be the user's.")
     settings = get_settings()
@@ -211,6 +219,7 @@ async def stream_chat(
         messages=fit_chat(messages),
         max_tokens=_token_limit(max_tokens),
         temperature=settings.llm_temperature if temperature is None else temperature,
+        usage=usage if usage is not None else TokenUsage(),
     )
     stream = _first_that_runs(_generators(), request)
     try:
@@ -268,6 +277,8 @@ async def _remote_stream(request: _Request) -> AsyncIterator[str]:
         "stream": True,
         "max_tokens": request.max_tokens,
         "temperature": request.temperature,
+        # The server's own token counts come in a last chunk (OpenAI's convention).
+        "stream_options": {"include_usage": True},
     }
     timeout = httpx.Timeout(settings.llm_timeout_seconds, connect=5.0)
     try:
@@ -288,6 +299,9 @@ async def _remote_stream(request: _Request) -> AsyncIterator[str]:
                         raise GeneratorUnavailable(f"{url} sent a line that is not JSON: {data[:300]}") from exc
                     if "error" in chunk:  # the server failed after it had started answering
                         raise GeneratorUnavailable(f"{url} failed: {chunk['error']}")
+                    if counted := chunk.get("usage"):
+                        request.usage.prompt_tokens = counted.get("prompt_tokens")
+                        request.usage.completion_tokens = counted.get("completion_tokens")
                     for choice in chunk.get("choices", []):
                         piece = (choice.get("delta") or {}).get("content")
                         if piece:
@@ -315,6 +329,9 @@ async def _local_stream(request: _Request) -> AsyncIterator[str]:
     settings = get_settings()
     prompt = [(m.role, m.content) for m in request.messages]
     prompt_ids = await asyncio.to_thread(generator.encode_chat, prompt)
+    request.usage.prompt_tokens, request.usage.completion_tokens = len(prompt_ids), 0
+    # The decode thread appends each token it generates.
+    generated: list[int] = []
     options = DecodeOptions(
         max_new_tokens=request.max_tokens,
         temperature=request.temperature,
@@ -330,7 +347,7 @@ async def _local_stream(request: _Request) -> AsyncIterator[str]:
 
     def decode() -> None:
         try:
-            for piece in generator.stream(prompt_ids, options, stop):
+            for piece in generator.stream(prompt_ids, options, stop, generated=generated):
                 hand_over(piece)
         except Exception as exc:  # surfaced to the consumer, not lost in a thread
             hand_over(exc)
@@ -343,10 +360,12 @@ async def _local_stream(request: _Request) -> AsyncIterator[str]:
         while (item := await queue.get()) is not _END:
             if isinstance(item, Exception):
                 raise GeneratorUnavailable(f"the built-in model failed: {type(item).__name__}: {item}") from item
+            request.usage.completion_tokens = len(generated)
             yield item
     finally:
         stop.set()
         await asyncio.to_thread(thread.join)
+        request.usage.completion_tokens = len(generated)
 
 
 # ------------------------------------------------------------------ extractive
@@ -393,8 +412,9 @@ def attribution(answer: str, passages: list[Passage]) -> str:
 
 
 def _extractive_stream_for(question: str, passages: list[Passage]) -> Callable[[_Request], AsyncIterator[str]]:
-    async def _extractive_stream(_request: _Request) -> AsyncIterator[str]:
+    async def _extractive_stream(request: _Request) -> AsyncIterator[str]:
         answer = await asyncio.to_thread(extractive_answer, question, passages)
+        request.usage.prompt_tokens = request.usage.completion_tokens = 0  # no model ran
         yield answer
 
     return _extractive_stream

@@ -17,6 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from app.auth.deps import CurrentUser, IdentifiedCaller
 from app.core.errors import InvalidInput, StrataError, TooManyAttempts
 from app.core.streaming import ClosingStreamingResponse
+from app.generation.schemas import TokenUsage
 from app.openai_compat import service
 from app.openai_compat.schemas import (
     AssistantMessage,
@@ -25,6 +26,7 @@ from app.openai_compat.schemas import (
     ChatCompletionRequest,
     Choice,
     ChunkChoice,
+    CompletionUsage,
     Delta,
     EmbeddingList,
     EmbeddingRequest,
@@ -64,24 +66,32 @@ def _sse(data: str) -> str:
     return f"data: {data}\n\n"
 
 
-async def _chunks(request: ChatCompletionRequest, first: str, stream: AsyncIterator[str]) -> AsyncIterator[str]:
-    """SSE events: the role, each piece, the finish, [DONE]. An error after the first event can
-    no longer change the status code, so it goes out as an error event."""
+async def _chunks(
+    request: ChatCompletionRequest, first: str, stream: AsyncIterator[str], tokens: TokenUsage
+) -> AsyncIterator[str]:
+    """SSE events: the role, each piece, the finish, with `stream_options.include_usage` a last
+    chunk with the token counts, then [DONE]. An error after the first event can no longer
+    change the status code, so it goes out as an error event."""
     ident, created = completion_id(), now()
+    include_usage = request.stream_options is not None and request.stream_options.include_usage
 
-    def chunk(delta: Delta, finish: str | None = None) -> str:
-        choice = ChunkChoice(delta=delta, finish_reason=finish)
-        return _sse(
-            ChatCompletionChunk(id=ident, created=created, model=request.model, choices=[choice]).model_dump_json()
-        )
+    def chunk(choices: list[ChunkChoice], usage: CompletionUsage | None = None) -> str:
+        body = ChatCompletionChunk(id=ident, created=created, model=request.model, choices=choices, usage=usage)
+        # OpenAI's chunks carry "usage": null while counts are asked for, and no usage otherwise.
+        return _sse(body.model_dump_json(exclude=None if include_usage else {"usage"}))
+
+    def piece_chunk(delta: Delta, finish: str | None = None) -> str:
+        return chunk([ChunkChoice(delta=delta, finish_reason=finish)])
 
     try:
-        yield chunk(Delta(role="assistant", content=""))
+        yield piece_chunk(Delta(role="assistant", content=""))
         if first:
-            yield chunk(Delta(content=first))
+            yield piece_chunk(Delta(content=first))
         async for piece in stream:
-            yield chunk(Delta(content=piece))
-        yield chunk(Delta(), "stop")
+            yield piece_chunk(Delta(content=piece))
+        yield piece_chunk(Delta(), "stop")
+        if include_usage:
+            yield chunk([], CompletionUsage.of(tokens))
     except StrataError as exc:
         yield _sse(_strata_error(exc).body.decode())
     finally:
@@ -98,8 +108,13 @@ def build_openai_api() -> FastAPI:
 
     @api.post("/chat/completions", response_model=None)
     async def chat_completions(request: ChatCompletionRequest, caller: IdentifiedCaller):
+        tokens = TokenUsage()
         stream = service.chat_completion(
-            actor=caller.user, request=request, caller=caller.identity, limit_per_minute=caller.limit_per_minute
+            actor=caller.user,
+            request=request,
+            caller=caller.identity,
+            limit_per_minute=caller.limit_per_minute,
+            usage=tokens,
         )
         if request.stream:
             # Started here, so that a refused or impossible request is its HTTP error, not a broken stream.
@@ -107,7 +122,7 @@ def build_openai_api() -> FastAPI:
                 first = await anext(stream)
             except StopAsyncIteration:
                 first = ""
-            return ClosingStreamingResponse(_chunks(request, first, stream), media_type="text/event-stream")
+            return ClosingStreamingResponse(_chunks(request, first, stream, tokens), media_type="text/event-stream")
         try:
             text = "".join([piece async for piece in stream])
         finally:
@@ -117,6 +132,7 @@ def build_openai_api() -> FastAPI:
             created=now(),
             model=request.model,
             choices=[Choice(message=AssistantMessage(content=text))],
+            usage=CompletionUsage.of(tokens),
         )
 
     @api.post("/embeddings")

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from app.generation.schemas import ChatMessage
+from app.generation.schemas import ChatMessage, TokenUsage
 
 # What one chat request may carry; the prompt itself is cut to STRATA_LLM_MAX_PROMPT_TOKENS
 # (app.generation.service.fit_chat), these only bound the work of reading the request.
@@ -44,6 +44,13 @@ class ChatCompletionMessage(BaseModel):
         return ChatMessage(role="system" if self.role == "developer" else self.role, content=text)
 
 
+class StreamOptions(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    # A last chunk, before [DONE], with empty choices and the request's `usage`.
+    include_usage: bool = False
+
+
 class ChatCompletionRequest(BaseModel):
     # OpenAI clients send fields Strata does not use (top_p, user, ...): they are ignored.
     model_config = ConfigDict(extra="ignore")
@@ -51,6 +58,7 @@ class ChatCompletionRequest(BaseModel):
     model: str
     messages: list[ChatCompletionMessage] = Field(min_length=1, max_length=MAX_CHAT_MESSAGES)
     stream: bool = False
+    stream_options: StreamOptions | None = None
     # Either asks for at most this many new tokens; STRATA_LLM_MAX_TOKENS is the ceiling.
     max_tokens: int | None = Field(default=None, ge=1)
     max_completion_tokens: int | None = Field(default=None, ge=1)
@@ -123,12 +131,31 @@ class Choice(BaseModel):
     finish_reason: Literal["stop", "length"] = "stop"
 
 
+class CompletionUsage(BaseModel):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+    @classmethod
+    def of(cls, tokens: TokenUsage) -> "CompletionUsage | None":
+        """None when the generator's server reported no counts."""
+        if tokens.total_tokens is None:
+            return None
+        return cls(
+            prompt_tokens=tokens.prompt_tokens,
+            completion_tokens=tokens.completion_tokens,
+            total_tokens=tokens.total_tokens,
+        )
+
+
 class ChatCompletion(BaseModel):
     id: str
     object: Literal["chat.completion"] = "chat.completion"
     created: int
     model: str
     choices: list[Choice]
+    # None only when the generator's server reported no token counts.
+    usage: CompletionUsage | None = None
 
 
 class Delta(BaseModel):
@@ -148,6 +175,8 @@ class ChatCompletionChunk(BaseModel):
     created: int
     model: str
     choices: list[ChunkChoice]
+    # Only in the last chunk asked for with stream_options.include_usage (null in the others, as OpenAI sends).
+    usage: CompletionUsage | None = None
 
 
 class Embedding(BaseModel):

@@ -4,7 +4,8 @@ Chat models are entries of CHAT_MODELS: a name and a function from the request a
 caller to a stream of text pieces. Adding a model is adding an entry. A completion takes a
 request from the caller's rate limit and holds one of the user's answer slots while it is
 written (app.core.ratelimit); embeddings are predictions of the registered embedder (the
-predict service: cached, routed to its production or canary version, rate limited)."""
+predict service: cached, routed to its production or canary version, rate limited). Both are
+recorded in the usage log (app.usage.recording), with the tokens read and written."""
 
 import asyncio
 import base64
@@ -19,6 +20,7 @@ from app.core import ml, ratelimit
 from app.core.errors import NotFound, ServiceUnavailable, StrataError
 from app.core.roles import Role, require_role
 from app.generation import service as generation
+from app.generation.schemas import TokenUsage
 from app.openai_compat.schemas import (
     ChatCompletionRequest,
     Embedding,
@@ -30,6 +32,7 @@ from app.openai_compat.schemas import (
     now,
 )
 from app.predict import service as predict_service
+from app.usage import recording as usage_recording
 from models.manifest import EMBEDDER_NAME
 
 log = structlog.get_logger("strata.openai")
@@ -39,18 +42,19 @@ CHAT_MODEL = "strata-chat"
 RAG_MODEL = "strata-rag"
 EMBEDDING_MODEL = EMBEDDER_NAME
 
-ChatModel = Callable[[ChatCompletionRequest, User], AsyncIterator[str]]
+# (request, actor, token counts to fill in) -> the answer's text pieces.
+ChatModel = Callable[[ChatCompletionRequest, User, TokenUsage], AsyncIterator[str]]
 
 
-def _plain_chat(request: ChatCompletionRequest, _actor: User) -> AsyncIterator[str]:
+def _plain_chat(request: ChatCompletionRequest, _actor: User, tokens: TokenUsage) -> AsyncIterator[str]:
     return generation.stream_chat(
-        messages=request.chat_messages(), max_tokens=request.token_limit, temperature=request.temperature
+        messages=request.chat_messages(), max_tokens=request.token_limit, temperature=request.temperature, usage=tokens
     )
 
 
-def _knowledge_chat(request: ChatCompletionRequest, actor: User) -> AsyncIterator[str]:
+def _knowledge_chat(request: ChatCompletionRequest, actor: User, tokens: TokenUsage) -> AsyncIterator[str]:
     return ask_service.answer_chat(
-        actor=actor, messages=request.chat_messages(), knowledge_base_ids=request.knowledge_base_ids
+        actor=actor, messages=request.chat_messages(), knowledge_base_ids=request.knowledge_base_ids, usage=tokens
     )
 
 
@@ -69,27 +73,31 @@ async def chat_completion(
     request: ChatCompletionRequest,
     caller: str | None = None,
     limit_per_minute: int | None = None,
+    usage: TokenUsage | None = None,
 ) -> AsyncIterator[str]:
-    """The answer's text pieces. `caller` and `limit_per_minute` are an API key's rate limit
-    (default: the user's). Raises TooManyAttempts, NotFound, InvalidInput, ServiceUnavailable
-    (whose message names no server: what it was is logged)."""
+    """The answer's text pieces, its tokens counted into `usage` as they go. `caller` and
+    `limit_per_minute` are an API key's rate limit (default: the user's). Raises
+    TooManyAttempts, NotFound, InvalidInput, ServiceUnavailable (whose message names no
+    server: what it was is logged)."""
     require_role(actor, Role.viewer)
-    await ratelimit.take_caller_token(actor.id, caller, limit_per_minute)
-    model = CHAT_MODELS.get(request.model)
-    if model is None:
-        raise NotFound(f"The model '{request.model}' does not exist; chat models: {', '.join(CHAT_MODELS)}.")
-    async with ratelimit.stream_slot(actor.id):
-        stream = model(request, actor)
-        try:
-            async for piece in stream:
-                yield piece
-        except StrataError:
-            raise
-        except Exception as exc:
-            log.exception("openai.chat_failed", model=request.model)
-            raise ServiceUnavailable(generation.UNREACHABLE) from exc
-        finally:
-            await stream.aclose()
+    tokens = usage if usage is not None else TokenUsage()
+    with usage_recording.measure(actor=actor, caller=caller, endpoint="chat", model=request.model, tokens=tokens):
+        await ratelimit.take_caller_token(actor.id, caller, limit_per_minute)
+        model = CHAT_MODELS.get(request.model)
+        if model is None:
+            raise NotFound(f"The model '{request.model}' does not exist; chat models: {', '.join(CHAT_MODELS)}.")
+        async with ratelimit.stream_slot(actor.id):
+            stream = model(request, actor, tokens)
+            try:
+                async for piece in stream:
+                    yield piece
+            except StrataError:
+                raise
+            except Exception as exc:
+                log.exception("openai.chat_failed", model=request.model)
+                raise ServiceUnavailable(generation.UNREACHABLE) from exc
+            finally:
+                await stream.aclose()
 
 
 async def embeddings(
@@ -100,14 +108,25 @@ async def embeddings(
     limit_per_minute: int | None = None,
 ) -> EmbeddingList:
     """Vectors from the embedder's routed version, within the predict service's bounds on
-    inputs (how many, how long). Raises TooManyAttempts, NotFound, InvalidInput."""
-    if request.model != EMBEDDING_MODEL:
-        raise NotFound(f"The model '{request.model}' does not exist; the embedding model is {EMBEDDING_MODEL}.")
-    texts = [request.input] if isinstance(request.input, str) else request.input
-    predictions = await predict_service.predict(
-        actor=actor, model_name=EMBEDDING_MODEL, inputs=texts, caller=caller, limit_per_minute=limit_per_minute
-    )
-    tokens = sum(await asyncio.to_thread(ml.get_embedder().token_counts, texts))
+    inputs (how many, how long); recorded in the usage log as embeddings, not as a prediction.
+    Raises TooManyAttempts, NotFound, InvalidInput."""
+    counted = TokenUsage()
+    with usage_recording.measure(
+        actor=actor, caller=caller, endpoint="embeddings", model=request.model, tokens=counted
+    ):
+        if request.model != EMBEDDING_MODEL:
+            raise NotFound(f"The model '{request.model}' does not exist; the embedding model is {EMBEDDING_MODEL}.")
+        texts = [request.input] if isinstance(request.input, str) else request.input
+        predictions = await predict_service.predict(
+            actor=actor,
+            model_name=EMBEDDING_MODEL,
+            inputs=texts,
+            caller=caller,
+            limit_per_minute=limit_per_minute,
+            record_usage=False,
+        )
+        tokens = sum(await asyncio.to_thread(ml.get_embedder().token_counts, texts))
+        counted.prompt_tokens = tokens
     data = [
         Embedding(
             index=result.input_index,

@@ -1,11 +1,13 @@
 """Predictions: the one entry point the Predict page, the API and the OpenAI-compatible
 embeddings call. Each request takes a token from its caller's rate limit, is routed
 (production or the canary, sticky per caller), answered from the Redis cache where possible,
-otherwise batched through the serving runtime, and sampled into the prediction log.
+otherwise batched through the serving runtime, and sampled into the prediction log. Every
+request is also recorded in the usage log (app.usage.recording).
 
 The registry it serves from is app/predict/registry.py."""
 
 import time
+from contextlib import nullcontext
 
 from app.auth.tables import User
 from app.core import coalesce, ratelimit
@@ -17,6 +19,7 @@ from app.predict import cache, prediction_log, registry
 from app.predict.routing import ServedVersion, choose, routes
 from app.predict.schemas import LabelScore, PredictionResponse, PredictionResult
 from app.predict.serving import Output, get_runtime
+from app.usage import recording as usage_recording
 
 MAX_INPUTS_PER_REQUEST = 64
 MAX_INPUT_CHARS = 10_000
@@ -69,6 +72,7 @@ async def predict(
     limit_per_minute: int | None = None,
     version_number: int | None = None,
     log_always: bool = False,
+    record_usage: bool = True,
 ) -> PredictionResponse:
     """Takes one request from the caller's rate limit, then routes to production or canary
     (sticky per caller) unless a version is pinned. `caller` is whose budget and route this
@@ -76,9 +80,38 @@ async def predict(
     is that budget (an API key's own limit; default STRATA_RATE_LIMIT_PER_MINUTE).
     Each result carries a prediction id (for feedback) when its row was logged: sampled at
     STRATA_PREDICTION_LOG_SAMPLE_RATE, or always with `log_always` (the Predict page).
+    The request goes into the usage log unless `record_usage` is off (a caller that records
+    it as something else: /v1/embeddings).
     No db_session: the registry is read in short sessions of its own (cached routes), so that
     no connection is held while the model runs. Raises TooManyAttempts, InvalidInput, NotFound."""
     require_role(actor, Role.viewer)
+    measured = (
+        usage_recording.measure(actor=actor, caller=caller, endpoint="predict", model=model_name)
+        if record_usage
+        else nullcontext()
+    )
+    with measured:
+        return await _predict(
+            actor=actor,
+            model_name=model_name,
+            inputs=inputs,
+            caller=caller,
+            limit_per_minute=limit_per_minute,
+            version_number=version_number,
+            log_always=log_always,
+        )
+
+
+async def _predict(
+    *,
+    actor: User,
+    model_name: str,
+    inputs: list[str],
+    caller: str | None,
+    limit_per_minute: int | None,
+    version_number: int | None,
+    log_always: bool,
+) -> PredictionResponse:
     caller = await ratelimit.take_caller_token(actor.id, caller, limit_per_minute)
     started = time.perf_counter()
     _check_inputs(inputs)
