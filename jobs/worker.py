@@ -15,6 +15,7 @@ from app.core.logging import configure_logging
 from app.core.metrics import forget_live_values, serve_process_metrics
 from app.core.request_address import WORKER_ADDRESS, set_request_address
 from app.core.settings import get_settings
+from app.monitoring.jobs import DRIFT_TICK_TIMEOUT_SECONDS, drift_tick
 from app.schedules.jobs import TICK_TIMEOUT_SECONDS, schedules_tick
 from app.webhooks.jobs import SWEEP_EVERY_SECONDS, SWEEP_TIMEOUT_SECONDS, webhooks_sweep
 from jobs.runtime import execute_job, heartbeat_forever, new_worker_id
@@ -67,6 +68,16 @@ def worker_settings() -> dict[str, Any]:
                 second=30,
                 unique=True,
                 timeout=CHECK_TIMEOUT_SECONDS,
+            ),
+            # Computes drift for production and canary versions whose last result is older than
+            # STRATA_DRIFT_INTERVAL_MINUTES (app/monitoring/jobs.py); a Redis lock keeps ticks apart.
+            cron(
+                drift_tick,
+                name="monitoring.drift",
+                second=30,
+                run_at_startup=True,
+                unique=True,
+                timeout=DRIFT_TICK_TIMEOUT_SECONDS,
             ),
             # Sends the due webhook deliveries every few seconds and at start (app/webhooks/jobs.py).
             cron(
