@@ -8,6 +8,9 @@ from app.audit.tables import AuditEntry
 from app.core.db import session_scope
 from tests.conftest import sign_in
 
+# The schedules tests' fixtures: the dataset "reviews" and the built-in classifier in the registry.
+from tests.schedules.conftest import classifier, reviews  # noqa: F401 - fixtures used here
+
 # What the in-process test client's requests come from (httpx's ASGI transport).
 CLIENT_ADDRESS = "127.0.0.1"
 
