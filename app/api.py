@@ -46,6 +46,7 @@ from app.predict.api import router as predict_router
 from app.schedules.api import router as schedules_router
 from app.system.api import router as system_router
 from app.training.api import router as training_router
+from app.usage.api import router as usage_router
 from app.webhooks.api import router as webhooks_router
 
 MB = 1024 * 1024
@@ -167,6 +168,7 @@ def build_api() -> FastAPI:
         schedules_router,
         system_router,
         training_router,
+        usage_router,
         webhooks_router,
     ):
         _publish_minimum_roles(router)

@@ -31,6 +31,8 @@ from app.system.page import system_page
 from app.training.page import experiments_page
 from app.training.state import ExperimentsState
 from app.ui.layout import favicon_links, page_guard
+from app.usage.page import usage_page
+from app.usage.state import UsageState
 from app.webhooks.page import webhooks_page
 from app.webhooks.state import WebhooksState
 
@@ -69,6 +71,9 @@ app.add_page(
 )
 app.add_page(
     keys_page, route="/admin/keys", title="API keys · Strata", on_load=[page_guard(Role.admin), KeysState.load]
+)
+app.add_page(
+    usage_page, route="/admin/usage", title="Usage · Strata", on_load=[page_guard(Role.admin), UsageState.load]
 )
 app.add_page(
     audit_page, route="/admin/audit", title="Audit log · Strata", on_load=[page_guard(Role.admin), AuditState.load]

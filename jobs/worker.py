@@ -17,6 +17,12 @@ from app.core.request_address import WORKER_ADDRESS, set_request_address
 from app.core.settings import get_settings
 from app.monitoring.jobs import DRIFT_TICK_TIMEOUT_SECONDS, drift_tick
 from app.schedules.jobs import TICK_TIMEOUT_SECONDS, schedules_tick
+from app.usage.jobs import (
+    USAGE_RETENTION_HOUR,
+    USAGE_RETENTION_MINUTE,
+    USAGE_RETENTION_TIMEOUT_SECONDS,
+    usage_retention,
+)
 from app.webhooks.jobs import SWEEP_EVERY_SECONDS, SWEEP_TIMEOUT_SECONDS, webhooks_sweep
 from jobs.runtime import execute_job, heartbeat_forever, new_worker_id
 
@@ -97,6 +103,16 @@ def worker_settings() -> dict[str, Any]:
                 second=0,
                 unique=True,
                 timeout=RETENTION_TIMEOUT_SECONDS,
+            ),
+            # Deletes usage events past STRATA_USAGE_RETENTION_DAYS once a day (app/usage/jobs.py).
+            cron(
+                usage_retention,
+                name="usage.retention",
+                hour=USAGE_RETENTION_HOUR,
+                minute=USAGE_RETENTION_MINUTE,
+                second=0,
+                unique=True,
+                timeout=USAGE_RETENTION_TIMEOUT_SECONDS,
             ),
         ],
         "redis_settings": arq_redis_settings(),

@@ -31,6 +31,7 @@ NAV = (
     NavItem("System", "/system", "activity", Role.staff),
     NavItem("Users", "/admin/users", "users", Role.admin),
     NavItem("API keys", "/admin/keys", "key-round", Role.admin),
+    NavItem("Usage", "/admin/usage", "chart-column", Role.admin),
     NavItem("Audit log", "/admin/audit", "scroll-text", Role.admin),
     NavItem("Webhooks", "/admin/webhooks", "webhook", Role.admin),
 )
