@@ -34,7 +34,7 @@ export REFLEX_CHECK_LATEST_VERSION := false
 export ORT_DISABLE_TELEMETRY := 1
 export ANONYMIZED_TELEMETRY := False
 
-.PHONY: help install bun models run stop test lint test-models sample-data chromium frontend image clean
+.PHONY: help install bun models run stop test lint test-models sample-data chromium kubectl frontend image clean
 
 help:
 	@sed -n '3,9p' Makefile
@@ -88,6 +88,13 @@ stop:
 
 chromium: /usr/bin/chromium
 
+# kubectl's kustomize renders deploy/kubernetes for tests/deploy/ (Debian's kubernetes-client).
+/usr/bin/kubectl:
+	apt-get update
+	DEBIAN_FRONTEND=noninteractive apt-get install -y kubernetes-client
+
+kubectl: /usr/bin/kubectl
+
 test-models: install
 	scripts/build-models.sh $(TEST_MODELS_DIR)
 	scripts/fetch-bbc-news.sh
@@ -98,7 +105,7 @@ test-models: install
 sample-data: install
 	scripts/fetch-sample-documents.sh
 
-test: install bun chromium test-models frontend sample-data lint
+test: install bun chromium kubectl test-models frontend sample-data lint
 	STRATA_MODELS_DIR=$(TEST_MODELS_DIR) $(BIN)/python -m pytest -q --durations=25 \
 		-n $(TEST_PROCESSES) --dist loadgroup
 
