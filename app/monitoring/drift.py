@@ -12,7 +12,7 @@ worker every STRATA_DRIFT_INTERVAL_MINUTES (app/monitoring/jobs.py).
   grouped scan over the (version_id, at) index) plus at most MAX_PROJECTIONS input sketches, and
   scored by app/monitoring/drift_stats.py with the model's thresholds.
 - Each computation is stored (DriftResult), sets strata_model_drift_score, and opens (or updates)
-  a drift alert for each statistic at or over its threshold (app.alerts.service.open_alert)."""
+  a drift alert for each statistic over its threshold (app.alerts.service.open_alert)."""
 
 import math
 from dataclasses import dataclass
@@ -167,7 +167,7 @@ def _message(status: str, crossed: list[str], found: dict[str, float], threshold
         )
     if status == "ok":
         return "No statistic crossed its threshold."
-    return "Drift: " + ", ".join(f"{name} {found[name]:.3f} ≥ {thresholds[name]:g}" for name in crossed) + "."
+    return "Drift: " + ", ".join(f"{name} {found[name]:.3f} > {thresholds[name]:g}" for name in crossed) + "."
 
 
 def report(db_session: Session, result: DriftResult) -> DriftReport:
@@ -244,7 +244,7 @@ def compute_for_version(
             value=found[name],
             threshold=thresholds[name],
             message=(
-                f"{model.name} version {version.number}: {name} {found[name]:.3f} ≥ {thresholds[name]:g}, "
+                f"{model.name} version {version.number}: {name} {found[name]:.3f} > {thresholds[name]:g}, "
                 f"{since:%Y-%m-%d %H:%M} to {until:%Y-%m-%d %H:%M} UTC against its reference ({reference.description})"
             )[:1000],
         )

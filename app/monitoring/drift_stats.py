@@ -193,5 +193,6 @@ def scores(reference: Summary, current: Summary, min_samples: int) -> tuple[dict
 
 
 def crossed(found: dict[str, float], thresholds: dict[str, float]) -> list[str]:
-    """The statistics at or above their threshold."""
-    return [name for name, value in found.items() if value >= thresholds[name]]
+    """The statistics above their threshold (strictly: a threshold of 1 turns a statistic that
+    cannot exceed 1 off)."""
+    return [name for name, value in found.items() if value > thresholds[name]]
