@@ -242,3 +242,30 @@ def test_the_commands_are_ones_the_image_has(monkeypatch):
     monkeypatch.setattr(runner, "serve_web", lambda settings: served.append(settings) or 0)
     assert runner.main(services["web"]["command"][3:]) == 0 and served
     assert Path(paths.bin_path(services["chroma"]["command"][0])).exists()  # chromadb's server
+
+
+def test_the_deploy_readme_says_what_to_run_for_each_size_with_the_repository_figures():
+    readme = (REPO / "deploy" / "README.md").read_text()
+    sizes = readme[readme.index("## Which size") : readme.index("## One command")]
+    rows = {line.split("|")[1].strip(): line for line in sizes.splitlines() if line.startswith("| ")}
+    assert {"laptop", "one container", "compose", "Kubernetes"} <= set(rows)
+    assert "`make run`" in rows["laptop"] and re.search(r"^run:", MAKEFILE.read_text(), re.MULTILINE)
+    assert (
+        f"-v strata-data:{image_volume()}" in rows["one container"]
+        and f"-p 3000:{image_port()}" in rows["one container"]
+    )
+    assert "deploy/compose.yaml" in rows["compose"] and "--scale worker=" in rows["compose"]
+    assert "kubectl apply -k deploy/kubernetes" in rows["Kubernetes"]
+    assert (REPO / "deploy" / "kubernetes" / "kustomization.yaml").exists()
+    # The figures behind "move the database out first" are the ones the benchmark recorded.
+    moving = readme[readme.index("## What to move out first") :]
+    benchmarks = (REPO / "README.md").read_text()
+    for figure in (
+        "0.045 / 0.029 s",
+        "0.047 / 0.016 s",
+        "0.44 / 0.23 s",
+        "0.27 / 0.13 s",
+        "3.2 / 1.7 s",
+        "1.8 / 0.97 s",
+    ):
+        assert figure in moving and figure in benchmarks, figure
