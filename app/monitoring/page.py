@@ -4,7 +4,8 @@ browser tests: monitoring-model, monitoring-version, monitoring-period, monitori
 
 import reflex as rx
 
-from app.alerts.page import alerts_panel
+from app.monitoring.alerts_page import alerts_panel
+from app.monitoring.drift_panel import drift_panel
 from app.monitoring.state import PERIOD_CHOICES, LabelSeries, MonitoringState
 from app.ui.layout import shell
 
@@ -127,6 +128,7 @@ def monitoring_page() -> rx.Component:
         ),
         _totals(),
         alerts_panel(),
+        drift_panel(),
         rx.grid(
             _chart_card(
                 "Predictions over time",

@@ -1,6 +1,6 @@
 """The Monitoring page's alerts panel through its handlers, as the browser calls them."""
 
-from app.alerts.state import AlertsState
+from app.monitoring.alerts_state import AlertsState
 from tests.alerts.test_open_and_acknowledge import model_ids, open_accuracy  # noqa: F401 - shared fixture
 from tests.predict.test_state import STAFF_ONLY, send, signed_in
 

@@ -1,8 +1,9 @@
-"""The alerts panel of the Monitoring page: open alerts and their Acknowledge buttons."""
+"""The alerts panel of the Monitoring page (kept in the monitoring domain, whose page shows it): open
+alerts and their Acknowledge buttons."""
 
 import reflex as rx
 
-from app.alerts.state import AlertRow, AlertsState
+from app.monitoring.alerts_state import AlertRow, AlertsState
 
 
 def _alert_row(row: AlertRow) -> rx.Component:
