@@ -29,6 +29,7 @@ OPEN_HANDLERS = {
     "AuditState": {"setvar"},
     "AlertsState": {"setvar"},
     "WebhooksState": {"setvar"},
+    "UsageState": {"setvar"},
 }
 
 
@@ -50,7 +51,7 @@ def test_every_data_handler_is_guarded_by_a_role():
 
 def test_admin_pages_handlers_need_admin_and_jobs_handlers_staff():
     states = {state.__name__: state for state in all_states()}
-    for name in ("UsersState", "KeysState", "AuditState", "WebhooksState"):
+    for name in ("UsersState", "KeysState", "AuditState", "WebhooksState", "UsageState"):
         for handler_name, handler in states[name].event_handlers.items():
             if hasattr(handler.fn, "minimum_role"):
                 assert handler.fn.minimum_role.value == "admin", (name, handler_name)
