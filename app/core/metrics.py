@@ -64,7 +64,7 @@ MODEL_DRIFT_SCORE = Gauge(
     ["model", "version", "statistic"],
     multiprocess_mode="mostrecent",
 )
-# Set by the monitoring domain whenever alerts open or are acknowledged: .set() the number of
+# Set by the alerts domain whenever alerts open or are acknowledged: .set() the number of
 # open alerts of each kind (drift, accuracy, error_rate) as the database holds it, never
 # .inc()/.dec(), so that every process reports the same count whichever changed it last.
 OPEN_ALERTS = Gauge(
