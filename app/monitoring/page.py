@@ -5,7 +5,7 @@ browser tests: monitoring-model, monitoring-version, monitoring-period, monitori
 import reflex as rx
 
 from app.monitoring.alerts_page import alerts_panel
-from app.monitoring.drift_panel import drift_panel
+from app.monitoring.drift_page import drift_panel
 from app.monitoring.state import PERIOD_CHOICES, LabelSeries, MonitoringState
 from app.ui.layout import shell
 

@@ -25,6 +25,7 @@ OPEN_HANDLERS = {
     # watch() re-checks the viewer role on every refresh.
     "BatchState": {"setvar", "watch", "stop_watching"},
     "MonitoringState": {"setvar"},
+    "DriftState": {"setvar"},
     "HomeState": {"setvar"},
     "AuditState": {"setvar"},
     "AlertsState": {"setvar"},
