@@ -9,6 +9,11 @@ when set: its tables are DROPPED and migrated again) with one model of two versi
 Monitoring page and the API make, for each period (hour, day, week) over every version and
 over one version, and prints the figures it returned. Target: under 1 s per call. Prints
 numbers, asserts nothing.
+
+Then one drift computation (app.monitoring.drift.compute_drift, as POST .../drift makes it): every
+row carries an input sketch (length, out-of-vocabulary share, 16-number projection), the first
+day of the week is the reference window, and version 1's last STRATA_DRIFT_WINDOW_HOURS (a day)
+is compared with it. Target: under 10 s.
 """
 
 import argparse
@@ -22,17 +27,19 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+import numpy as np  # noqa: E402
 from sqlalchemy import insert, text  # noqa: E402
 from sqlmodel import Session  # noqa: E402
 
 from app.auth.service import SYSTEM  # noqa: E402
 from app.core import migrations  # noqa: E402
 from app.core.db import make_engine  # noqa: E402
-from app.monitoring import service  # noqa: E402
+from app.monitoring import drift, service  # noqa: E402
 from app.predict.tables import ModelVersion, PredictionLog, RegisteredModel  # noqa: E402
 from app.tables import metadata  # noqa: E402
 
 MODEL = "bench-classifier"
+SKETCH_BYTES = 32
 LABELS = ["business", "entertainment", "politics", "sport", "tech"]
 CHUNK = 50_000
 
@@ -73,6 +80,9 @@ def fill(url: str, rows: int) -> tuple[float, list[int]]:
         version_ids = [version.id for version in versions]
     now = datetime.now(UTC)
     step = timedelta(weeks=1) / rows
+    # 4,096 distinct projections, float16 as stored.
+    sketch_rows = np.random.default_rng(0).standard_normal((4096, SKETCH_BYTES // 2)).astype("<f2")
+    sketches = [row.tobytes() for row in sketch_rows]
     with engine.begin() as connection:
         for chunk_start in range(0, rows, CHUNK):
             connection.execute(
@@ -92,6 +102,10 @@ def fill(url: str, rows: int) -> tuple[float, list[int]]:
                         "feedback_label": None
                         if i % 25 != 1 or i % 200 == 0
                         else LABELS[(i // 3 + (0 if (i // 25) % 5 else 1)) % 5],
+                        # An input sketch (models.sketch) on every served row.
+                        "input_length": None if i % 200 == 0 else 40 + (i * 131) % 3000,
+                        "input_oov_share": None if i % 200 == 0 else (i * 17) % 40 / 100,
+                        "input_sketch": None if i % 200 == 0 else sketches[(i * 7) % len(sketches)],
                     }
                     for i in range(chunk_start, min(rows, chunk_start + CHUNK))
                 ],
@@ -130,6 +144,31 @@ def time_page(url: str) -> None:
     engine.dispose()
 
 
+def time_drift(url: str) -> None:
+    """One drift computation of version 1: its last day against the week's first day."""
+    engine = make_engine(url)
+    now = datetime.now(UTC)
+    with Session(engine) as db_session:
+        drift.set_reference_window(
+            db_session=db_session,
+            actor=SYSTEM,
+            model_name=MODEL,
+            since=now - timedelta(weeks=1),
+            until=now - timedelta(weeks=1) + timedelta(days=1),
+        )
+        db_session.commit()
+    with Session(engine) as db_session:
+        started = time.perf_counter()
+        report = drift.compute_drift(db_session=db_session, actor=SYSTEM, model_name=MODEL, version_number=1)
+        seconds = time.perf_counter() - started
+        db_session.commit()
+    engine.dispose()
+    print(
+        f"drift   1       {seconds:>8.3f}  reference {report.reference_rows} rows, current {report.current_rows} rows, "
+        f"{report.status}: {report.scores}"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
@@ -143,6 +182,7 @@ def main() -> None:
             seconds, _ = fill(url, args.rows)
             print(f"\n{name}: {args.rows:,} logged predictions inserted in {seconds:.1f} s")
             time_page(url)
+            time_drift(url)
 
 
 if __name__ == "__main__":
