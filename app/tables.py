@@ -9,6 +9,7 @@ from app.auth.tables import ApiKey, ApiKeyRateLimit, User, UserSession
 from app.batch.tables import BatchChunk, BatchRun
 from app.datasets.tables import Dataset, DatasetLineage, DatasetVersion
 from app.knowledge.tables import Chunk, Document, KnowledgeBase
+from app.monitoring.rollup_tables import PredictionRollup, RollupProgress
 from app.monitoring.tables import DriftConfig, DriftReference, DriftResult
 from app.predict.tables import ModelVersion, PredictionLog, RegisteredModel, RegistryChange
 from app.schedules.tables import Schedule
@@ -41,8 +42,10 @@ __all__ = [
     "Message",
     "ModelVersion",
     "PredictionLog",
+    "PredictionRollup",
     "RegisteredModel",
     "RegistryChange",
+    "RollupProgress",
     "Schedule",
     "TrainingRun",
     "UsageEvent",

@@ -16,6 +16,7 @@ from app.core.metrics import forget_live_values, serve_process_metrics
 from app.core.request_address import WORKER_ADDRESS, set_request_address
 from app.core.settings import get_settings
 from app.monitoring.jobs import DRIFT_TICK_TIMEOUT_SECONDS, drift_tick
+from app.monitoring.rollup_jobs import ROLLUP_TIMEOUT_SECONDS, rollup_tick
 from app.schedules.jobs import TICK_TIMEOUT_SECONDS, schedules_tick
 from app.usage.jobs import (
     USAGE_RETENTION_HOUR,
@@ -74,6 +75,17 @@ def worker_settings() -> dict[str, Any]:
                 second=30,
                 unique=True,
                 timeout=CHECK_TIMEOUT_SECONDS,
+            ),
+            # Rolls up the prediction log's complete hours for the Monitoring page every
+            # STRATA_MONITORING_ROLLUP_MINUTES, and at start (app/monitoring/rollups.py).
+            cron(
+                rollup_tick,
+                name="monitoring.rollup",
+                minute=set(range(0, 60, settings.monitoring_rollup_minutes)),
+                second=45,
+                run_at_startup=True,
+                unique=True,
+                timeout=ROLLUP_TIMEOUT_SECONDS,
             ),
             # Computes drift for production and canary versions whose last result is older than
             # STRATA_DRIFT_INTERVAL_MINUTES (app/monitoring/jobs.py); a Redis lock keeps ticks apart.

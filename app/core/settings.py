@@ -195,6 +195,11 @@ class Settings(BaseSettings):
     # request, from pages and API alike; events older than usage_retention_days are deleted by
     # the worker's daily retention job (app/usage/jobs.py). No rollups: figures reach back as far.
     usage_retention_days: int = Field(default=90, ge=1, le=3650)
+    # Hourly rollups of the prediction log (app/monitoring/rollups.py): the worker rolls up the
+    # complete hours every monitoring_rollup_minutes (a divisor of 60 keeps the interval even),
+    # and the last monitoring_rollup_reroll_hours again each time, for rows logged late.
+    monitoring_rollup_minutes: int = Field(default=5, ge=1, le=60)
+    monitoring_rollup_reroll_hours: int = Field(default=2, ge=0, le=168)
 
     log_level: str = "INFO"
 

@@ -2,10 +2,12 @@
 log, and feedback (the correct label) on logged predictions.
 
 Every figure is aggregated by the database, grouped by time bucket over the (version_id, at)
-index; Python only receives one row per bucket (and label, or latency bin). Latency
-percentiles: PostgreSQL computes them exactly (percentile_cont); SQLite has no percentile
-function, so it counts predictions per geometric latency bin (10% wide) and the percentiles
-are interpolated from those counts, to within a bin's width.
+index; Python only receives one row per bucket (and label, or latency bin). With buckets of an
+hour or more, the complete hours come from the hourly rollups (app/monitoring/rollups.py) and
+only the rest from the log, with the same counts. Latency percentiles: PostgreSQL computes
+them exactly (percentile_cont) when no rollup is used; otherwise (and always on SQLite, which
+has no percentile function) they are interpolated from counts per geometric latency bin (10%
+wide), to within a bin's width.
 
 Errors are the log's rows with `error` set: predictions that failed after their version was
 chosen, sampled like the others (app/predict/prediction_log.py)."""
@@ -13,7 +15,7 @@ chosen, sampled like the others (app/predict/prediction_log.py)."""
 from collections import defaultdict
 from datetime import datetime
 
-from sqlalchemy import and_, case, func, literal_column, select
+from sqlalchemy import and_, func, select
 from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import Session
 
@@ -24,6 +26,9 @@ from app.core.roles import Role, require_role
 from app.core.settings import get_settings
 from app.core.time import utcnow
 from app.core.time_buckets import bucket_number, bucket_numbers, bucket_seconds, bucket_start, checked_period
+from app.monitoring import rollups
+from app.monitoring.aggregates import CONFIDENCE_BINS, Tally, counts_query, latency_query, percentile_from_bins
+from app.monitoring.aggregates import bin_of as _bin_of  # noqa: F401 - app/monitoring/drift.py imports it from here
 from app.monitoring.schemas import (
     ConfidenceBin,
     FeedbackResult,
@@ -35,40 +40,7 @@ from app.monitoring.schemas import (
 from app.predict import prediction_log
 from app.predict.tables import ModelVersion, PredictionLog, RegisteredModel
 
-CONFIDENCE_BINS = 10
-# Geometric latency bins for SQLite's percentiles: 0.05 ms to ~2 min, each 10% wider.
-LATENCY_BIN_RATIO = 1.1
-LATENCY_EDGES = [0.05 * LATENCY_BIN_RATIO**index for index in range(156)]
-
 log = PredictionLog.__table__.c
-
-
-def _bin_of(column: ColumnElement, edges: list[float], first: int = 0) -> ColumnElement:
-    """The index of the bin between sorted `edges` that `column` falls in (0: below the first
-    edge), as a balanced CASE tree: a handful of comparisons per row, and the same SQL on
-    every database."""
-    if not edges:
-        return literal_column(str(first))
-    middle = len(edges) // 2
-    return case(
-        (column < literal_column(repr(edges[middle])), _bin_of(column, edges[:middle], first)),
-        else_=_bin_of(column, edges[middle + 1 :], first + middle + 1),
-    )
-
-
-def _percentile_from_bins(counts: dict[int, int], quantile: float) -> float | None:
-    total = sum(counts.values())
-    if not total:
-        return None
-    target = quantile * total
-    seen = 0
-    for index in sorted(counts):
-        if seen + counts[index] >= target:
-            low = LATENCY_EDGES[index - 1] if index > 0 else 0.0
-            high = LATENCY_EDGES[index] if index < len(LATENCY_EDGES) else LATENCY_EDGES[-1]
-            return round(low + (high - low) * (target - seen) / counts[index], 3)
-        seen += counts[index]
-    return round(LATENCY_EDGES[-1], 3)
 
 
 def _rate(part: int, whole: int) -> float | None:
@@ -106,69 +78,49 @@ def figures(
     version_ids = list(_versions(db_session, model_name, version_number))
     width = bucket_seconds(until - since)
     dialect = db_session.get_bind().dialect.name
+    tallies: dict[int, Tally] = defaultdict(Tally)
+    # Buckets of whole hours take the hourly rollups, and the log only where they do not reach.
+    rolled, ranges = (
+        rollups.read(db_session, version_ids, since, until) if width % rollups.HOUR == 0 else ({}, [(since, until)])
+    )
+    for hour, tally in rolled.items():
+        tallies[hour * rollups.HOUR // width].add(tally)
     bucket = bucket_number(dialect, width, log.at).label("bucket")
-    in_period = and_(log.version_id.in_(version_ids), log.at >= since, log.at < until)
-    served = log.error.is_(None)
-
-    def count_if(condition: ColumnElement) -> ColumnElement:
-        return func.sum(case((condition, 1), else_=0))
-
-    # One scan for everything but latency: counts per (bucket, label, confidence bin), a few
-    # thousand groups at most, summed up here.
-    confidence_bin = case(
-        (log.confidence.is_(None), literal_column("-1")),
-        else_=_bin_of(log.confidence, [i / CONFIDENCE_BINS for i in range(1, CONFIDENCE_BINS)]),
-    ).label("confidence_bin")
-    grouped = db_session.execute(
-        select(
-            bucket,
-            log.label,
-            confidence_bin,
-            count_if(served),
-            count_if(~served),
-            count_if(and_(served, log.cached.is_(True))),
-            count_if(log.feedback_label.is_not(None)),
-            count_if(log.feedback_label == log.label),
-        )
-        .where(in_period)
-        .group_by(bucket, log.label, confidence_bin)
-    ).all()
-    latencies, total_latency = _latency_percentiles(db_session, dialect, bucket, and_(in_period, served))
-
-    rows: dict[int, list[int]] = defaultdict(lambda: [0, 0, 0, 0, 0])
-    labels_by_bucket: dict[int, dict[str, int]] = defaultdict(lambda: defaultdict(int))
-    label_totals: dict[str, int] = defaultdict(int)
-    confidence_rows: dict[int, int] = defaultdict(int)
-    for number, label, confidence_index, *counts in grouped:
-        counts = [int(value or 0) for value in counts]
-        rows[int(number)] = [total + count for total, count in zip(rows[int(number)], counts, strict=True)]
-        predictions = counts[0]
-        if label is not None and predictions:  # embedders predict no label
-            labels_by_bucket[int(number)][label] += predictions
-            label_totals[label] += predictions
-        if int(confidence_index) >= 0:
-            confidence_rows[int(confidence_index)] += predictions
+    from_log = and_(log.version_id.in_(version_ids), rollups.in_ranges(ranges)) if ranges else None
+    exact_latency = dialect == "postgresql" and not rolled
+    if from_log is not None:
+        for number, label, confidence_bin, *counts in db_session.execute(counts_query([bucket], from_log)).all():
+            tallies[int(number)].add_group(label, confidence_bin, counts)
+        if not exact_latency:
+            for number, latency_bin, count in db_session.execute(latency_query([bucket], from_log)).all():
+                tallies[int(number)].latency[int(latency_bin)] += count
+    total = Tally()
+    for tally in tallies.values():
+        total.add(tally)
+    if exact_latency:
+        latencies, total_latency = _exact_latency_percentiles(db_session, bucket, from_log)
+    else:
+        latencies = {number: _binned_percentiles(tally.latency) for number, tally in tallies.items()}
+        total_latency = _binned_percentiles(total.latency)
     buckets = []
     for number in bucket_numbers(since, until, width):
-        predictions, errors, hits, feedback, correct = rows.get(number, [0] * 5)
+        tally = tallies.get(number, Tally())
         p50, p95 = latencies.get(number, (None, None))
         buckets.append(
             TimeBucket(
                 start=bucket_start(number, width),
-                predictions=predictions,
-                errors=errors,
-                cache_hits=hits,
-                cache_hit_rate=_rate(hits, predictions),
+                predictions=tally.predictions,
+                errors=tally.errors,
+                cache_hits=tally.cache_hits,
+                cache_hit_rate=_rate(tally.cache_hits, tally.predictions),
                 latency_p50_ms=p50,
                 latency_p95_ms=p95,
-                feedback=feedback,
-                correct=correct,
-                accuracy=_rate(correct, feedback),
-                labels=dict(labels_by_bucket.get(number, {})),
+                feedback=tally.feedback,
+                correct=tally.correct,
+                accuracy=_rate(tally.correct, tally.feedback),
+                labels=dict(sorted(tally.labels.items())),
             )
         )
-    sums = [sum(values) for values in zip(*rows.values(), strict=True)] if rows else [0, 0, 0, 0, 0]
-    predictions, errors, hits, feedback, correct = sums
     return MonitoringFigures(
         model=model_name,
         version=version_number,
@@ -177,59 +129,46 @@ def figures(
         bucket_seconds=width,
         sample_rate=get_settings().prediction_log_sample_rate,
         totals=Totals(
-            predictions=predictions,
-            errors=errors,
-            cache_hits=hits,
-            cache_hit_rate=_rate(hits, predictions),
+            predictions=total.predictions,
+            errors=total.errors,
+            cache_hits=total.cache_hits,
+            cache_hit_rate=_rate(total.cache_hits, total.predictions),
             latency_p50_ms=total_latency[0],
             latency_p95_ms=total_latency[1],
-            feedback=feedback,
-            correct=correct,
-            accuracy=_rate(correct, feedback),
-            labels=dict(sorted(label_totals.items(), key=lambda item: -item[1])),
+            feedback=total.feedback,
+            correct=total.correct,
+            accuracy=_rate(total.correct, total.feedback),
+            labels=dict(sorted(total.labels.items(), key=lambda item: (-item[1], item[0]))),
         ),
         buckets=buckets,
         confidence=[
             ConfidenceBin(
-                low=index / CONFIDENCE_BINS, high=(index + 1) / CONFIDENCE_BINS, count=confidence_rows.get(index, 0)
+                low=index / CONFIDENCE_BINS, high=(index + 1) / CONFIDENCE_BINS, count=total.confidence.get(index, 0)
             )
             for index in range(CONFIDENCE_BINS)
         ],
     )
 
 
-def _latency_percentiles(
-    db_session: Session, dialect: str, bucket: ColumnElement, where: ColumnElement
+def _binned_percentiles(bins: dict[int, int]) -> tuple[float | None, float | None]:
+    return percentile_from_bins(bins, 0.5), percentile_from_bins(bins, 0.95)
+
+
+def _exact_latency_percentiles(
+    db_session: Session, bucket: ColumnElement, where: ColumnElement | None
 ) -> tuple[dict[int, tuple[float | None, float | None]], tuple[float | None, float | None]]:
-    """(p50, p95) per bucket and over the whole period, in milliseconds."""
-    if dialect == "postgresql":
-
-        def quantiles() -> list[ColumnElement]:
-            return [func.percentile_cont(q).within_group(log.latency_ms) for q in (0.5, 0.95)]
-
-        # ROLLUP: a row per bucket, and one more (bucket NULL) over the whole period.
-        found = db_session.execute(select(bucket, *quantiles()).where(where).group_by(func.rollup(bucket))).all()
-        per_bucket = {number: (round(p50, 3), round(p95, 3)) for number, p50, p95 in found if number is not None}
-        overall = next(((p50, p95) for number, p50, p95 in found if number is None), (None, None))
-        return (
-            {int(number): quantiles for number, quantiles in per_bucket.items()},
-            tuple(round(value, 3) if value is not None else None for value in overall),
-        )
-    latency_bin = _bin_of(log.latency_ms, LATENCY_EDGES).label("latency_bin")
-    counts: dict[int, dict[int, int]] = defaultdict(dict)
-    merged: dict[int, int] = defaultdict(int)
-    for number, index, count in db_session.execute(
-        select(bucket, latency_bin, func.count()).where(where).group_by(bucket, latency_bin)
-    ).all():
-        counts[int(number)][int(index)] = count
-        merged[int(index)] += count
-    return (
-        {
-            number: (_percentile_from_bins(bins, 0.5), _percentile_from_bins(bins, 0.95))
-            for number, bins in counts.items()
-        },
-        (_percentile_from_bins(merged, 0.5), _percentile_from_bins(merged, 0.95)),
-    )
+    """PostgreSQL's exact (p50, p95) per bucket and over the whole period, in milliseconds, of
+    the served predictions `where` selects (all of the period's when no rollup was used)."""
+    if where is None:
+        return {}, (None, None)
+    quantiles = [func.percentile_cont(q).within_group(log.latency_ms) for q in (0.5, 0.95)]
+    # ROLLUP: a row per bucket, and one more (bucket NULL) over the whole period.
+    found = db_session.execute(
+        select(bucket, *quantiles).where(and_(where, log.error.is_(None))).group_by(func.rollup(bucket))
+    ).all()
+    per_bucket = {int(number): (round(p50, 3), round(p95, 3)) for number, p50, p95 in found if number is not None}
+    overall = next(((p50, p95) for number, p50, p95 in found if number is None), (None, None))
+    return per_bucket, tuple(round(value, 3) if value is not None else None for value in overall)
 
 
 def logged_since(*, db_session: Session, actor: User, since: datetime) -> dict[str, int]:
@@ -276,6 +215,7 @@ def _record_feedback(*, db_session: Session, actor: User, prediction_id: str, la
     row.feedback_at = utcnow()
     row.feedback_by = actor.email
     db_session.add(row)
+    rollups.mark_stale(db_session=db_session, version_id=row.version_id, at=row.at)
     return FeedbackResult(
         prediction_id=prediction_id,
         model=model.name,
