@@ -50,12 +50,12 @@ def corpora() -> dict[str, list[str]]:
     }
 
 
-async def predict_window(client, headers, texts: list[str]) -> None:
+async def predict_window(client, headers, texts: list[str], model: str = CLASSIFIER_NAME) -> None:
     """Classifies the texts through the API (every prediction logged) and waits until the log
     holds them, so that the next window starts after this one."""
     for start in range(0, len(texts), 50):
         response = await client.post(
-            f"/api/v1/models/{CLASSIFIER_NAME}/predict", headers=headers, json={"inputs": texts[start : start + 50]}
+            f"/api/v1/models/{model}/predict", headers=headers, json={"inputs": texts[start : start + 50]}
         )
         assert response.status_code == 200, response.text
     from app.predict import prediction_log
