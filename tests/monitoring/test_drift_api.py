@@ -2,9 +2,12 @@
 predict API (the minimum sample lowered to 12 rows a window so that they stay quick)."""
 
 import pytest
+from sqlalchemy import select
 
+from app.core.db import session_scope
 from app.core.time import utcnow
 from app.monitoring.jobs import compute_due_drift
+from app.predict.tables import PredictionLog
 from models.classifier import CLASSIFIER_NAME
 from models.manifest import EMBEDDER_NAME
 from tests.conftest import sign_in
@@ -130,3 +133,21 @@ def test_the_worker_runs_the_drift_check_every_minute():
 
     names = {job.name for job in worker_settings()["cron_jobs"]}
     assert "monitoring.drift" in names
+
+
+async def test_the_log_keeps_a_sketch_of_each_input_and_the_text_only_when_asked(client, staff, settings, monkeypatch):
+    headers = await sign_in(client, staff.email)
+    await predict_window(client, headers, BUSINESS[:2])
+    monkeypatch.setattr(settings, "prediction_log_inputs", True)
+    await predict_window(client, headers, SPORT[:1])
+    with session_scope() as db_session:
+        rows = db_session.execute(
+            select(PredictionLog.input_text, PredictionLog.input_length, PredictionLog.input_sketch).order_by(
+                PredictionLog.id
+            )
+        ).all()
+    assert [(text, length, len(sketch)) for text, length, sketch in rows] == [
+        (None, len(BUSINESS[0]), 32),
+        (None, len(BUSINESS[1]), 32),
+        (SPORT[0], len(SPORT[0]), 32),
+    ]
