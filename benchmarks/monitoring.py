@@ -7,8 +7,9 @@ when set: its tables are DROPPED and migrated again) with one model of two versi
 `--rows` logged predictions spread evenly over the last week (5 labels, a quarter cached,
 0.5% errors, 4% with feedback, 80% of it agreeing), then times app.monitoring.service.figures, the one call the
 Monitoring page and the API make, for each period (hour, day, week) over every version and
-over one version, and prints the figures it returned. Target: under 1 s per call. Prints
-numbers, asserts nothing.
+over one version, and prints the figures it returned: first from the log alone, then after
+the hourly rollup job (app/monitoring/rollups.py) has rolled the log up, timed too. Target:
+under 1 s per call. Prints numbers, asserts nothing.
 
 Then one drift computation (app.monitoring.drift.compute_drift, as POST .../drift makes it): every
 row carries an input sketch (length, out-of-vocabulary share, 16-number projection), the first
@@ -34,7 +35,7 @@ from sqlmodel import Session  # noqa: E402
 from app.auth.service import SYSTEM  # noqa: E402
 from app.core import migrations  # noqa: E402
 from app.core.db import make_engine  # noqa: E402
-from app.monitoring import drift, service  # noqa: E402
+from app.monitoring import drift, rollups, service  # noqa: E402
 from app.predict.tables import ModelVersion, PredictionLog, RegisteredModel  # noqa: E402
 from app.tables import metadata  # noqa: E402
 
@@ -120,6 +121,16 @@ def number(value: float | None) -> str:
     return "-" if value is None else f"{value:.3f}"
 
 
+def roll_up(url: str) -> float:
+    """Runs the rollup job's work once over the whole log; returns seconds taken."""
+    engine = make_engine(url)
+    started = time.perf_counter()
+    with Session(engine) as db_session:
+        rollups.roll_up(db_session=db_session)
+    engine.dispose()
+    return time.perf_counter() - started
+
+
 def time_page(url: str) -> None:
     engine = make_engine(url)
     print(
@@ -180,7 +191,9 @@ def main() -> None:
         for name, url in urls:
             prepare(url)
             seconds, _ = fill(url, args.rows)
-            print(f"\n{name}: {args.rows:,} logged predictions inserted in {seconds:.1f} s")
+            print(f"\n{name}: {args.rows:,} logged predictions inserted in {seconds:.1f} s; from the log alone:")
+            time_page(url)
+            print(f"{name}: the first rollup of the whole log took {roll_up(url):.1f} s; with rollups:")
             time_page(url)
             time_drift(url)
 
