@@ -15,6 +15,7 @@ from app.core.time import utcnow
 from app.monitoring import rollups, service
 from app.monitoring.rollup_tables import PredictionRollup, RollupProgress
 from app.predict.tables import ModelVersion, PredictionLog, RegisteredModel
+from jobs.worker import worker_settings
 from models.classifier import CLASSIFIER_NAME
 from models.manifest import EMBEDDER_NAME
 
@@ -210,3 +211,16 @@ async def test_rolling_up_again_changes_nothing():
     with session_scope() as db_session:
         rollups.roll_up(db_session=db_session, now=NOW + timedelta(minutes=10))
     assert _rollup_table() == first and len(first) >= 10
+
+
+async def test_the_worker_rolls_up_on_its_schedule():
+    _log_rows(200, hours=4, seed=5)
+    crons = {job.name: job for job in worker_settings()["cron_jobs"]}
+    rollup = crons["monitoring.rollup"]
+    assert rollup.unique and rollup.run_at_startup and rollup.minute == set(range(0, 60, 5))
+    await rollup.coroutine({})
+    with session_scope() as db_session:
+        progress = db_session.get(RollupProgress, rollups.PROGRESS_ID)
+        hours = db_session.execute(select(PredictionRollup.hour).distinct()).scalars().all()
+    assert progress.rolled_until == rollups.floor_hour(utcnow() - rollups.SETTLE)
+    assert len(hours) >= 3
