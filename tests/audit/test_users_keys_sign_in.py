@@ -14,7 +14,9 @@ async def test_user_changes_are_audited_with_old_and_new_values(client, admin_he
     )
     assert created.status_code == 201, created.text
     bob = created.json()["id"]
-    assert (await client.patch(f"/api/v1/users/{bob}", headers=admin_headers, json={"role": "staff"})).status_code == 200
+    assert (
+        await client.patch(f"/api/v1/users/{bob}", headers=admin_headers, json={"role": "staff"})
+    ).status_code == 200
     assert (
         await client.patch(f"/api/v1/users/{bob}", headers=admin_headers, json={"is_active": False})
     ).status_code == 200
