@@ -32,8 +32,8 @@ from app.core.settings import get_settings
 from app.core.time import utcnow
 from app.monitoring import drift_reference
 from app.monitoring import drift_stats as stats
+from app.monitoring.aggregates import bin_of
 from app.monitoring.drift_schemas import DriftConfigOut, DriftOverview, DriftReport
-from app.monitoring.service import _bin_of
 from app.monitoring.tables import DriftConfig, DriftResult
 from app.predict.tables import ModelVersion, PredictionLog, RegisteredModel
 from models.sketch import decode_projections
@@ -55,7 +55,7 @@ def _utc(moment: datetime) -> datetime:
 
 
 def _binned(column: ColumnElement, edges: list[float]) -> ColumnElement:
-    return case((column.is_(None), literal_column("-1")), else_=_bin_of(column, edges))
+    return case((column.is_(None), literal_column("-1")), else_=bin_of(column, edges))
 
 
 def window_summary(db_session: Session, version_ids: list[int], since: datetime, until: datetime) -> stats.Summary:
