@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlmodel import Session, col, select
 
+from app.audit.service import record
 from app.auth.tables import User
 from app.core import ratelimit
 from app.core.db import run_in_session
@@ -88,12 +89,20 @@ async def start_job(
     require_role(actor, Role.staff)
     _manual_spec(kind)
     await ratelimit.take_caller_token(actor.id, caller, limit_per_minute)
-    return await machinery.enqueue(actor=actor, kind=kind, params=params, max_attempts=max_attempts)
+    job = await machinery.enqueue(actor=actor, kind=kind, params=params, max_attempts=max_attempts)
+    await run_in_session(_record_job_action, actor=actor, action="job.started", job=job, new={"params": params})
+    return job
+
+
+def _record_job_action(*, db_session: Session, actor: User, action: str, job: Job, new: dict | None = None) -> None:
+    record(db_session=db_session, actor=actor, action=action, target=title_of(job.kind), target_id=job.id, new=new)
 
 
 def cancel_job(*, db_session: Session, actor: User, job_id: str) -> Job:
     require_role(actor, Role.staff)
-    return machinery.request_cancel(db_session=db_session, actor=actor, job_id=job_id)
+    job = machinery.request_cancel(db_session=db_session, actor=actor, job_id=job_id)
+    _record_job_action(db_session=db_session, actor=actor, action="job.cancel_requested", job=job)
+    return job
 
 
 async def retry_job(
@@ -103,7 +112,9 @@ async def retry_job(
     original = await run_in_session(get_job, actor=actor, job_id=job_id)
     _manual_spec(original.kind)
     await ratelimit.take_caller_token(actor.id, caller, limit_per_minute)
-    return await machinery.retry(actor=actor, job_id=job_id, max_attempts=max_attempts)
+    job = await machinery.retry(actor=actor, job_id=job_id, max_attempts=max_attempts)
+    await run_in_session(_record_job_action, actor=actor, action="job.retried", job=job, new={"retry_of": original.id})
+    return job
 
 
 def starter_emails(*, db_session: Session, jobs: list[Job]) -> dict[int, str]:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from sqlmodel import Session, select
 
+from app.audit.service import record
 from app.core import ratelimit
 from app.core.db import run_in_session
 from app.core.errors import Conflict, InvalidInput, NotFound, ServiceUnavailable
@@ -58,6 +59,14 @@ def add_document(
     db_session.add(document)
     db_session.flush()
     os.replace(staged.path, target)
+    record(
+        db_session=db_session,
+        actor=actor,
+        action="document.uploaded",
+        target=f"{document.filename} in {knowledge_base.name}",
+        target_id=document.id,
+        new={"size_bytes": document.size_bytes, "sha256": document.sha256},
+    )
     return document
 
 

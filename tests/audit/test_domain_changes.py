@@ -1,5 +1,7 @@
-"""Knowledge base access, registry changes, datasets, training runs, batch jobs and schedules:
+"""Knowledge base access and uploads, the Jobs board, registry changes, datasets, training runs, batch jobs and schedules:
 each change done through the real route leaves an entry with who, from where, and old -> new."""
+
+import io
 
 import pytest
 
@@ -154,3 +156,39 @@ async def test_schedules_are_audited(client, staff_headers, reviews, classifier)
     gone = only("schedule.deleted")
     by_request(gone, "staff@x.io")
     assert gone.target == "nightly" and gone.old_values["cron"] == "30 2 * * *"
+
+
+async def test_uploaded_documents_are_audited(client, admin_headers, chroma_server):
+    created = await client.post("/api/v1/knowledge", headers=admin_headers, json={"name": "Handbook"})
+    kb = created.json()["id"]
+    uploaded = await client.post(
+        f"/api/v1/knowledge/{kb}/documents",
+        headers=admin_headers,
+        files=[("files", ("leave.txt", io.BytesIO(b"Staff take 25 days of leave a year.")))],
+    )
+    assert uploaded.status_code == 202, uploaded.text
+
+    entry = only("document.uploaded")
+    by_request(entry, "admin@x.io")
+    assert entry.target == "leave.txt in Handbook"
+    assert entry.target_id == str(uploaded.json()[0]["id"])
+    assert entry.new_values["size_bytes"] == 35
+
+
+async def test_jobs_started_cancelled_and_retried_on_the_jobs_board_are_audited(client, staff_headers):
+    started = await client.post("/api/v1/jobs", headers=staff_headers, json={"kind": "verify_models"})
+    job_id = started.json()["id"]
+    assert (await client.post(f"/api/v1/jobs/{job_id}/cancel", headers=staff_headers)).status_code == 200
+    refused = await client.post(f"/api/v1/jobs/{job_id}/cancel", headers=staff_headers)
+    assert refused.status_code == 409
+    retried = await client.post(f"/api/v1/jobs/{job_id}/retry", headers=staff_headers)
+
+    assert [(e.action, e.target_id) for e in entries(prefix="job.")] == [
+        ("job.started", job_id),
+        ("job.cancel_requested", job_id),
+        ("job.retried", retried.json()["id"]),
+    ]
+    for entry in entries(prefix="job."):
+        by_request(entry, "staff@x.io")
+        assert entry.target == "Verify models"
+    assert only("job.retried").new_values == {"retry_of": job_id}
