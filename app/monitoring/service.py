@@ -28,7 +28,6 @@ from app.core.time import utcnow
 from app.core.time_buckets import bucket_number, bucket_numbers, bucket_seconds, bucket_start, checked_period
 from app.monitoring import rollups
 from app.monitoring.aggregates import CONFIDENCE_BINS, Tally, counts_query, latency_query, percentile_from_bins
-from app.monitoring.aggregates import bin_of as _bin_of  # noqa: F401 - app/monitoring/drift.py imports it from here
 from app.monitoring.schemas import (
     ConfidenceBin,
     FeedbackResult,
