@@ -2,6 +2,7 @@ import reflex as rx
 
 from app.auth.state import AuthState
 from app.datasets.state import UPLOAD_ID, ColumnRow, DatasetsState, LabelRow, LineageRow, VersionRow
+from app.ui.confirm import confirm_delete
 from app.ui.layout import shell
 
 ACCEPTED = {
@@ -182,25 +183,12 @@ def _lineage_row(link: LineageRow) -> rx.Component:
 
 
 def _delete_button() -> rx.Component:
-    return rx.alert_dialog.root(
-        rx.alert_dialog.trigger(rx.button("Delete version", color_scheme="red", variant="soft", id="dataset-delete")),
-        rx.alert_dialog.content(
-            rx.alert_dialog.title(
-                "Delete version ", DatasetsState.selected_number, " of ", DatasetsState.selected_dataset, "?"
-            ),
-            rx.alert_dialog.description("Its file is removed unless another version holds the same bytes."),
-            rx.hstack(
-                rx.alert_dialog.cancel(rx.button("Keep it", variant="soft", color_scheme="gray")),
-                rx.alert_dialog.action(
-                    rx.button(
-                        "Delete", color_scheme="red", on_click=DatasetsState.delete_version, id="dataset-delete-confirm"
-                    )
-                ),
-                justify="end",
-                spacing="3",
-                margin_top="16px",
-            ),
-        ),
+    return confirm_delete(
+        rx.button("Delete version", color_scheme="red", variant="soft", id="dataset-delete"),
+        ["Delete version ", DatasetsState.selected_number, " of ", DatasetsState.selected_dataset, "?"],
+        "Its file is removed unless another version holds the same bytes.",
+        DatasetsState.delete_version,
+        id="dataset-delete-confirm",
     )
 
 

@@ -2,6 +2,7 @@ import reflex as rx
 
 from app.auth.state import AuthState
 from app.knowledge.state import UPLOAD_ID, DocumentRow, KnowledgeBaseRow, KnowledgeState
+from app.ui.confirm import confirm_delete
 from app.ui.layout import shell
 
 STATUS_COLORS = {"queued": "gray", "ingesting": "blue", "ready": "green", "failed": "red"}
@@ -53,26 +54,12 @@ def _create_form() -> rx.Component:
 
 
 def _delete_knowledge_base_button() -> rx.Component:
-    return rx.alert_dialog.root(
-        rx.alert_dialog.trigger(rx.button("Delete", color_scheme="red", variant="soft", id="kb-delete")),
-        rx.alert_dialog.content(
-            rx.alert_dialog.title("Delete ", KnowledgeState.selected_name, "?"),
-            rx.alert_dialog.description("Its documents, their passages and files are removed for good."),
-            rx.hstack(
-                rx.alert_dialog.cancel(rx.button("Keep it", variant="soft", color_scheme="gray")),
-                rx.alert_dialog.action(
-                    rx.button(
-                        "Delete",
-                        color_scheme="red",
-                        on_click=KnowledgeState.delete_knowledge_base,
-                        id="kb-delete-confirm",
-                    )
-                ),
-                justify="end",
-                spacing="3",
-                margin_top="16px",
-            ),
-        ),
+    return confirm_delete(
+        rx.button("Delete", color_scheme="red", variant="soft", id="kb-delete"),
+        ["Delete ", KnowledgeState.selected_name, "?"],
+        "Its documents, their passages and files are removed for good.",
+        KnowledgeState.delete_knowledge_base,
+        id="kb-delete-confirm",
     )
 
 

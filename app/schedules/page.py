@@ -1,6 +1,7 @@
 import reflex as rx
 
 from app.schedules.state import ACTIONS, ScheduleRow, SchedulesState
+from app.ui.confirm import confirm_delete
 from app.ui.layout import shell
 
 STATUS_COLORS = {"queued": "gray", "running": "blue", "succeeded": "green", "failed": "red", "cancelled": "orange"}
@@ -37,28 +38,12 @@ def _buttons(row: ScheduleRow) -> rx.Component:
                 "Pause", size="1", variant="soft", on_click=SchedulesState.pause(row.id), class_name="schedule-pause"
             ),
         ),
-        rx.alert_dialog.root(
-            rx.alert_dialog.trigger(
-                rx.button("Delete", size="1", variant="soft", color_scheme="red", class_name="schedule-delete")
-            ),
-            rx.alert_dialog.content(
-                rx.alert_dialog.title("Delete the schedule ", row.name, "?"),
-                rx.alert_dialog.description("A run it already started goes on."),
-                rx.hstack(
-                    rx.alert_dialog.cancel(rx.button("Keep it", variant="soft", color_scheme="gray")),
-                    rx.alert_dialog.action(
-                        rx.button(
-                            "Delete",
-                            color_scheme="red",
-                            on_click=SchedulesState.delete(row.id),
-                            class_name="schedule-delete-confirm",
-                        )
-                    ),
-                    justify="end",
-                    spacing="3",
-                    margin_top="16px",
-                ),
-            ),
+        confirm_delete(
+            rx.button("Delete", size="1", variant="soft", color_scheme="red", class_name="schedule-delete"),
+            ["Delete the schedule ", row.name, "?"],
+            "A run it already started goes on.",
+            SchedulesState.delete(row.id),
+            class_name="schedule-delete-confirm",
         ),
     )
 

@@ -3,6 +3,7 @@
 import reflex as rx
 
 from app.alerts.tables import ALERT_KINDS
+from app.ui.confirm import confirm_delete
 from app.ui.layout import shell
 from app.webhooks.state import DeliveryRow, WebhookRow, WebhooksState
 
@@ -36,28 +37,12 @@ def _webhook_buttons(row: WebhookRow) -> rx.Component:
                 class_name="webhook-enable",
             ),
         ),
-        rx.alert_dialog.root(
-            rx.alert_dialog.trigger(
-                rx.button("Delete", size="1", variant="soft", color_scheme="red", class_name="webhook-delete")
-            ),
-            rx.alert_dialog.content(
-                rx.alert_dialog.title("Delete the webhook ", row.name, "?"),
-                rx.alert_dialog.description("Its delivery log goes with it; alerts are no longer sent there."),
-                rx.hstack(
-                    rx.alert_dialog.cancel(rx.button("Keep it", variant="soft", color_scheme="gray")),
-                    rx.alert_dialog.action(
-                        rx.button(
-                            "Delete",
-                            color_scheme="red",
-                            on_click=WebhooksState.delete(row.id),
-                            class_name="webhook-delete-confirm",
-                        )
-                    ),
-                    justify="end",
-                    spacing="3",
-                    margin_top="16px",
-                ),
-            ),
+        confirm_delete(
+            rx.button("Delete", size="1", variant="soft", color_scheme="red", class_name="webhook-delete"),
+            ["Delete the webhook ", row.name, "?"],
+            "Its delivery log goes with it; alerts are no longer sent there.",
+            WebhooksState.delete(row.id),
+            class_name="webhook-delete-confirm",
         ),
     )
 
