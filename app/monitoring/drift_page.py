@@ -1,6 +1,6 @@
 """The Monitoring page's drift panel (DriftState): latest scores against thresholds, crossed ones
 in red, the reference window picker, thresholds, "Compute drift now" and recent results. Ids are
-stable for the browser tests: drift-panel, drift-status, drift-score-<statistic>, drift-compute."""
+stable for the browser tests: drift-panel, drift-model, drift-status, drift-score-<statistic>, drift-compute."""
 
 import reflex as rx
 
@@ -74,7 +74,7 @@ def drift_panel() -> rx.Component:
     return rx.card(
         rx.vstack(
             rx.hstack(
-                rx.heading("Drift", size="4"),
+                rx.heading("Drift · ", DriftState.drift_model, size="4", id="drift-model"),
                 rx.badge(DriftState.drift_status, id="drift-status"),
                 rx.spacer(),
                 rx.button("Compute drift now", on_click=DriftState.compute_now, id="drift-compute"),

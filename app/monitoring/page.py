@@ -6,6 +6,7 @@ import reflex as rx
 
 from app.monitoring.alerts_page import alerts_panel
 from app.monitoring.drift_page import drift_panel
+from app.monitoring.drift_state import DriftState
 from app.monitoring.state import PERIOD_CHOICES, LabelSeries, MonitoringState
 from app.ui.layout import shell
 
@@ -65,7 +66,8 @@ def _controls() -> rx.Component:
         rx.select(
             MonitoringState.models,
             value=MonitoringState.model_name,
-            on_change=MonitoringState.choose_model,
+            # The drift panel follows the chosen model.
+            on_change=lambda name: [MonitoringState.choose_model(name), DriftState.load_drift()],
             placeholder="Choose a model",
             id="monitoring-model",
         ),

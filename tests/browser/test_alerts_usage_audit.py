@@ -65,6 +65,7 @@ def test_an_accuracy_alert_shows_on_home_and_monitoring_until_acknowledged(admin
 
     admin_page.click("#nav-monitoring")
     choose(admin_page, "monitoring-model", model)
+    expect(admin_page.locator("#drift-model")).to_contain_text(model)
     alert = admin_page.locator(".alert-row").filter(has_text=model)
     expect(alert.locator(".alert-kind")).to_have_text(re.compile("^accuracy$", re.IGNORECASE))
     alert.locator(".alert-acknowledge").click()
