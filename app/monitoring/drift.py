@@ -23,6 +23,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import Session
 
 from app.alerts import service as alerts_service
+from app.audit.service import record
 from app.core import ratelimit
 from app.core.db import run_in_session
 from app.core.errors import Conflict, InvalidInput, NotFound
@@ -315,10 +316,24 @@ def set_reference_window(
     if until - since > timedelta(days=400):
         raise InvalidInput(f"A reference window is at most 400 days; got {(until - since).days}.")
     config = _config_for_update(db_session, model, actor)
+    old = {"since": _iso(config.reference_since), "until": _iso(config.reference_until)}
     config.reference_since, config.reference_until = since, until
     db_session.add(config)
     db_session.flush()
+    record(
+        db_session=db_session,
+        actor=actor,
+        action="drift_reference.set",
+        target=model.name,
+        target_id=model.id,
+        old=old,
+        new={"since": _iso(since), "until": _iso(until)},
+    )
     return _config_out(model, config)
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment else None
 
 
 def set_thresholds(
@@ -336,7 +351,8 @@ def set_thresholds(
             bound = f"at most {maximum:g}" if math.isfinite(maximum) else "finite"
             raise InvalidInput(f"The threshold of {name} must be above 0 and {bound}; got {value}.")
     config = _config_for_update(db_session, model, actor)
-    merged = dict(config.thresholds)
+    before = dict(config.thresholds)
+    merged = dict(before)
     for name, value in thresholds.items():
         if value is None or value == stats.DEFAULT_THRESHOLDS[name]:
             merged.pop(name, None)
@@ -345,6 +361,16 @@ def set_thresholds(
     config.thresholds = merged
     db_session.add(config)
     db_session.flush()
+    # Only the model's own thresholds (the defaults apply to the rest).
+    record(
+        db_session=db_session,
+        actor=actor,
+        action="drift_thresholds.set",
+        target=model.name,
+        target_id=model.id,
+        old=before,
+        new=merged,
+    )
     return _config_out(model, config)
 
 

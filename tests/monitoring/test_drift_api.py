@@ -4,6 +4,7 @@ predict API (the minimum sample lowered to 12 rows a window so that they stay qu
 import pytest
 from sqlalchemy import select
 
+from app.audit.tables import AuditEntry
 from app.core.db import session_scope
 from app.core.time import utcnow
 from app.monitoring.jobs import compute_due_drift
@@ -95,6 +96,19 @@ async def test_thresholds_change_the_verdict_and_show_in_the_settings(client, st
 
     history = (await client.get(DRIFT_URL, headers=headers)).json()["results"]
     assert [result["status"] for result in history] == ["drift", "ok", "drift"]
+
+    # The reference window and each threshold change are in the audit log, old -> new.
+    with session_scope() as db_session:
+        audited = db_session.execute(
+            select(AuditEntry).where(AuditEntry.action.like("drift_%")).order_by(AuditEntry.id)
+        ).scalars()
+        changes = [(e.action, e.actor, e.old_values, e.new_values) for e in audited]
+    assert changes[0][:3] == ("drift_reference.set", staff.email, {"since": None, "until": None})
+    assert changes[0][3] == {"since": start.isoformat(), "until": middle.isoformat()}
+    assert changes[1:] == [
+        ("drift_thresholds.set", staff.email, {}, raised),
+        ("drift_thresholds.set", staff.email, raised, {k: v for k, v in raised.items() if k != "label_psi"}),
+    ]
 
 
 async def test_too_few_rows_are_not_enough_data(client, staff):
