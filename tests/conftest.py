@@ -198,6 +198,7 @@ def db(database_url) -> Iterator[None]:
     rows pointed to (ids are reused, so a later test's knowledge base 1 would find them)."""
     from sqlalchemy import delete
 
+    from app.core import write_behind
     from app.core.db import get_engine
     from app.core.settings import get_settings
     from app.tables import metadata
@@ -205,6 +206,8 @@ def db(database_url) -> Iterator[None]:
     os.environ["STRATA_DATABASE_URL"] = database_url
     reset_caches()
     yield
+    # Log rows a test left waiting (written about a second later) would land in the next test's tables.
+    write_behind.discard_all()
     with get_engine().begin() as connection:
         for table in reversed(metadata.sorted_tables):
             connection.execute(delete(table))

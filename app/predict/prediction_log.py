@@ -63,10 +63,6 @@ async def write_pending() -> None:
     await _log_rows.write_pending()
 
 
-def discard_pending_logs() -> None:
-    """Drop samples not written yet (tests switch databases between them)."""
-    _log_rows.discard()
-
 
 def _sampled(always: bool) -> bool:
     sample_rate = get_settings().prediction_log_sample_rate

@@ -8,13 +8,14 @@ from models.classifier import CLASSIFIER_NAME
 
 
 def forget_process_state() -> None:
-    """Routes, loaded versions, Redis clients and the Redis-down mark are kept per process."""
+    """Routes, loaded versions, Redis clients, the Redis-down mark and log rows waiting to be
+    written (prediction and usage logs) are kept per process."""
+    from app.core import write_behind
     from app.core.clients import reset_loop_redis
-    from app.predict import prediction_log
     from app.predict.routing import routes
     from app.predict.serving import reset_runtime
 
-    prediction_log.discard_pending_logs()
+    write_behind.discard_all()
     routes.invalidate()
     reset_runtime()
     reset_loop_redis()

@@ -79,7 +79,9 @@ async def test_arq_queues_each_minutes_tick_once_however_many_workers_run(redis_
         queued = set(await pool.zrange(ARQ_QUEUE, 0, -1))
         for worker in arq_workers:
             await worker.run_cron(minute - timedelta(seconds=0.5), 0.5)
-        minute_ticks = [job_id.decode() for job_id in set(await pool.zrange(ARQ_QUEUE, 0, -1)) - queued]
-        assert len(minute_ticks) == 1 and minute_ticks[0].startswith("schedules.tick:")
+        # The worker's other cron jobs (drift, alerts, webhooks, rollups...) may fall due too.
+        new_jobs = {job_id.decode() for job_id in set(await pool.zrange(ARQ_QUEUE, 0, -1)) - queued}
+        minute_ticks = [job_id for job_id in new_jobs if job_id.startswith("schedules.tick:")]
+        assert len(minute_ticks) == 1
     finally:
         await pool.aclose()
