@@ -107,7 +107,7 @@ sample-data: install
 
 test: install bun chromium kubectl test-models frontend sample-data lint
 	STRATA_MODELS_DIR=$(TEST_MODELS_DIR) $(BIN)/python -m pytest -q --durations=25 \
-		-n $(TEST_PROCESSES) --dist loadgroup
+		-n $(TEST_PROCESSES)
 
 lint: install
 	$(BIN)/ruff check .

@@ -322,27 +322,52 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "one_backend: run on SQLite only (see pytest_collection_modifyitems)")
 
 
+# The tests that start a whole stack (`strata run`), by file: pytest-xdist's scheduler only sees
+# test ids, and these must run one after another in one process, since each wants port 3000,
+# the one the frontend is prebuilt for.
+STACK_TEST_FILES = (
+    "tests/browser/",
+    "tests/generation/test_stack_v1.py",
+    "tests/test_api_fuzz.py",
+    "tests/test_runner.py",
+)
+
+
+def _starts_a_stack(nodeid: str) -> bool:
+    return nodeid.startswith(STACK_TEST_FILES)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Tests marked `one_backend` run on SQLite only: what they prove (model verification,
     metrics across processes, training figures) is the same on PostgreSQL and costs a worker
     process or a training run each time.
 
-    Tests that start a whole stack (marked `stack` or `browser`) share one pytest-xdist group,
-    so one process runs them one after another: each wants port 3000, the one the frontend
-    is prebuilt for. Browser tests come last in that group (and in a run without xdist):
-    until their package's Playwright fixture ends, no other test could use asyncio.run."""
+    Stack tests come last, browser tests at the very end: until their package's Playwright
+    fixture ends, no other test could use asyncio.run."""
     once = [item for item in items if item.get_closest_marker("one_backend") and "[postgresql" in item.nodeid]
     if once:
         config.hook.pytest_deselected(items=once)
         items[:] = [item for item in items if item not in once]
-    for item in items:
-        if _starts_a_stack(item):
-            item.add_marker(pytest.mark.xdist_group("stack"))
-    items.sort(key=lambda item: (_starts_a_stack(item), item.get_closest_marker("browser") is not None))
+    misplaced = [
+        item.nodeid
+        for item in items
+        if any(item.get_closest_marker(name) for name in ("stack", "browser")) and not _starts_a_stack(item.nodeid)
+    ]
+    if misplaced:
+        raise pytest.UsageError(f"Stack tests outside STACK_TEST_FILES (tests/conftest.py): {misplaced}")
+    items.sort(key=lambda item: (_starts_a_stack(item.nodeid), item.get_closest_marker("browser") is not None))
 
 
-def _starts_a_stack(item: pytest.Item) -> bool:
-    return any(item.get_closest_marker(name) for name in ("stack", "browser"))
+def pytest_xdist_make_scheduler(config: pytest.Config, log):
+    """`make test`'s processes share the tests out one at a time, except the stack tests: one
+    process takes them all (the largest unit goes first, so it starts with them)."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class StackTestsTogether(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return "stack" if _starts_a_stack(nodeid) else nodeid
+
+    return StackTestsTogether(config, log)
 
 
 @pytest.fixture

@@ -82,13 +82,20 @@ class Stack:
         if self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGTERM)
             self.proc.wait(60)
-        for pid in processes_of(self.data_dir):
+        # A program supervisord was starting again as it stopped can outlive one round of kills
+        # and keep the port the next stack wants: kill until none is left.
+        wait_until(self._kill_leftovers, 30, f"every process of {self.data_dir} to end")
+        if self.port != PREBUILT_PORT:  # a one-off build for a random port: do not let them pile up
+            shutil.rmtree(paths.web_dir(self.settings, env={}), ignore_errors=True)
+
+    def _kill_leftovers(self) -> bool:
+        leftovers = processes_of(self.data_dir)
+        for pid in leftovers:
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
-        if self.port != PREBUILT_PORT:  # a one-off build for a random port: do not let them pile up
-            shutil.rmtree(paths.web_dir(self.settings, env={}), ignore_errors=True)
+        return not leftovers
 
     def wait(self, predicate, timeout: float, what: str):
         return wait_until(predicate, timeout, what, interval=0.5, log=self.log)

@@ -9,7 +9,7 @@ import httpx
 import pytest
 from playwright.sync_api import expect
 
-from tests.conftest import TEST_ROOT
+from tests.conftest import TEST_ROOT, free_port, wait_until
 from tests.stack import PREBUILT_PORT, Stack
 
 STACK_PORT = int(os.environ.get("STRATA_TEST_STACK_PORT", PREBUILT_PORT))
@@ -32,6 +32,8 @@ CHROMIUM_ARGS = [
 # pytest-xdist process that ran them can go on with other tests.
 @pytest.fixture(scope="package")
 def stack() -> Iterator[Stack]:
+    # The stack test before these may still be letting go of the port.
+    wait_until(lambda: free_port(STACK_PORT) == STACK_PORT, 60, f"port {STACK_PORT} to be free")
     with Stack(
         TEST_ROOT / "browser-stack",
         port=STACK_PORT,
