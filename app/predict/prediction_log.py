@@ -63,7 +63,6 @@ async def write_pending() -> None:
     await _log_rows.write_pending()
 
 
-
 def _sampled(always: bool) -> bool:
     sample_rate = get_settings().prediction_log_sample_rate
     return always or (sample_rate > 0 and random.random() < sample_rate)  # noqa: S311 - sampling, not security
