@@ -13,14 +13,14 @@ import structlog
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
-from app.audit.service import record
 from app.auth.tables import User
 from app.core import ml
 from app.core.errors import Conflict, InvalidInput, NotFound
 from app.core.roles import Actor, Role, require_role
 from app.core.settings import Settings, get_settings
 from app.predict import cache, model_import
-from app.predict.routing import Route, ServedVersion, routes
+from app.predict.registry_changes import record_change, who
+from app.predict.routing import Route, ServedVersion
 from app.predict.schemas import LabelSpec, ModelSummary, RegistryEvent, VersionSummary
 from app.predict.serving import VersionRef
 from app.predict.tables import ModelVersion, PredictionLog, RegisteredModel, RegistryChange
@@ -31,7 +31,6 @@ MIN_LABELS = 2
 MAX_LABELS = 50
 MAX_LABEL_NAME_CHARS = 100
 MAX_LABEL_DESCRIPTION_CHARS = 300
-SYSTEM_USER = "system"
 TRAINED_MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,99}")
 
 log = structlog.get_logger("strata.predict")
@@ -211,47 +210,6 @@ def overview(*, db_session: Session, actor: User, model_name: str) -> Overview:
 # ------------------------------------------------------------------ changing
 
 
-def _who(actor: Actor) -> str:
-    """How the registry names the actor: their e-mail, or "system" for Strata itself."""
-    return SYSTEM_USER if actor.id is None else actor.email
-
-
-def _record(
-    db_session: Session,
-    model: RegisteredModel,
-    actor: Actor,
-    action: str,
-    version: int | None,
-    detail: str,
-    *,
-    old: dict | None = None,
-    new: dict | None = None,
-) -> None:
-    """The model's own history (RegistryChange, shown on the Predict page) and the audit log."""
-    db_session.add(
-        RegistryChange(
-            model_id=model.id,
-            user_id=actor.id,
-            user=_who(actor),
-            action=action,
-            version_number=version,
-            detail=detail,
-        )
-    )
-    record(
-        db_session=db_session,
-        actor=actor,
-        action=f"model.{action}",
-        target=model.name if version is None else f"{model.name} version {version}",
-        target_id=model.id,
-        old=old,
-        new=new,
-        detail=detail,
-    )
-    # This process routes by the new registry at once; other replicas within ROUTE_TTL_SECONDS.
-    routes.invalidate(model.name)
-
-
 def _next_number(db_session: Session, model: RegisteredModel) -> int:
     highest = db_session.exec(select(func.max(ModelVersion.number)).where(ModelVersion.model_id == model.id)).one()
     return (highest or 0) + 1
@@ -319,7 +277,7 @@ def _add_classifier_version(
         metrics={**metrics, "temperature": temperature},
         labels=[label.model_dump() for label in labels],
         created_by_id=actor.id,
-        created_by=_who(actor),
+        created_by=who(actor),
     )
     db_session.add(version)
     db_session.flush()
@@ -349,7 +307,7 @@ def create_classifier_version(
         actor=actor,
         stage="staging",
     )
-    _record(db_session, model, actor, "create_version", version.number, f"{len(cleaned)} labels")
+    record_change(db_session, model, actor, "create_version", version.number, f"{len(cleaned)} labels")
     return _version_summary(db_session, actor, model_name, version)
 
 
@@ -385,7 +343,7 @@ def import_embedder_version(*, db_session: Session, actor: User, model_name: str
     )
     db_session.add(version)
     db_session.flush()
-    _record(db_session, model, actor, "import_version", number, checked.description)
+    record_change(db_session, model, actor, "import_version", number, checked.description)
     return _version_summary(db_session, actor, model_name, version)
 
 
@@ -406,7 +364,7 @@ def set_canary(*, db_session: Session, actor: User, model_name: str, version_num
     model.canary_percent = percent
     db_session.add(model)
     new = {"canary_version": version_number if percent > 0 else None, "canary_percent": percent}
-    _record(db_session, model, actor, "set_canary", version_number, f"{percent}% of traffic", old=old, new=new)
+    record_change(db_session, model, actor, "set_canary", version_number, f"{percent}% of traffic", old=old, new=new)
 
 
 def promote(*, db_session: Session, actor: User, model_name: str, version_number: int) -> None:
@@ -428,7 +386,7 @@ def promote(*, db_session: Session, actor: User, model_name: str, version_number
     model.canary_percent = 0
     db_session.add_all([version, model])
     detail = f"replaces version {current.number}" if current else "first production version"
-    _record(
+    record_change(
         db_session,
         model,
         actor,
@@ -457,7 +415,7 @@ def rollback(*, db_session: Session, actor: User, model_name: str) -> None:
     model.canary_version_id = None
     model.canary_percent = 0
     db_session.add_all([previous, model])
-    _record(
+    record_change(
         db_session,
         model,
         actor,
@@ -505,10 +463,10 @@ def ensure_builtin_models(*, db_session: Session, actor: Actor, settings: Settin
                     "parity_mean_cosine": manifest.parity.mean_cosine,
                 },
                 created_by_id=actor.id,
-                created_by=_who(actor),
+                created_by=who(actor),
             )
         )
-        _record(db_session, model, actor, "register", 1, "built-in")
+        record_change(db_session, model, actor, "register", 1, "built-in")
         added.append(EMBEDDER_NAME)
     calibration = read_calibration(settings.resolved_models_dir)
     if CLASSIFIER_NAME not in existing and calibration is not None:
@@ -529,7 +487,7 @@ def ensure_builtin_models(*, db_session: Session, actor: Actor, settings: Settin
             actor=actor,
             stage="production",
         )
-        _record(db_session, model, actor, "register", 1, "built-in, calibrated on BBC News")
+        record_change(db_session, model, actor, "register", 1, "built-in, calibrated on BBC News")
         added.append(CLASSIFIER_NAME)
     return added
 
@@ -578,11 +536,11 @@ def register_trained_version(
         metrics=metrics,
         labels=[{"name": label, "description": ""} for label in labels],
         created_by_id=actor.id,
-        created_by=_who(actor),
+        created_by=who(actor),
     )
     db_session.add(version)
     db_session.flush()
-    _record(db_session, model, actor, "create_version", version.number, f"trained, {len(labels)} labels")
+    record_change(db_session, model, actor, "create_version", version.number, f"trained, {len(labels)} labels")
     return version
 
 
