@@ -8,7 +8,6 @@ Keys are relative posix paths under one of KEY_AREAS (`datasets/objects/<sha256>
 `knowledge/<kb>/<file>`, `predict/<model>/...`), so a key can never reach the database,
 the secrets or the embedded services that share the data dir with the files root."""
 
-import io
 import os
 import shutil
 import threading
@@ -173,27 +172,6 @@ class FilesStorage:
         yield from sorted(found)
 
 
-class _CountingReader(io.RawIOBase):
-    """Counts what the uploader reads from a caller's stream."""
-
-    def __init__(self, source: BinaryIO) -> None:
-        self.source = source
-        self.count = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def read(self, size: int = -1) -> bytes:
-        chunk = self.source.read(size)
-        self.count += len(chunk)
-        return chunk
-
-    def readinto(self, buffer) -> int:
-        chunk = self.read(len(buffer))
-        buffer[: len(chunk)] = chunk
-        return len(chunk)
-
-
 class S3Storage:
     """Keys as objects under `s3://bucket/prefix`. An upload is one PUT or a multipart upload,
     each visible only once complete; local_path keeps a copy under `cache_dir`, fetched again
@@ -234,7 +212,7 @@ class S3Storage:
                 s3={"addressing_style": "path" if endpoint_url else "auto"},
             ),
         )
-        # Parts of 8 MB, two at a time: an upload holds about 16 MB in memory, whatever its size.
+        # Parts of 8 MB, two at a time (the machine's cores serve users meanwhile).
         self.transfer = TransferConfig(multipart_chunksize=8 * 1024 * 1024, max_concurrency=2)
         self._cache_locks: dict[str, threading.Lock] = {}
         self._cache_guard = threading.Lock()
@@ -256,9 +234,18 @@ class S3Storage:
             size = source.stat().st_size
             self.client.upload_file(str(source), self.bucket, name, Config=self.transfer)
             return size
-        counting = _CountingReader(source)
-        self.client.upload_fileobj(counting, self.bucket, name, Config=self.transfer)
-        return counting.count
+        # boto3 reads a stream's parts into memory, several at once; spooled to a local file
+        # first, the upload reads it by ranges and holds a few MB whatever the size.
+        spool_dir = self.cache_dir / "spool"
+        spool_dir.mkdir(parents=True, exist_ok=True)
+        spool = spool_dir / f"{TEMP_PREFIX}{uuid.uuid4().hex}"
+        try:
+            with open(spool, "wb") as out:
+                size = _write_stream(source, out)
+            self.client.upload_file(str(spool), self.bucket, name, Config=self.transfer)
+        finally:
+            spool.unlink(missing_ok=True)
+        return size
 
     def _head(self, key: str) -> dict:
         from botocore.exceptions import ClientError
