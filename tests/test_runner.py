@@ -639,6 +639,34 @@ def test_stack_with_an_external_redis(tmp_path):
             redis_server.stop()
 
 
+@pytest.mark.stack
+@pytest.mark.timeout(900)
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_stack_leaves_nothing_behind_when_killed(tmp_path):
+    """`make run`'s process group killed outright, then Ctrl-C followed by SIGKILL five
+    seconds later: no process of the stack survives, and the next start on the same
+    data dir and ports serves."""
+    same = {"STRATA_EMBEDDED_REDIS_PORT": str(free_port()), "STRATA_EMBEDDED_CHROMA_PORT": str(free_port())}
+    with Stack(tmp_path, **same) as stack:
+        stack.wait_up()
+        assert set(stack.status()) == {"valkey", "chroma", "worker", "web"}
+        os.killpg(stack.proc.pid, signal.SIGKILL)  # the group `strata run` (now supervisord) leads
+        stack.proc.wait(30)
+        stack.wait(lambda: not processes_of(stack.data_dir), 30, "every process of the killed stack to die")
+        assert not supervise.busy_ports(stack.settings)
+        assert paths.pid_path(stack.settings).exists()  # left behind, and no obstacle:
+        port = stack.port
+    with Stack(tmp_path, port=port, **same) as stack:
+        stack.wait_up()
+        os.killpg(stack.proc.pid, signal.SIGINT)
+        time.sleep(5)  # the issue's sequence: supervisord is stopping the programs one by one
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(stack.proc.pid, signal.SIGKILL)
+        stack.proc.wait(30)
+        stack.wait(lambda: not processes_of(stack.data_dir), 30, "every process of the killed stack to die")
+        assert not supervise.busy_ports(stack.settings)
+
+
 def _children(pid: int) -> list[int]:
     children = []
     for proc in Path("/proc").iterdir():
