@@ -205,6 +205,9 @@ def test_child_environment(tmp_path):
     assert Path(env["STRATA_DATA_DIR"]).is_absolute()
     assert env["STRATA_REDIS_URL"] == ""
     assert env["HOME"] == "/root"
+    # Fewer glibc heap arenas for the threaded web and worker, unless the admin chose a number.
+    assert env["MALLOC_ARENA_MAX"] == "2"
+    assert environment.child_env(settings, base={"MALLOC_ARENA_MAX": "8"})["MALLOC_ARENA_MAX"] == "8"
 
 
 def test_web_and_worker_add_up_their_metrics_in_the_stacks_own_directory(tmp_path):
