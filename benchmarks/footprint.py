@@ -251,10 +251,13 @@ def main() -> None:
         report(name, snaps)
     if args.before:
         old, now = results[f"before ({args.before})"], results["now"]
-        print("\n===== now / before (PSS)")
+        print("\n===== now / before")
         for stage in ("idle", "embedder", "chat"):
-            print(f"  {stage:<10}{mb(total(old[stage])[1])} MB -> {mb(total(now[stage])[1])} MB  "
-                  f"({total(now[stage])[1] / total(old[stage])[1]:.2f}x)")  # fmt: skip
+            (old_rss, old_pss), (now_rss, now_pss) = total(old[stage]), total(now[stage])
+            print(
+                f"  {stage:<10} RSS {mb(old_rss)} -> {mb(now_rss)} MB ({now_rss / old_rss:.2f}x), "
+                f"PSS {mb(old_pss)} -> {mb(now_pss)} MB ({now_pss / old_pss:.2f}x)"
+            )
 
 
 if __name__ == "__main__":
