@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy import make_url, text
 
 from app.core.db import make_engine
+from tests.predict.conftest import builtin_models  # noqa: F401 - the round trip backs up a registry
 
 
 @contextmanager
