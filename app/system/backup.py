@@ -170,9 +170,13 @@ def _add_vectors(writer: ArchiveWriter, scratch: Path) -> dict[str, int]:
     return counts
 
 
-def create_backup(path: Path, *, settings: Settings, on_progress: Progress | None = None) -> BackupSummary:
+def create_backup(
+    path: Path, *, settings: Settings, on_progress: Progress | None = None, database_and_files_only: bool = False
+) -> BackupSummary:
     """Writes the archive to `path`. The database is read from one snapshot that blocks no
-    writer; files and vectors are read after it, so everything its rows point to is there."""
+    writer; files and vectors are read after it, so everything its rows point to is there.
+    `database_and_files_only` leaves out the models and vectors, which no migration changes
+    (and the embedded Chroma is not running yet when `strata run` migrates)."""
     report = on_progress or (lambda fraction, message: None)
     path.parent.mkdir(parents=True, exist_ok=True)
     writer = ArchiveWriter(path)
@@ -181,10 +185,12 @@ def create_backup(path: Path, *, settings: Settings, on_progress: Progress | Non
             revision, tables = _add_database(writer, settings, scratch, report)
             report(0.4, "Copying stored files")
             files = _add_files(writer, settings)
-            report(0.6, "Copying models")
-            models = _add_models(writer, settings)
-            report(0.8, "Copying vectors")
-            vectors = _add_vectors(writer, scratch)
+            models, vectors = 0, {}
+            if not database_and_files_only:
+                report(0.6, "Copying models")
+                models = _add_models(writer, settings)
+                report(0.8, "Copying vectors")
+                vectors = _add_vectors(writer, scratch)
             writer.add_json("settings.json", public_settings(settings))
             size = writer.finish(
                 {

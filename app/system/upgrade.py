@@ -44,10 +44,11 @@ def _copy_sqlite(source: Path, target: Path) -> None:
 
 
 def pre_migrate_backup(settings: Settings, revision: str) -> str:
-    """The full backup before an upgrade, stored under backups/; returns its key."""
+    """The backup before an upgrade (the database and the stored files: what a migration may
+    change), stored under backups/; returns its key."""
     name = f"pre-migrate-{revision}-{utcnow():%Y%m%dT%H%M%SZ}.tar.gz"
     with backup.work_dir(settings) as scratch:
-        backup.create_backup(scratch / name, settings=settings)
+        backup.create_backup(scratch / name, settings=settings, database_and_files_only=True)
         key = f"{backup.BACKUP_AREA}/{name}"
         backup.get_files(settings).save(key, scratch / name)
     return key

@@ -139,9 +139,9 @@ def downgrade() -> None:
 
 
 @pytest.fixture
-def database_at_an_older_release(empty_url, chroma_server, tmp_path, monkeypatch):
-    """The database at 0016 with data, as the previous release left it, pointed at by the settings."""
-    monkeypatch.setenv("STRATA_BACKUP_INCLUDE_MODELS", "false")
+def database_at_an_older_release(empty_url, tmp_path, monkeypatch):
+    """The database at 0016 with data, as the previous release left it, pointed at by the settings.
+    No Chroma: `strata run` migrates before it starts the embedded one."""
     monkeypatch.setenv("STRATA_DATABASE_URL", empty_url)
     monkeypatch.setenv("STRATA_DATA_DIR", str(tmp_path / "data"))
     reset_caches()
