@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 from alembic.script import ScriptDirectory
 from alembic.script.revision import RevisionError
@@ -31,6 +31,7 @@ from app.core.db import make_engine
 from app.core.errors import Conflict
 from app.core.security import redact_credentials
 from app.core.settings import Settings
+from app.core.storage import Storage, StorageKeyMissing, storage_from_settings
 from app.core.time import utcnow
 from app.system import backup_database, backup_vectors
 from app.system.backup_archive import ArchiveWriter, BadArchive, extract_to, verify
@@ -40,42 +41,14 @@ FILE_AREAS = ("knowledge", "datasets", "predict", "batch")
 BACKUP_AREA = "backups"
 SECRET_SETTINGS = {"secret_key", "admin_password", "oidc_client_secret", "llm_api_key", "metrics_token"}
 URL_SETTINGS = {"database_url", "redis_url", "chroma_url", "llm_base_url"}
-# Registry versions name their artifact by absolute path (app/predict/tables.py).
+# Built-in registry versions (and those registered before the file store) name their artifact
+# by absolute path into the models or data dir (app/predict/artifacts.py).
 ARTIFACT_COLUMN = ("model_version", "artifact")
 
 
-class _DataDirFiles:
-    """The stored files under the data dir, with the storage interface's read and write calls."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-
-    def iter_keys(self, prefix: str = "") -> Iterator[tuple[str, int]]:
-        folder = self.root / prefix
-        if folder.is_dir():
-            for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-                yield path.relative_to(self.root).as_posix(), path.stat().st_size
-
-    def local_path(self, key: str) -> Path:
-        return self.root / key
-
-    def exists(self, key: str) -> bool:
-        return (self.root / key).is_file()
-
-    def save(self, key: str, source: Path | BinaryIO) -> int:
-        target = self.root / key
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(source, target)
-        return target.stat().st_size
-
-    def delete_prefix(self, prefix: str) -> int:
-        keys = list(self.iter_keys(prefix))
-        shutil.rmtree(self.root / prefix, ignore_errors=True)
-        return len(keys)
-
-
-def get_files(settings: Settings) -> _DataDirFiles:
-    return _DataDirFiles(settings.resolved_data_dir)
+def get_files(settings: Settings) -> Storage:
+    """The file store of these settings (a restore may target another install than the process's)."""
+    return storage_from_settings(settings)
 
 
 @dataclass(frozen=True)
@@ -109,7 +82,10 @@ def work_dir(settings: Settings) -> Iterator[Path]:
         yield Path(directory)
 
 
-def _add_database(writer: ArchiveWriter, settings: Settings, scratch: Path, progress: Progress) -> tuple[str, dict]:
+def _add_database(
+    writer: ArchiveWriter, settings: Settings, scratch: Path, progress: Progress
+) -> tuple[str, dict, list[str]]:
+    """Returns the revision, each table's row count and the knowledge bases' Chroma collections."""
     engine = make_engine(settings.effective_database_url)
     try:
         connection = backup_database.snapshot(engine)
@@ -124,9 +100,10 @@ def _add_database(writer: ArchiveWriter, settings: Settings, scratch: Path, prog
                     counts[table.name] = backup_database.dump_table(connection, table, out)
                 writer.add_file(f"database/{table.name}.jsonl", dumped)
                 dumped.unlink()
+            collections = backup_database.knowledge_collections(connection)
         finally:
             connection.close()
-        return revision, counts
+        return revision, counts, collections
     finally:
         engine.dispose()
 
@@ -139,7 +116,7 @@ def _add_files(writer: ArchiveWriter, settings: Settings) -> int:
             try:  # opened first and measured then: a file replaced meanwhile is read whole, old or new
                 with files.local_path(key).open("rb") as source:
                     writer.add_stream(f"files/{key}", source, os.fstat(source.fileno()).st_size)
-            except FileNotFoundError:  # deleted since it was listed, as its row will be
+            except (FileNotFoundError, StorageKeyMissing):  # deleted since it was listed, as its row will be
                 continue
             count += 1
     return count
@@ -159,9 +136,11 @@ def _add_models(writer: ArchiveWriter, settings: Settings) -> int:
     return count
 
 
-def _add_vectors(writer: ArchiveWriter, scratch: Path) -> dict[str, int]:
+def _add_vectors(writer: ArchiveWriter, scratch: Path, collections: list[str]) -> dict[str, int]:
+    """The collections of the backed-up knowledge bases (one without documents may have none);
+    others in a shared Chroma server are not Strata's, or are left over from deleted ones."""
     counts = {}
-    for name in backup_vectors.collection_names():
+    for name in sorted(set(collections) & set(backup_vectors.collection_names())):
         exported = scratch / f"{name}.jsonl"
         with exported.open("w", encoding="utf-8") as out:
             counts[name] = backup_vectors.export_collection(name, out)
@@ -182,7 +161,7 @@ def create_backup(
     writer = ArchiveWriter(path)
     try:
         with work_dir(settings) as scratch:
-            revision, tables = _add_database(writer, settings, scratch, report)
+            revision, tables, collections = _add_database(writer, settings, scratch, report)
             report(0.4, "Copying stored files")
             files = _add_files(writer, settings)
             models, vectors = 0, {}
@@ -190,7 +169,7 @@ def create_backup(
                 report(0.6, "Copying models")
                 models = _add_models(writer, settings)
                 report(0.8, "Copying vectors")
-                vectors = _add_vectors(writer, scratch)
+                vectors = _add_vectors(writer, scratch, collections)
             writer.add_json("settings.json", public_settings(settings))
             size = writer.finish(
                 {

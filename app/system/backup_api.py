@@ -21,7 +21,7 @@ DOWNLOAD_HEADERS = {
 class BackupOut(BaseModel):
     name: str
     size_bytes: int
-    written_at: datetime
+    written_at: datetime | None
 
 
 @router.post("/system/backups", status_code=status.HTTP_202_ACCEPTED)

@@ -19,6 +19,7 @@ from sqlalchemy import types as sqltypes
 
 VERSION_TABLE = "alembic_version"
 INSERT_BATCH = 500
+KNOWLEDGE_TABLE = "knowledge_base"
 
 
 def _encode(value: Any) -> Any:
@@ -70,6 +71,13 @@ def revision(connection: Connection) -> str | None:
     if not inspect(connection).has_table(VERSION_TABLE):
         return None
     return connection.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")).scalar()
+
+
+def knowledge_collections(connection: Connection) -> list[str]:
+    """The Chroma collections the knowledge bases in this snapshot name."""
+    if not inspect(connection).has_table(KNOWLEDGE_TABLE):
+        return []
+    return list(connection.execute(text(f"SELECT collection FROM {KNOWLEDGE_TABLE}")).scalars())
 
 
 def dump_table(connection: Connection, table: Table, out: IO[str]) -> int:

@@ -20,13 +20,14 @@ from jobs.tables import Job
 BACKUP_NOW = "backup"
 # Names the job and `strata migrate` give their archives; nothing else is offered for download.
 ARCHIVE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,150}\.tar\.gz$")
+WRITTEN_AT = re.compile(r"(\d{8}T\d{6})\d*Z")
 
 
 @dataclass(frozen=True)
 class BackupFile:
     name: str
     size_bytes: int
-    written_at: datetime
+    written_at: datetime | None
 
 
 def archive_name() -> str:
@@ -59,17 +60,22 @@ def latest_backup_job(*, db_session: Session, actor: Actor) -> Job | None:
     return db_session.exec(select(Job).where(Job.kind == BACKUP_NOW).order_by(col(Job.created_at).desc())).first()
 
 
+def _written_at(name: str) -> datetime | None:
+    """From the name: object stores give no modification time through the storage interface."""
+    stamp = WRITTEN_AT.search(name)
+    return datetime.strptime(stamp.group(1), "%Y%m%dT%H%M%S").replace(tzinfo=UTC) if stamp else None
+
+
 def list_backups(*, actor: Actor, settings: Settings) -> list[BackupFile]:
     """Newest first."""
     require_role(actor, Role.admin)
-    files = backup.get_files(settings)
     found = []
-    for key, size in files.iter_keys(backup.BACKUP_AREA):
+    for key, size in backup.get_files(settings).iter_keys(backup.BACKUP_AREA):
         name = key.removeprefix(f"{backup.BACKUP_AREA}/")
         if ARCHIVE_NAME.match(name):
-            written = datetime.fromtimestamp(files.local_path(key).stat().st_mtime, UTC)
-            found.append(BackupFile(name, size, written))
-    return sorted(found, key=lambda item: item.written_at, reverse=True)
+            found.append(BackupFile(name, size, _written_at(name)))
+    oldest = datetime.min.replace(tzinfo=UTC)
+    return sorted(found, key=lambda item: item.written_at or oldest, reverse=True)
 
 
 def backup_path(*, actor: Actor, settings: Settings, name: str) -> Path:

@@ -25,7 +25,7 @@ def _rows(actor) -> list[BackupRow]:
         BackupRow(
             name=item.name,
             size=f"{item.size_bytes / 1e6:.1f} MB",
-            written_at=f"{item.written_at:%Y-%m-%d %H:%M:%S} UTC",
+            written_at=f"{item.written_at:%Y-%m-%d %H:%M:%S} UTC" if item.written_at else "",
             url=f"/api/v1/system/backups/{item.name}",
         )
         for item in backup_service.list_backups(actor=actor, settings=get_settings())

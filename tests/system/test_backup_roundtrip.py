@@ -209,4 +209,5 @@ async def test_a_backup_taken_under_load_restores_into_sqlite_and_postgresql_and
             forget_process_state()
             assert await observe(client, staff, made) == before, name
     finally:
+        forget_vectors()
         switch_to(Path(source[0]), source[1])
