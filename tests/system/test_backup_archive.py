@@ -5,6 +5,7 @@ import gzip
 import io
 import json
 import tarfile
+import uuid
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,8 @@ from app.core import migrations
 from app.core.clients import get_chroma
 from app.core.db import session_scope
 from app.core.errors import Conflict
+from app.core.settings import get_settings
+from app.core.storage import storage_from_settings
 from app.knowledge.tables import KnowledgeBase
 from app.system import backup, backup_archive
 from tests.conftest import run_strata
@@ -153,3 +156,21 @@ def test_restoring_over_data_is_refused_without_force_and_replaces_it_with_force
     assert (strata.resolved_data_dir / "knowledge" / "1" / "travel.txt").read_bytes() == DOCUMENT
     vectors = get_chroma().get_collection(COLLECTION, embedding_function=None).get(include=["metadatas"])
     assert sorted(zip(vectors["ids"], [m["d"] for m in vectors["metadatas"]], strict=True)) == [("a", 1), ("b", 2)]
+
+
+@pytest.mark.one_backend  # the file store is what differs here
+def test_files_kept_in_s3_are_backed_up_and_restored_into_another_bucket(
+    db, chroma_server, s3_server, s3_storage, make_user, tmp_path
+):
+    make_user("someone@x.io", role="staff")
+    source = get_settings().model_copy(update={"backup_include_models": False})
+    storage_from_settings(source).save("datasets/objects/abc", io.BytesIO(b"text,label\nhello,greeting\n"))
+    archive = tmp_path / "s3.tar.gz"
+    assert backup.create_backup(archive, settings=source).files == 1
+
+    other_bucket = s3_server.create_bucket(f"strata-restored-{uuid.uuid4().hex[:8]}")
+    target = source.model_copy(update={"storage_url": other_bucket, "data_dir": tmp_path / "fresh", "database_url": ""})
+    backup.restore_backup(archive, settings=target)
+    restored = storage_from_settings(target)
+    assert list(restored.iter_keys("datasets")) == [("datasets/objects/abc", 26)]
+    assert restored.open("datasets/objects/abc").read() == b"text,label\nhello,greeting\n"
