@@ -16,7 +16,7 @@ from app.core import migrations
 from app.core.db import get_engine, make_engine
 from app.core.settings import get_settings
 from app.system import backup_archive, upgrade
-from tests.conftest import reset_caches
+from tests.conftest import reset_caches, run_strata
 from tests.system.conftest import empty_database
 
 BACKENDS = ["sqlite", "postgresql"]
@@ -196,3 +196,14 @@ def test_an_upgrade_backs_up_first_unless_turned_off(database_at_an_older_releas
     # At the newest already: nothing to back up, nothing applied.
     again = upgrade.upgrade(get_settings(), log=lambda message: None)
     assert again.backup_key is None and again.before == again.after
+
+
+@pytest.mark.parametrize("empty_url", ["sqlite"], indirect=True)
+def test_strata_migrate_backs_up_an_older_database_before_upgrading_it(database_at_an_older_release, tmp_path):
+    result = run_strata("migrate", env={"STRATA_BACKUP_INCLUDE_MODELS": "false"})
+    assert result.returncode == 0, result.stderr
+    assert f"Backing up before migrating from 0016 to {migrations.head_revision()}" in result.stdout
+    [archive] = (tmp_path / "data" / "backups").iterdir()
+    assert f"Backup written: backups/{archive.name}" in result.stdout
+    assert backup_archive.verify(archive)["database"]["tables"]["user"] == 1
+    assert migrations.current_revision(get_engine()) == migrations.head_revision()
