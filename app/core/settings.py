@@ -213,6 +213,13 @@ class Settings(BaseSettings):
     monitoring_rollup_minutes: int = Field(default=5, ge=1, le=60)
     monitoring_rollup_reroll_hours: int = Field(default=2, ge=0, le=168)
 
+    # `strata migrate` (and so `strata run` and the Kubernetes migration Job) writes a full backup
+    # to the file store under backups/ before it applies new migrations to a database in use.
+    backup_before_migrate: bool = True
+    # Backups include the built ONNX models (STRATA_MODELS_DIR, about 200 MB); off leaves them out,
+    # as `strata models build` makes them again from their PyPI packages.
+    backup_include_models: bool = True
+
     log_level: str = "INFO"
 
     @model_validator(mode="after")
