@@ -1,6 +1,7 @@
 """What each store holds and how big it is, for admins (the System page's Storage section and
 GET /api/v1/system/storage): the database (size and the rows of the tables that grow), Redis
-(memory and keys), Chroma (vectors per collection), the files (per top-level folder), and when
+(memory and keys), Chroma (vectors per collection), the files (per area of the file store, a
+files root or an S3 bucket, and the staged uploads), and when
 each retention job last ran and what it removed.
 
 Figures are gathered when asked, never on the System page's two-second health refresh: counting
@@ -8,7 +9,7 @@ rows and walking folders costs the stores real work."""
 
 import asyncio
 import os
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -23,11 +24,12 @@ from app.core.clients import get_async_redis, get_chroma
 from app.core.db import get_engine, session_scope
 from app.core.roles import Actor, Role, require_role
 from app.core.settings import get_settings
+from app.core.storage import KEY_AREAS, get_storage
 from app.core.time import utcnow
 from app.knowledge.tables import Chunk, Document, KnowledgeBase
 from app.monitoring.rollup_tables import PredictionRollup
 from app.predict.tables import PredictionLog
-from app.system.retention import BATCH_WORK_DIR, STAGING_DIRS, RetentionRun, last_runs
+from app.system.retention import STAGING_DIRS, RetentionRun, last_runs
 from app.system.service import one_line
 from app.usage.tables import UsageEvent
 from app.webhooks.tables import WebhookAttempt
@@ -48,9 +50,7 @@ GROWING_TABLES: tuple[type[SQLModel], ...] = (
     BatchChunk,
     WebhookAttempt,
 )
-# Top-level folders of the data directory, as the files section lists them; staged uploads
-# (STAGING_DIRS) count as "temp" wherever they are.
-FILE_PREFIXES = ("datasets", "knowledge", "predict", BATCH_WORK_DIR, "backups")
+# The files section lists the file store's areas (KEY_AREAS) and the staged uploads as "temp".
 TEMP = "temp"
 
 
@@ -145,33 +145,39 @@ def _chroma() -> StoreUsage:
 # ------------------------------------------------------------------ files
 
 
-def iter_files(prefix: str) -> Iterator[tuple[str, int]]:
-    """(key, size) of every file under `prefix` of the data directory, keys relative to it."""
+def _staged(key: str) -> bool:
+    return any(key.startswith(f"{staging}/") for staging in STAGING_DIRS)
+
+
+def _local_temp_files() -> tuple[int, int]:
+    """Uploads staged in this process's data dir (STAGING_DIRS), never in the shared store."""
     root = get_settings().resolved_data_dir
-    for directory, _subdirs, files in os.walk(root / prefix):
-        for name in files:
-            path = Path(directory) / name
-            try:
-                size = path.lstat().st_size
-            except FileNotFoundError:
-                continue  # removed while we walked
-            yield str(path.relative_to(root)), size
-
-
-def _group(key: str) -> str:
-    return TEMP if any(key.startswith(f"{staging}/") for staging in STAGING_DIRS) else key.split("/", 1)[0]
+    count = size = 0
+    for staging in STAGING_DIRS:
+        for directory, _subdirs, files in os.walk(root / staging):
+            for name in files:
+                try:
+                    size += (Path(directory) / name).lstat().st_size
+                except FileNotFoundError:
+                    continue  # moved into place or discarded while we walked
+                count += 1
+    return count, size
 
 
 def _files() -> StoreUsage:
-    totals = {name: [0, 0] for name in (*FILE_PREFIXES, TEMP)}
-    for prefix in (*FILE_PREFIXES, *(s for s in STAGING_DIRS if s.split("/", 1)[0] not in FILE_PREFIXES)):
-        for key, size in iter_files(prefix):
-            total = totals[_group(key)]
-            total[0] += 1
-            total[1] += size
-    items = [StoredItem(name, count, "files", size) for name, (count, size) in totals.items()]
-    size = sum(item.size_bytes or 0 for item in items)
-    return StoreUsage("files", True, size, {"root": str(get_settings().resolved_data_dir)}, items)
+    """Every area of the file store (app/core/storage.py: a files root or an S3 bucket), counted
+    through its listing, and the temporary files of this process's data dir."""
+    storage = get_storage()
+    items = []
+    for area in KEY_AREAS:
+        # Where the files root is the data dir, staged uploads sit among the keys; they count as temp.
+        sizes = [size for key, size in storage.iter_keys(area) if not _staged(key)]
+        items.append(StoredItem(area, len(sizes), "files", sum(sizes)))
+    temp_count, temp_size = _local_temp_files()
+    items.append(StoredItem(TEMP, temp_count, "files", temp_size))
+    settings = get_settings()
+    where = settings.storage_url or str(settings.resolved_files_dir)
+    return StoreUsage("files", True, sum(item.size_bytes or 0 for item in items), {"stored in": where}, items)
 
 
 # ------------------------------------------------------------------ the report

@@ -8,9 +8,11 @@ import pytest
 
 import app.app  # noqa: F401 - builds every page and state
 from app.core.clients import get_chroma
+from app.core.storage import get_storage
 from app.system import retention_jobs
 from app.system.state import SystemState, human_size
-from tests.conftest import sign_in
+from app.system.storage import storage_report
+from tests.conftest import reset_caches, sign_in
 from tests.predict.test_state import send, signed_in
 
 pytestmark = pytest.mark.usefixtures("chroma_server")
@@ -68,6 +70,24 @@ async def test_admins_see_every_store_and_an_upload_grows_the_files(client, admi
     assert after["files"]["size_bytes"] - before["files"]["size_bytes"] == len(data)
     # The upload wrote an audit entry and a dataset version: the database counts it.
     assert items(after["database"])["audit_entry"]["count"] > items(before["database"])["audit_entry"]["count"]
+
+
+async def test_files_in_an_s3_bucket_are_counted_through_its_listing(admin, s3_server, monkeypatch):
+    bucket = s3_server.create_bucket("storage-figures")
+    for name, value in s3_server.environment(bucket).items():
+        monkeypatch.setenv(name, value)
+    reset_caches()
+    try:
+        get_storage().save("backups/strata-1.tar", io.BytesIO(b"b" * 3000))
+        get_storage().save("predict/news/v1.json", io.BytesIO(b"p" * 200))
+        files = {store.name: store for store in (await storage_report(actor=admin)).stores}["files"]
+    finally:
+        monkeypatch.undo()
+        reset_caches()
+    assert files.ok, files.error
+    assert files.details["stored in"] == bucket
+    counted = {item.name: (item.count, item.size_bytes) for item in files.items}
+    assert counted["backups"] == (1, 3000) and counted["predict"] == (1, 200) and counted["datasets"] == (0, 0)
 
 
 async def test_retention_settings_and_last_runs_show(client, admin, settings):
