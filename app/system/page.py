@@ -54,7 +54,7 @@ def _store_card(store: StoreView) -> rx.Component:
             rx.table.root(
                 rx.table.body(
                     rx.foreach(
-                        store.items,
+                        store.holds,
                         lambda item: rx.table.row(
                             rx.table.cell(item[0]), rx.table.cell(item[1]), rx.table.cell(item[2])
                         ),

@@ -27,7 +27,7 @@ class StoreView:
     size: str
     details: list[list[str]]
     # [what, how many, its size]
-    items: list[list[str]]
+    holds: list[list[str]]
 
 
 @dataclass

@@ -115,7 +115,7 @@ async def test_the_system_page_shows_storage_to_admins_only(client, admin, staff
     stores = {store.name: store for store in page.stores}
     assert set(stores) == {"database", "redis", "chroma", "files"}
     assert all(store.ok for store in stores.values()), [store.error for store in stores.values()]
-    assert [COLLECTION, "3 vectors", ""] in stores["chroma"].items
+    assert [COLLECTION, "3 vectors", ""] in stores["chroma"].holds
     assert ["finished job rows", "90 days"] in page.retention_policy
     assert page.storage_checked_at and not page.storage_loading
 
