@@ -266,3 +266,12 @@ async def test_the_worker_runs_the_sweep_hourly_once_and_records_what_it_removed
     assert runs["usage.retention"].removed == {"usage events": 0}
     assert (utcnow() - runs["system.retention"].ran_at) < timedelta(minutes=5)
     assert _job_ids() == set()
+
+
+def test_the_prediction_log_is_kept_at_least_as_long_as_drift_reads_it():
+    from app.core.settings import Settings
+
+    with pytest.raises(ValueError, match="at least STRATA_DRIFT_WINDOW_HOURS"):
+        Settings(prediction_log_retention_days=1, drift_window_hours=48)
+    assert Settings(prediction_log_retention_days=2, drift_window_hours=48).prediction_log_retention_days == 2
+    assert Settings(prediction_log_retention_days=0, drift_window_hours=9000).prediction_log_retention_days == 0

@@ -135,3 +135,11 @@ def test_sizes_read_as_people_write_them():
         "3.0 GB",
         "4096.0 GB",
     ]
+
+
+def test_the_system_page_renders_its_storage_section_for_admins():
+    from app.system.page import system_page
+
+    rendered = str(system_page().render())
+    assert all(f'id:"{element}"' in rendered for element in ("storage", "storage-refresh", "retention"))
+    assert "is_admin" in rendered
