@@ -20,6 +20,8 @@ from sqlmodel import Session, col
 from app.batch.tables import BatchRun
 from app.core.clients import get_async_redis
 from app.core.settings import Settings, get_settings
+from app.core.storage import KEY_AREAS
+from app.core.storage import TEMP_PREFIX as STORAGE_TEMP_PREFIX
 from app.core.time import utcnow
 from app.knowledge.tables import Document, DocumentStatus
 from app.monitoring.rollup_tables import PredictionRollup, RollupProgress
@@ -178,6 +180,17 @@ def _prune_partial_writes(settings: Settings, cutoff: float, removed: Removed) -
                 removed.add(path)
 
 
+def _prune_storage_partial_writes(settings: Settings, cutoff: float, removed: Removed) -> None:
+    """Half-written saves of the files store (app/core/storage.py) whose process was killed; an
+    S3 store never shows an upload before it is complete."""
+    if settings.storage_url:
+        return
+    for area in KEY_AREAS:
+        for path in (settings.resolved_files_dir / area).rglob(f"{STORAGE_TEMP_PREFIX}*"):
+            if path.is_file() and _older(path, cutoff):
+                removed.add(path)
+
+
 def _newest_mtime(folder: Path) -> float:
     """Of the files in it (a folder's own time changes when a file is removed); an empty
     folder's own."""
@@ -206,12 +219,13 @@ def _remove_batch_dir(folder: Path, removed: Removed) -> None:
 
 def prune_temp_files(*, db_session: Session, settings: Settings, cutoff: datetime) -> Removed:
     """Removes the temporary files last written before `cutoff`: staged uploads, partial writes
-    and abandoned batch work folders. Files in use are newer, and a batch job that is queued or
+    (also the file store's) and abandoned batch work folders. Files in use are newer, and a batch job that is queued or
     running keeps its folder however old."""
     moment = cutoff.timestamp()
     removed = Removed()
     _prune_staging(settings, moment, removed)
     _prune_partial_writes(settings, moment, removed)
+    _prune_storage_partial_writes(settings, moment, removed)
     for folder in abandoned_batch_dirs(db_session=db_session, settings=settings, cutoff=moment):
         _remove_batch_dir(folder, removed)
     return removed

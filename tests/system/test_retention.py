@@ -216,12 +216,14 @@ async def test_old_temporary_files_go_and_stored_recent_and_in_use_ones_stay(db,
         _file(data / "uploaded_files" / "some" / "upload.csv", old),
         _file(data / "datasets" / "converted" / ".abc.parquet.123.part", old),
         _file(data / "predict" / "news" / "v3.json.part", old),
+        _file(data / "datasets" / "objects" / ".strata-tmp-0123", old),
         # Work folders of a batch job that failed and of one whose job row is gone.
         _file(data / "batch" / "failed-job" / "chunks" / "0.parquet", old),
         _file(data / "batch" / "vanished-job" / "texts.parquet", old),
     ]
     kept = [
         _file(data / "knowledge" / "incoming" / "a2", recent),
+        _file(data / "knowledge" / "2" / ".strata-tmp-4567", recent),
         _file(data / "uploaded_files" / "fresh.csv", recent),
         # Stored content, however old.
         _file(data / "datasets" / "objects" / "c0ffee", old),
