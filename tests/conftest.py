@@ -8,6 +8,7 @@ import socket
 import subprocess
 import tempfile
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -199,6 +200,19 @@ def s3_server() -> Iterator[S3Server]:
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def s3_storage(s3_server) -> Iterator[dict[str, str]]:
+    """This process's files in a fresh bucket of the S3 server, for the test; yields the
+    settings that point another process (a worker) at the same bucket."""
+    env = s3_server.environment(s3_server.create_bucket(f"strata-{uuid.uuid4().hex[:12]}"))
+    os.environ.update(env)
+    reset_caches()
+    yield env
+    for name in env:
+        os.environ.pop(name, None)
+    reset_caches()
 
 
 def _backends() -> list[str]:
