@@ -12,7 +12,7 @@ import structlog
 from app.core.db import run_in_session
 from app.core.settings import get_settings
 from app.core.time import utcnow
-from app.system import retention
+from app.system import retention, temp_files
 
 log = structlog.get_logger("strata.retention")
 
@@ -47,12 +47,12 @@ async def prune_prediction_log() -> int:
     return await _delete_in_batches(retention.delete_prediction_log_batch, before=before)
 
 
-async def prune_temp_files() -> retention.Removed:
+async def prune_temp_files() -> temp_files.Removed:
     settings = get_settings()
     if settings.temp_file_retention_hours <= 0:
-        return retention.Removed()
+        return temp_files.Removed()
     cutoff = utcnow() - timedelta(hours=settings.temp_file_retention_hours)
-    return await run_in_session(retention.prune_temp_files, settings=settings, cutoff=cutoff)
+    return await run_in_session(temp_files.prune_temp_files, settings=settings, cutoff=cutoff)
 
 
 async def sweep() -> dict[str, int]:

@@ -1,7 +1,7 @@
 """What each store holds and how big it is, for admins (the System page's Storage section and
 GET /api/v1/system/storage): the database (size and the rows of the tables that grow), Redis
 (memory and keys), Chroma (vectors per collection), the files (per area of the file store, a
-files root or an S3 bucket, and the staged uploads), and when
+files root or an S3 bucket, and this machine's scratch), and when
 each retention job last ran and what it removed.
 
 Figures are gathered when asked, never on the System page's two-second health refresh: counting
@@ -29,8 +29,9 @@ from app.core.time import utcnow
 from app.knowledge.tables import Chunk, Document, KnowledgeBase
 from app.monitoring.rollup_tables import PredictionRollup
 from app.predict.tables import PredictionLog
-from app.system.retention import STAGING_DIRS, RetentionRun, last_runs
+from app.system.retention import RetentionRun, last_runs
 from app.system.service import one_line
+from app.system.temp_files import local_scratch_dirs
 from app.usage.tables import UsageEvent
 from app.webhooks.tables import WebhookAttempt
 from jobs.tables import Job
@@ -50,7 +51,7 @@ GROWING_TABLES: tuple[type[SQLModel], ...] = (
     BatchChunk,
     WebhookAttempt,
 )
-# The files section lists the file store's areas (KEY_AREAS) and the staged uploads as "temp".
+# The files section lists the file store's areas (KEY_AREAS) and this machine's scratch as "temp".
 TEMP = "temp"
 
 
@@ -145,16 +146,11 @@ def _chroma() -> StoreUsage:
 # ------------------------------------------------------------------ files
 
 
-def _staged(key: str) -> bool:
-    return any(key.startswith(f"{staging}/") for staging in STAGING_DIRS)
-
-
 def _local_temp_files() -> tuple[int, int]:
-    """Uploads staged in this process's data dir (STAGING_DIRS), never in the shared store."""
-    root = get_settings().resolved_data_dir
+    """This machine's scratch (app/system/temp_files.py): uploads being received, batch work."""
     count = size = 0
-    for staging in STAGING_DIRS:
-        for directory, _subdirs, files in os.walk(root / staging):
+    for root in local_scratch_dirs(get_settings()):
+        for directory, _subdirs, files in os.walk(root):
             for name in files:
                 try:
                     size += (Path(directory) / name).lstat().st_size
@@ -166,12 +162,11 @@ def _local_temp_files() -> tuple[int, int]:
 
 def _files() -> StoreUsage:
     """Every area of the file store (app/core/storage.py: a files root or an S3 bucket), counted
-    through its listing, and the temporary files of this process's data dir."""
+    through its listing, and this machine's scratch as "temp"."""
     storage = get_storage()
     items = []
     for area in KEY_AREAS:
-        # Where the files root is the data dir, staged uploads sit among the keys; they count as temp.
-        sizes = [size for key, size in storage.iter_keys(area) if not _staged(key)]
+        sizes = [size for _key, size in storage.iter_keys(area)]
         items.append(StoredItem(area, len(sizes), "files", sum(sizes)))
     temp_count, temp_size = _local_temp_files()
     items.append(StoredItem(TEMP, temp_count, "files", temp_size))

@@ -2,16 +2,21 @@
 temporary files past their retention, and keeps running, queued, recent and still referenced
 ones, on SQLite and PostgreSQL; the Monitoring figures of pruned hours stay."""
 
+import io
 import os
+import shutil
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from sqlalchemy import func, insert, select
 
+from app.batch.running import work_dir
 from app.batch.tables import BatchRun
 from app.core.db import session_scope
-from app.core.time import utcnow
+from app.core.storage import get_storage
+from app.core.time import as_utc, utcnow
+from app.core.uploads import incoming_dir
 from app.knowledge.tables import Document, DocumentStatus, KnowledgeBase
 from app.monitoring import rollups
 from app.monitoring.rollup_tables import PredictionRollup
@@ -21,6 +26,7 @@ from app.system import retention, retention_jobs
 from app.training.tables import TrainingRun
 from jobs.tables import Job, JobStatus
 from jobs.worker import worker_settings
+from tests.conftest import reset_caches
 
 pytestmark = pytest.mark.usefixtures("redis_url")
 
@@ -150,7 +156,7 @@ def _log_ages() -> list[float]:
     now = utcnow()
     with session_scope() as db_session:
         ats = db_session.execute(select(PredictionLog.at)).scalars()
-        return sorted(round((now - retention._aware(at)) / DAY) for at in ats)
+        return sorted(round((now - as_utc(at)) / DAY) for at in ats)
 
 
 def _rolled_up_predictions() -> int:
@@ -206,48 +212,87 @@ def _file(path: Path, age: timedelta, size: int = 100) -> Path:
     return path
 
 
-async def test_old_temporary_files_go_and_stored_recent_and_in_use_ones_stay(db, settings):
+@pytest.fixture
+def scratch(settings):
+    """Removes the files a test left in the data dir's scratch and store areas (conftest's db
+    fixture removes only knowledge and datasets)."""
+    yield
+    for name in ("cache", "uploaded_files", "batch", "predict"):
+        shutil.rmtree(settings.resolved_data_dir / name, ignore_errors=True)
+
+
+def _key(key: str, size: int = 100) -> str:
+    get_storage().save(key, io.BytesIO(b"k" * size))
+    return key
+
+
+async def test_old_temporary_files_go_and_stored_recent_and_in_use_ones_stay(db, settings, scratch):
     assert settings.temp_file_retention_hours == 24
     data = settings.resolved_data_dir
     old, recent = timedelta(hours=30), timedelta(hours=2)
-    gone = [
-        _file(data / "knowledge" / "incoming" / "a1", old),
-        _file(data / "datasets" / "incoming" / "b1", old),
-        _file(data / "uploaded_files" / "some" / "upload.csv", old),
-        _file(data / "datasets" / "converted" / ".abc.parquet.123.part", old),
-        _file(data / "predict" / "news" / "v3.json.part", old),
-        _file(data / "datasets" / "objects" / ".strata-tmp-0123", old),
-        # Work folders of a batch job that failed and of one whose job row is gone.
-        _file(data / "batch" / "failed-job" / "chunks" / "0.parquet", old),
-        _file(data / "batch" / "vanished-job" / "texts.parquet", old),
-    ]
-    kept = [
-        _file(data / "knowledge" / "incoming" / "a2", recent),
-        _file(data / "knowledge" / "2" / ".strata-tmp-4567", recent),
-        _file(data / "uploaded_files" / "fresh.csv", recent),
-        # Stored content, however old.
-        _file(data / "datasets" / "objects" / "c0ffee", old),
-        _file(data / "knowledge" / "1" / "doc.pdf", old),
-        _file(data / "predict" / "news" / "v3.json", old),
-        _file(data / "datasets" / "converted" / "abc.parquet", old),
-        # A queued batch job keeps its folder, untouched for long as it may be; a finished one written
-        # to lately too.
-        _file(data / "batch" / "queued-job" / "texts.parquet", old),
-        _file(data / "batch" / "done-job" / "chunks" / "3.parquet", recent),
-    ]
     _add(
         _job("failed-job", JobStatus.failed, old),
         _job("queued-job", JobStatus.queued, old),
         _job("done-job", JobStatus.succeeded, recent),
     )
+    gone = [
+        _file(incoming_dir(settings, "knowledge") / "a1", old),
+        _file(incoming_dir(settings, "datasets") / "b1", old),
+        _file(incoming_dir(settings, "converting") / "c1.parquet", old),
+        _file(data / "uploaded_files" / "some" / "upload.csv", old),
+        _file(data / "cache" / "storage" / "spool" / ".strata-tmp-99", old),
+        # A save of the files store that its process never finished.
+        _file(settings.resolved_files_dir / "datasets" / "objects" / ".strata-tmp-0123", old),
+        # The work of a batch job that failed long ago and of one whose job row is gone.
+        _file(work_dir(settings, "failed-job") / "texts.parquet", recent),
+        _file(work_dir(settings, "vanished-job") / "chunks" / "0.parquet", old),
+    ]
+    gone_keys = [_key("batch/failed-job/chunks/0.parquet"), _key("batch/vanished-job/chunks/1.parquet")]
+    kept = [
+        _file(incoming_dir(settings, "knowledge") / "a2", recent),
+        _file(data / "uploaded_files" / "fresh.csv", recent),
+        _file(settings.resolved_files_dir / "knowledge" / "2" / ".strata-tmp-4567", recent),
+        # A queued batch job keeps its work, untouched for long as it may be; so does one finished lately.
+        _file(work_dir(settings, "queued-job") / "texts.parquet", old),
+        _file(work_dir(settings, "done-job") / "texts.parquet", old),
+    ]
+    kept_keys = [
+        _key("batch/queued-job/chunks/0.parquet"),
+        _key("batch/done-job/chunks/0.parquet"),
+        # Stored content, however old.
+        _key("datasets/objects/c0ffee"),
+        _key("knowledge/1/doc.pdf"),
+        _key("predict/news/v3.json"),
+    ]
 
     removed = await retention_jobs.sweep()
 
     assert [path for path in gone if path.exists()] == []
     assert [path for path in kept if not path.exists()] == []
-    assert (removed["temporary files"], removed["temporary bytes"]) == (len(gone), 100 * len(gone))
-    assert not (data / "batch" / "failed-job").exists() and not (data / "uploaded_files" / "some").exists()
-    assert (data / "uploaded_files").is_dir() and (data / "knowledge" / "incoming").is_dir()
+    stored = {key for key, _size in get_storage().iter_keys()}
+    assert stored.isdisjoint(gone_keys) and set(kept_keys) <= stored
+    assert (removed["temporary files"], removed["temporary bytes"]) == (10, 1000)
+    assert not work_dir(settings, "failed-job").exists() and not (data / "uploaded_files" / "some").exists()
+    assert (data / "uploaded_files").is_dir() and incoming_dir(settings, "knowledge").is_dir()
+
+
+async def test_a_dead_batch_jobs_chunks_in_an_s3_bucket_go(db, s3_server, monkeypatch, scratch):
+    bucket = s3_server.create_bucket("retention-batch")
+    for name, value in s3_server.environment(bucket).items():
+        monkeypatch.setenv(name, value)
+    reset_caches()
+    try:
+        _add(_job("failed-job", JobStatus.failed, 2 * DAY), _job("running-job", JobStatus.running, 2 * DAY))
+        _key("batch/failed-job/chunks/0.parquet", 300)
+        _key("batch/failed-job/chunks/1.parquet", 200)
+        _key("batch/running-job/chunks/0.parquet")
+        removed = await retention_jobs.sweep()
+        stored = [key for key, _size in get_storage().iter_keys()]
+    finally:
+        monkeypatch.undo()
+        reset_caches()
+    assert (removed["temporary files"], removed["temporary bytes"]) == (2, 500)
+    assert stored == ["batch/running-job/chunks/0.parquet"]
 
 
 # ------------------------------------------------------------------ the schedule
