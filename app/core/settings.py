@@ -215,9 +215,9 @@ class Settings(BaseSettings):
     # Retention (app/system/retention_jobs.py, hourly, one worker): finished job rows (never those
     # a training run, batch run, schedule or pending document still reads) older than
     # job_retention_days, prediction-log rows older than prediction_log_retention_days (only hours
-    # already rolled up, so Monitoring keeps their figures) and temporary files (staged uploads,
-    # partial writes, abandoned batch work folders) older than temp_file_retention_hours are
-    # removed. 0 keeps them forever.
+    # already rolled up, so Monitoring keeps their figures) and temporary files (uploads being
+    # received, half-written saves, the work of batch jobs finished or gone; app/system/temp_files.py)
+    # older than temp_file_retention_hours are removed. 0 keeps them forever.
     job_retention_days: int = Field(default=90, ge=0, le=36500)
     prediction_log_retention_days: int = Field(default=180, ge=0, le=36500)
     temp_file_retention_hours: float = Field(default=24.0, ge=0, le=24 * 36500)

@@ -53,7 +53,7 @@ class Removed:
 def _receiving_dirs(settings: Settings) -> list[Path]:
     data = settings.resolved_data_dir
     # incoming_dir has one folder per area (datasets, knowledge, ...) under one root.
-    return [data / REFLEX_UPLOADS, incoming_dir(settings, BATCH_AREA).parent, data / S3_SPOOL]
+    return [data / REFLEX_UPLOADS, incoming_dir(settings, "datasets").parent, data / S3_SPOOL]
 
 
 def _batch_root(settings: Settings) -> Path:
@@ -74,14 +74,6 @@ def _mtime(path: Path) -> float | None:
 
 def _files(root: Path, pattern: str = "*") -> list[Path]:
     return [path for path in root.rglob(pattern) if path.is_file() and not path.is_symlink()]
-
-
-def _remove_empty_dirs(root: Path) -> None:
-    for folder in sorted((p for p in root.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
-        try:
-            folder.rmdir()
-        except OSError:
-            pass  # not empty, or in use again
 
 
 def _prune_old_files(root: Path, cutoff: float, removed: Removed, pattern: str = "*") -> None:
@@ -118,19 +110,17 @@ def _prune_batch_work(db_session: Session, settings: Settings, cutoff: datetime,
             shutil.rmtree(folder, ignore_errors=True)
     for job_id, sizes in stored.items():
         if job_id not in keep:
-            deleted = storage.delete_prefix(job_prefix(job_id))
-            removed.files += deleted
-            removed.bytes += sum(sizes) if deleted == len(sizes) else 0
+            removed.files += storage.delete_prefix(job_prefix(job_id))
+            removed.bytes += sum(sizes)
 
 
 def prune_temp_files(*, db_session: Session, settings: Settings, cutoff: datetime) -> Removed:
     """Removes the temporary files written before `cutoff`; returns how many and their bytes."""
     moment = cutoff.timestamp()
     removed = Removed()
+    # Files only: an empty folder costs nothing, and removing one could race an upload creating it.
     for root in _receiving_dirs(settings):
         _prune_old_files(root, moment, removed)
-        if root.is_dir():
-            _remove_empty_dirs(root)
     if not settings.storage_url:
         for area in KEY_AREAS:
             _prune_old_files(settings.resolved_files_dir / area, moment, removed, f"{TEMP_PREFIX}*")

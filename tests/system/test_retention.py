@@ -272,8 +272,7 @@ async def test_old_temporary_files_go_and_stored_recent_and_in_use_ones_stay(db,
     stored = {key for key, _size in get_storage().iter_keys()}
     assert stored.isdisjoint(gone_keys) and set(kept_keys) <= stored
     assert (removed["temporary files"], removed["temporary bytes"]) == (10, 1000)
-    assert not work_dir(settings, "failed-job").exists() and not (data / "uploaded_files" / "some").exists()
-    assert (data / "uploaded_files").is_dir() and incoming_dir(settings, "knowledge").is_dir()
+    assert not work_dir(settings, "failed-job").exists() and not work_dir(settings, "vanished-job").exists()
 
 
 async def test_a_dead_batch_jobs_chunks_in_an_s3_bucket_go(db, s3_server, monkeypatch, scratch):
