@@ -275,6 +275,7 @@ async def test_old_temporary_files_go_and_stored_recent_and_in_use_ones_stay(db,
     assert not work_dir(settings, "failed-job").exists() and not work_dir(settings, "vanished-job").exists()
 
 
+@pytest.mark.one_backend
 async def test_a_dead_batch_jobs_chunks_in_an_s3_bucket_go(db, s3_server, monkeypatch, scratch):
     bucket = s3_server.create_bucket("retention-batch")
     for name, value in s3_server.environment(bucket).items():

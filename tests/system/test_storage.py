@@ -72,6 +72,7 @@ async def test_admins_see_every_store_and_an_upload_grows_the_files(client, admi
     assert items(after["database"])["audit_entry"]["count"] > items(before["database"])["audit_entry"]["count"]
 
 
+@pytest.mark.one_backend
 async def test_files_in_an_s3_bucket_are_counted_through_its_listing(admin, s3_server, monkeypatch):
     bucket = s3_server.create_bucket("storage-figures")
     for name, value in s3_server.environment(bucket).items():
@@ -102,6 +103,7 @@ async def test_retention_settings_and_last_runs_show(client, admin, settings):
     assert run["job"] == "system.retention" and run["removed"]["job rows"] == 0
 
 
+@pytest.mark.one_backend
 async def test_viewers_and_staff_are_refused(client, staff, viewer):
     assert (await client.get("/api/v1/system/storage")).status_code == 401
     for user in (viewer, staff):
@@ -109,6 +111,7 @@ async def test_viewers_and_staff_are_refused(client, staff, viewer):
         assert refused.status_code == 403 and "admin role" in refused.json()["detail"]
 
 
+@pytest.mark.one_backend
 async def test_the_system_page_shows_storage_to_admins_only(client, admin, staff, collection):
     page = signed_in(SystemState, admin)
     await send(page, SystemState.load_storage)
