@@ -119,13 +119,14 @@ class ScaleOut:
         self.files_dir = self.root / "files"
         self.proxy_port = port_in_range(PROXY_PORT)
         self.url = f"http://127.0.0.1:{self.proxy_port}"
+        chroma_port = port_in_range()
         self.chroma = Process(
             "chroma",
-            [CHROMA, "run", "--path", str(self.root / "chroma"), "--host", "127.0.0.1", "--port", str(port_in_range())],
+            [CHROMA, "run", "--path", str(self.root / "chroma"), "--host", "127.0.0.1", "--port", str(chroma_port)],
             {**self._base_env(), "ANONYMIZED_TELEMETRY": "False"},
             self.root / "logs" / "chroma.log",
+            port=chroma_port,
         )
-        self.chroma.port = int(self.chroma.command[-1])
         self.webs = [self._web(f"web-{chr(ord('a') + i)}") for i in range(webs)]
         self.workers = [self._worker(f"worker-{i + 1}") for i in range(workers)]
         self.proxy = Process(
