@@ -8,6 +8,7 @@ import socket
 import subprocess
 import tempfile
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -40,10 +41,12 @@ def reset_caches() -> None:
     from app.core.clients import get_chroma
     from app.core.db import get_engine
     from app.core.settings import get_settings
+    from app.core.storage import get_storage
 
     get_settings.cache_clear()
     get_engine.cache_clear()
     get_chroma.cache_clear()
+    get_storage.cache_clear()
 
 
 def free_port(preferred: int | None = None) -> int:
@@ -140,6 +143,76 @@ def chroma_server() -> Iterator[ChromaServer]:
     reset_caches()
     yield server
     server.stop()
+
+
+class S3Server:
+    """moto's standalone S3-compatible server, a real process speaking the S3 protocol."""
+
+    access_key_id = "strata-test"
+    secret_access_key = "strata-test-secret"  # noqa: S105 - moto accepts any
+
+    def __init__(self, log: Path) -> None:
+        self.port = free_port()
+        self.endpoint_url = f"http://127.0.0.1:{self.port}"
+        self.log = log
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        with open(self.log, "ab") as log:
+            self.process = subprocess.Popen(
+                [str(REPO / ".venv" / "bin" / "python"), "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        wait_until(lambda: httpx.get(f"{self.endpoint_url}/moto-api/").status_code == 200, 60, "moto", log=self.log)
+
+    def create_bucket(self, name: str) -> str:
+        """A new empty bucket; returns its s3:// URL with a prefix, as STRATA_STORAGE_URL takes it."""
+        import boto3
+
+        client = boto3.client(
+            "s3",
+            endpoint_url=self.endpoint_url,
+            region_name="us-east-1",
+            aws_access_key_id=self.access_key_id,
+            aws_secret_access_key=self.secret_access_key,
+        )
+        client.create_bucket(Bucket=name)
+        return f"s3://{name}/strata"
+
+    def environment(self, bucket_url: str) -> dict[str, str]:
+        return {
+            "STRATA_STORAGE_URL": bucket_url,
+            "STRATA_S3_ENDPOINT_URL": self.endpoint_url,
+            "STRATA_S3_REGION": "us-east-1",
+            "STRATA_S3_ACCESS_KEY_ID": self.access_key_id,
+            "STRATA_S3_SECRET_ACCESS_KEY": self.secret_access_key,
+        }
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(10)
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[S3Server]:
+    server = S3Server(TEST_ROOT / "moto.log")
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def s3_storage(s3_server) -> Iterator[dict[str, str]]:
+    """This process's files in a fresh bucket of the S3 server, for the test; yields the
+    settings that point another process (a worker) at the same bucket."""
+    env = s3_server.environment(s3_server.create_bucket(f"strata-{uuid.uuid4().hex[:12]}"))
+    os.environ.update(env)
+    reset_caches()
+    yield env
+    for name in env:
+        os.environ.pop(name, None)
+    reset_caches()
 
 
 def _backends() -> list[str]:

@@ -43,7 +43,7 @@ class Web:
     def stored_files(self) -> list[Path]:
         return [
             p
-            for top in (self.data_dir / "knowledge", self.uploads)
+            for top in (self.data_dir / "knowledge", self.data_dir / "cache" / "incoming", self.uploads)
             if top.exists()
             for p in top.rglob("*")
             if p.is_file()

@@ -43,13 +43,13 @@ async def score_dataset(context: JobContext) -> dict:
             service.finish_run, actor=plan.actor, batch_run_id=run_id, result_version_id=result_id
         )
     except (service.RunGone, ModelUnusable) as exc:
-        running.remove_work_dir(settings, context.job_id)
+        running.remove_work(settings, context.job_id)
         raise JobFailure(str(exc)) from None
     except StrataError as exc:  # the sandbox's reading, the datasets domain's checks
-        running.remove_work_dir(settings, context.job_id)
+        running.remove_work(settings, context.job_id)
         raise JobFailure(exc.message) from None
     except JobCancelled:
-        running.remove_work_dir(settings, context.job_id)
+        running.remove_work(settings, context.job_id)
         raise
-    running.remove_work_dir(settings, context.job_id)
+    running.remove_work(settings, context.job_id)
     return summary

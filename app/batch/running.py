@@ -1,14 +1,16 @@
 """How a batch job runs, in three blocking steps the job (app/batch/jobs.py) runs in threads:
 
-1. `extract`: the text column of the source file into <data dir>/batch/<job id>/texts.parquet,
-   read in the sandbox with the dataset limits (kept: a resumed job reads it again);
-2. `score`: the chunks not yet checkpointed, each written to chunks/<index>.parquet and
-   checkpointed (a BatchChunk row) before the next; a worker killed meanwhile loses at most
-   the chunk it was in, and the next attempt starts at the first chunk without a checkpoint;
+1. `extract`: the text column of the source file into the local work folder
+   <data dir>/cache/batch/<job id>/texts.parquet, read in the sandbox with the dataset limits
+   (kept: a resumed job on this machine reads it again, one on another extracts it again);
+2. `score`: the chunks not yet checkpointed, each written to chunks/<index>.parquet, stored at
+   the key batch/<job id>/chunks/<index>.parquet (app/core/storage.py) and checkpointed (a
+   BatchChunk row) before the next; a worker killed meanwhile loses at most the chunk it was
+   in, and the next attempt, on any worker, starts at the first chunk without a checkpoint;
 3. `assemble`: the source rows with the scored columns, in the source's format, in the sandbox.
 
-The work folder is removed once the job has an outcome (success, failure, cancel); it stays
-while the job may run again."""
+The work folder and the job's keys are removed once the job has an outcome (success, failure,
+cancel); they stay while the job may run again."""
 
 import os
 import shutil
@@ -23,6 +25,7 @@ from app.batch.scoring import ChunkDone, ChunkPlan, Scorer, score_chunks
 from app.core.db import session_scope
 from app.core.sandbox import SandboxLimits, run_isolated
 from app.core.settings import Settings
+from app.core.storage import StorageKeyMissing, get_storage
 from app.core.uploads import safe_filename
 from models.runtime import default_threads
 
@@ -35,11 +38,17 @@ Progress = Callable[[float, str], None]
 
 def work_dir(settings: Settings, job_id: str) -> Path:
     # By job id, not run id: a job id is never reused, even where SQLite reuses a row id.
-    return settings.resolved_data_dir / "batch" / job_id
+    return settings.resolved_data_dir / "cache" / "batch" / job_id
 
 
-def remove_work_dir(settings: Settings, job_id: str) -> None:
+def job_prefix(job_id: str) -> str:
+    return f"batch/{job_id}"
+
+
+def remove_work(settings: Settings, job_id: str) -> None:
+    """The job's local work folder and its stored chunks."""
     shutil.rmtree(work_dir(settings, job_id), ignore_errors=True)
+    get_storage().delete_prefix(job_prefix(job_id))
 
 
 def batch_threads(settings: Settings) -> int:
@@ -67,11 +76,12 @@ def extract(plan: service.JobPlan, *, settings: Settings, on_progress: Progress)
     texts = folder / "texts.parquet"
     if texts.is_file():
         return
-    source = settings.resolved_data_dir / plan.source_path
-    if not source.is_file():
+    try:
+        source = get_storage().local_path(plan.source_path)
+    except StorageKeyMissing:
         raise service.RunGone(
             f"The file of {plan.run.dataset_name!r} version {plan.run.dataset_version_number} is missing."
-        )
+        ) from None
     folder.mkdir(parents=True, exist_ok=True)
     temporary = folder / f".texts.{uuid.uuid4().hex}.part"
     try:
@@ -107,6 +117,8 @@ def score(plan: service.JobPlan, *, settings: Settings, attempt: int, on_progres
     scorer = Scorer(plan.model, threads=batch_threads(settings))
 
     def checkpoint(chunk: ChunkDone) -> None:
+        key = f"{job_prefix(run.job_id)}/chunks/{chunk.path.name}"
+        get_storage().save(key, chunk.path)
         with session_scope() as db_session:
             service.record_chunk(
                 db_session=db_session,
@@ -114,7 +126,7 @@ def score(plan: service.JobPlan, *, settings: Settings, attempt: int, on_progres
                 index=chunk.index,
                 rows=chunk.rows,
                 rows_failed=chunk.rows_failed,
-                path=str(chunk.path.relative_to(settings.resolved_data_dir)),
+                path=key,
                 sha256=chunk.sha256,
                 attempt=attempt,
                 rows_per_second=chunk.rows_per_second,
@@ -147,13 +159,20 @@ def assemble(plan: service.JobPlan, *, settings: Settings, on_progress: Progress
     if [chunk.index for chunk in chunks] != list(range(expected)):
         raise service.RunGone(f"{len(chunks)} of the {expected} chunks are scored; the result cannot be written yet.")
     output = work_dir(settings, run.job_id) / f"result.{EXTENSIONS[plan.source_format]}"
+    storage = get_storage()
+    try:
+        source = storage.local_path(plan.source_path)
+        chunk_files = [storage.local_path(c.path) for c in chunks]
+    except StorageKeyMissing as missing:
+        raise service.RunGone(f"A file of this batch job is gone ({missing}); start the batch again.") from None
     run_isolated(
         "app.batch.files:assemble_result",
         {
-            "path": str(settings.resolved_data_dir / plan.source_path),
+            "path": str(source),
             "format": plan.source_format,
             "chunks": [
-                {"index": c.index, "path": str(settings.resolved_data_dir / c.path), "sha256": c.sha256} for c in chunks
+                {"index": c.index, "path": str(path), "sha256": c.sha256}
+                for c, path in zip(chunks, chunk_files, strict=True)
             ],
             "output": str(output),
         },

@@ -393,7 +393,7 @@ class JobPlan:
 
     run: BatchRun
     actor: User
-    source_path: str  # relative to the data directory
+    source_path: str  # its key in the file store
     source_format: str
     source_filename: str
     model: VersionRef

@@ -4,7 +4,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_SECRET_KEY = "change-me-embedded-default-secret"  # noqa: S105 - refused in production
@@ -30,6 +30,18 @@ class Settings(BaseSettings):
     models_dir: Path | None = None
     # The only folder an admin's model import reads from; defaults to <data_dir>/imports.
     model_import_dir: Path | None = None
+
+    # Files (uploads, datasets, model artifacts, batch files, backups; app/core/storage.py): under
+    # files_dir (default: the data dir; a shared mount such as NFS or a ReadWriteMany volume when
+    # web and workers run on several machines), or, when storage_url is s3://bucket/prefix, in an
+    # S3-compatible store (MinIO, Ceph, AWS) at s3_endpoint_url (empty: AWS) with these credentials
+    # (empty: boto3's own chain: AWS_* env vars, instance role).
+    files_dir: Path | None = None
+    storage_url: str = ""
+    s3_endpoint_url: str = ""
+    s3_region: str = ""
+    s3_access_key_id: str = ""
+    s3_secret_access_key: SecretStr = SecretStr("")
 
     # External services; empty means "start the embedded one".
     database_url: str = ""
@@ -227,6 +239,10 @@ class Settings(BaseSettings):
     @property
     def resolved_data_dir(self) -> Path:
         return self.data_dir.resolve()
+
+    @property
+    def resolved_files_dir(self) -> Path:
+        return (self.files_dir or self.resolved_data_dir).resolve()
 
     @property
     def resolved_models_dir(self) -> Path:

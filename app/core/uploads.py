@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Protocol
 
 from app.core.errors import StrataError
+from app.core.settings import Settings
 
 READ_BYTES = 1 << 20
 
@@ -36,6 +37,12 @@ class StagedFile:
 
     def discard(self) -> None:
         self.path.unlink(missing_ok=True)
+
+
+def incoming_dir(settings: Settings, area: str) -> Path:
+    """Where uploads to `area` are received: local scratch, never the shared store, so a half
+    received file is seen by no other process."""
+    return settings.resolved_data_dir / "cache" / "incoming" / area
 
 
 def safe_filename(name: str | None) -> str:

@@ -6,7 +6,6 @@ they made from a version with record_lineage; a version a model version was trai
 cannot be deleted."""
 
 import asyncio
-import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ from app.core.errors import Conflict, InvalidInput, NotFound
 from app.core.roles import Actor, Role, require_role
 from app.core.sandbox import SandboxLimits, run_isolated
 from app.core.settings import Settings
+from app.core.storage import StorageKeyMissing, get_storage
 from app.core.uploads import safe_filename
 from app.datasets.converting import TARGETS as CONVERSION_TARGETS
 from app.datasets.quality import quality_report
@@ -31,8 +31,8 @@ from app.datasets.storage import (
     StagedFile,
     UploadedFile,
     convert_isolated,
-    converted_path,
-    object_path,
+    converted_key,
+    object_key,
     profile_isolated,
     stage_upload,
 )
@@ -147,9 +147,10 @@ def version_file(
     """The version's file, its media type and the name to download it as: the stored file, or
     in `file_format` (csv or parquet), converted in the sandbox the first time and kept."""
     dataset, version = get_version(db_session=db_session, actor=actor, name=name, number=number)
-    path = settings.resolved_data_dir / version.stored_path
-    if not path.is_file():
-        raise NotFound(f"The file of {name!r} version {number} is missing from the data directory.")
+    try:
+        path = get_storage().local_path(version.stored_path)
+    except StorageKeyMissing:
+        raise NotFound(f"The file of {name!r} version {number} is missing from the file store.") from None
     target = file_format or version.format
     if target != version.format:
         if target not in CONVERSION_TARGETS:
@@ -188,11 +189,12 @@ def read_columns(
     none), read in the sandbox like an upload. For jobs (training, scoring): it holds no
     session while it reads, and `on_wait`, called meanwhile, may raise to stop it (a cancel)."""
     require_role(actor, Role.viewer)
-    path = settings.resolved_data_dir / version.stored_path
-    if not path.is_file():
+    try:
+        path = get_storage().local_path(version.stored_path)
+    except StorageKeyMissing:
         raise NotFound(
-            f"The file of dataset version {version.number} ({version.filename}) is missing from the data directory."
-        )
+            f"The file of dataset version {version.number} ({version.filename}) is missing from the file store."
+        ) from None
     return run_isolated(
         "app.datasets.reading:read_columns",
         {"path": str(path), "format": version.format, "columns": list(columns)},
@@ -266,9 +268,10 @@ def delete_version(*, db_session: Session, settings: Settings, actor: Actor, nam
     shared = db_session.exec(select(func.count()).where(DatasetVersion.sha256 == version.sha256)).one()
     db_session.commit()
     if not shared:
-        (settings.resolved_data_dir / version.stored_path).unlink(missing_ok=True)
+        storage = get_storage()
+        storage.delete(version.stored_path)
         for target in CONVERSION_TARGETS:
-            converted_path(settings, version.sha256, target).unlink(missing_ok=True)
+            storage.delete(converted_key(version.sha256, target))
 
 
 # ------------------------------------------------------------------------- upload
@@ -300,9 +303,9 @@ async def upload_dataset(
 
 
 async def add_version_from_file(*, actor: Actor, settings: Settings, name: str, path: Path, filename: str) -> Uploaded:
-    """A file Strata made (a batch job's result, under the data directory) as the next version of
-    `name`, exactly like an upload of it: read in the sandbox, profiled, stored by content. The
-    file is moved into the store, or removed."""
+    """A local file Strata made (a batch job's result) as the next version of `name`, exactly
+    like an upload of it: read in the sandbox, profiled, stored by content. The file is removed
+    afterwards, stored or not."""
     require_role(actor, Role.staff)
     name = check_name(name)
     staged = StagedFile(
@@ -383,7 +386,7 @@ def _add_version(
         latest = db_session.exec(
             select(func.max(DatasetVersion.number)).where(DatasetVersion.dataset_id == dataset.id)
         ).one()
-        target = object_path(settings, staged.sha256)
+        key = object_key(staged.sha256)
         version = DatasetVersion(
             dataset_id=dataset.id,
             number=(latest or 0) + 1,
@@ -394,7 +397,7 @@ def _add_version(
             row_count=profile["row_count"],
             columns=[{"name": column["name"], "type": column["type"]} for column in profile["columns"]],
             profile=profile,
-            stored_path=str(target.relative_to(settings.resolved_data_dir)),
+            stored_path=key,
             created_by=actor.id,
         )
         db_session.add(version)
@@ -404,13 +407,14 @@ def _add_version(
         raise Conflict(
             f"Another upload to {name!r} was stored at the same moment; upload again to make the next version."
         ) from None
-    created = not target.exists()
-    target.parent.mkdir(parents=True, exist_ok=True)
-    os.replace(staged.path, target)
+    storage = get_storage()
+    created = not storage.exists(key)
+    if created:
+        storage.save(key, staged.path)
     try:
         db_session.commit()
     except BaseException:
         if created:
-            target.unlink(missing_ok=True)
+            storage.delete(key)
         raise
     return dataset, version

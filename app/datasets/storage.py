@@ -1,31 +1,28 @@
-"""Dataset files on disk: uploads staged to a temporary file within the size limit, profiled
-in the sandbox, and stored once per content under <data dir>/datasets/objects/<sha256>."""
+"""Dataset files: uploads staged to a local temporary file within the size limit, profiled
+in the sandbox, and stored once per content at the key datasets/objects/<sha256> (app/core/storage.py);
+conversions to another format are stored beside them, at datasets/converted/<sha256>.<format>."""
 
-import os
 import threading
 import uuid
 from pathlib import Path
 
 from app.core.sandbox import SandboxLimits, run_isolated
 from app.core.settings import Settings
-from app.core.uploads import StagedFile, UploadedFile, stage
+from app.core.storage import get_storage
+from app.core.uploads import StagedFile, UploadedFile, incoming_dir, stage
 from models.manifest import EMBEDDER_NAME, ManifestError, read_manifest
 
 # all-MiniLM-L6-v2's limit, for when the embedder is not built (its manifest says otherwise).
 DEFAULT_MAX_WORD_PIECES = 256
 
 
-def datasets_dir(settings: Settings) -> Path:
-    return settings.resolved_data_dir / "datasets"
-
-
-def object_path(settings: Settings, sha256: str) -> Path:
-    return datasets_dir(settings) / "objects" / sha256
+def object_key(sha256: str) -> str:
+    return f"datasets/objects/{sha256}"
 
 
 async def stage_upload(upload: UploadedFile, *, settings: Settings) -> StagedFile:
     return await stage(
-        upload, directory=datasets_dir(settings) / "incoming", max_mb=settings.dataset_max_mb, what="for a dataset"
+        upload, directory=incoming_dir(settings, "datasets"), max_mb=settings.dataset_max_mb, what="for a dataset"
     )
 
 
@@ -39,27 +36,30 @@ def _embedder_tokenizer(settings: Settings) -> tuple[str | None, int]:
     return str(model_dir / manifest.tokenizer_file), manifest.max_length
 
 
-def converted_path(settings: Settings, sha256: str, target: str) -> Path:
-    return datasets_dir(settings) / "converted" / f"{sha256}.{target}"
+def converted_key(sha256: str, target: str) -> str:
+    return f"datasets/converted/{sha256}.{target}"
 
 
-_converting: dict[Path, threading.Lock] = {}
+_converting: dict[str, threading.Lock] = {}
 _converting_guard = threading.Lock()
 
 
 def convert_isolated(
     path: Path, *, file_format: str, sha256: str, columns: list[dict], target: str, settings: Settings
 ) -> Path:
-    """The stored file `path` as `target` (csv or parquet): converted in the sandbox the first
-    time (one conversion at a time per file and target in this process) and kept beside it."""
-    converted = converted_path(settings, sha256, target)
+    """The stored file `path` as `target` (csv or parquet), as a local file: converted in the
+    sandbox the first time (one conversion at a time per file and target in this process) and
+    stored beside it, for every process."""
+    key = converted_key(sha256, target)
+    storage = get_storage()
     with _converting_guard:
-        lock = _converting.setdefault(converted, threading.Lock())
+        lock = _converting.setdefault(key, threading.Lock())
     with lock:
-        if converted.is_file():
-            return converted
-        converted.parent.mkdir(parents=True, exist_ok=True)
-        temporary = converted.with_name(f".{converted.name}.{uuid.uuid4().hex}.part")
+        if storage.exists(key):
+            return storage.local_path(key)
+        scratch = incoming_dir(settings, "converting")
+        scratch.mkdir(parents=True, exist_ok=True)
+        temporary = scratch / f"{uuid.uuid4().hex}.{target}"
         try:
             run_isolated(
                 "app.datasets.converting:convert",
@@ -76,10 +76,10 @@ def convert_isolated(
                     subject="this dataset",
                 ),
             )
-            os.replace(temporary, converted)
+            storage.save(key, temporary)
         finally:
             temporary.unlink(missing_ok=True)
-    return converted
+        return storage.local_path(key)
 
 
 def profile_isolated(staged: StagedFile, *, settings: Settings) -> dict:

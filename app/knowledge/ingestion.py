@@ -9,6 +9,7 @@ from sqlmodel import Session, col
 from app.core.db import session_scope
 from app.core.errors import InvalidInput
 from app.core.settings import get_settings
+from app.core.storage import get_storage
 from app.core.time import utcnow
 from app.knowledge import vectors
 from app.knowledge.chunking import chunk_sections
@@ -58,7 +59,7 @@ def ingest_document(document_id: int, *, on_progress: Callable[[float, str], Non
 
     on_progress(0.02, "Reading the file")
     parsed = parse_isolated(
-        settings.resolved_data_dir / document.stored_path, document.filename, settings=settings, on_progress=on_progress
+        get_storage().local_path(document.stored_path), document.filename, settings=settings, on_progress=on_progress
     )
     on_progress(0.05, f"Read {len(parsed.sections)} sections; cutting passages")
     embedder = get_embedder()

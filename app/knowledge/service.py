@@ -4,7 +4,6 @@ domains import from here only; the work is split by job into sibling modules:
 access (who may read), uploads (files in), ingestion (parse, chunk, embed), retrieval
 (dense and lexical search, fused) and vectors (the Chroma collections)."""
 
-import shutil
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,6 +16,7 @@ from app.audit.service import record
 from app.core.errors import Conflict, InvalidInput, NotFound
 from app.core.roles import Actor, Role, require_role
 from app.core.settings import Settings
+from app.core.storage import StorageKeyMissing, get_storage
 from app.knowledge import vectors
 from app.knowledge.access import (
     READER_ROLE_CHOICES,
@@ -28,7 +28,7 @@ from app.knowledge.access import (
 from app.knowledge.ingestion import INGEST_DOCUMENT, DocumentGone, fail_ingestion, ingest_document, start_ingestion
 from app.knowledge.retrieval import LEXICAL_INDEXES, RetrievalMode, search, search_for_caller
 from app.knowledge.tables import Chunk, Document, DocumentStatus, KnowledgeBase
-from app.knowledge.uploads import add_document, knowledge_base_dir, upload_documents
+from app.knowledge.uploads import add_document, knowledge_base_prefix, upload_documents
 from jobs.tables import Job, JobStatus
 
 __all__ = [
@@ -170,7 +170,7 @@ def delete_knowledge_base(*, db_session: Session, settings: Settings, actor: Act
     db_session.delete(knowledge_base)
     db_session.flush()
     vectors.delete_collection(knowledge_base)
-    shutil.rmtree(knowledge_base_dir(settings, knowledge_base.id), ignore_errors=True)
+    get_storage().delete_prefix(knowledge_base_prefix(knowledge_base.id))
     LEXICAL_INDEXES.forget(knowledge_base.id)
     log.info("knowledge_base.deleted", knowledge_base_id=knowledge_base.id, name=knowledge_base.name)
     record(
@@ -243,10 +243,10 @@ def get_document(*, db_session: Session, actor: Actor, document_id: int) -> Docu
 def document_file(*, db_session: Session, settings: Settings, actor: Actor, document_id: int) -> tuple[Document, Path]:
     """The original file of a document the actor may read."""
     document = get_document(db_session=db_session, actor=actor, document_id=document_id)
-    path = settings.resolved_data_dir / document.stored_path
-    if not path.is_file():
-        raise NotFound(f"The file of {document.filename!r} is missing from the data directory.")
-    return document, path
+    try:
+        return document, get_storage().local_path(document.stored_path)
+    except StorageKeyMissing:
+        raise NotFound(f"The file of {document.filename!r} is missing from the file store.") from None
 
 
 def unready_documents(*, db_session: Session, knowledge_base_ids: list[int]) -> list[Document]:
@@ -273,7 +273,7 @@ def delete_document(*, db_session: Session, settings: Settings, actor: Actor, do
     db_session.delete(document)
     db_session.flush()
     vectors.delete_document_vectors(vectors.collection(knowledge_base), document.id)
-    (settings.resolved_data_dir / document.stored_path).unlink(missing_ok=True)
+    get_storage().delete(document.stored_path)
     LEXICAL_INDEXES.forget(knowledge_base.id)
     log.info("document.deleted", document_id=document.id, knowledge_base_id=knowledge_base.id)
     record(

@@ -1,7 +1,6 @@
 """Documents received: uploads staged to disk within the size limit, stored once per
-content in their knowledge base, and queued for ingestion."""
+content in their knowledge base (keys knowledge/<kb>/<sha256><suffix>), and queued for ingestion."""
 
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -13,21 +12,22 @@ from app.core.db import run_in_session
 from app.core.errors import Conflict, InvalidInput, NotFound, ServiceUnavailable
 from app.core.roles import Actor
 from app.core.settings import Settings
-from app.core.uploads import StagedFile, UploadedFile, stage
+from app.core.storage import get_storage
+from app.core.uploads import StagedFile, UploadedFile, incoming_dir, stage
 from app.knowledge.access import get_managed_knowledge_base
 from app.knowledge.ingestion import INGEST_DOCUMENT, fail_ingestion
 from app.knowledge.tables import Document
 from jobs import service as jobs_service
 
 
-def knowledge_base_dir(settings: Settings, knowledge_base_id: int) -> Path:
-    return settings.resolved_data_dir / "knowledge" / str(knowledge_base_id)
+def knowledge_base_prefix(knowledge_base_id: int) -> str:
+    return f"knowledge/{knowledge_base_id}"
 
 
 async def stage_upload(upload: UploadedFile, *, settings: Settings) -> StagedFile:
     return await stage(
         upload,
-        directory=settings.resolved_data_dir / "knowledge" / "incoming",
+        directory=incoming_dir(settings, "knowledge"),
         max_mb=settings.upload_max_mb,
         what="a file",
     )
@@ -46,19 +46,18 @@ def add_document(
             f"{staged.filename}: the same content is already in this knowledge base as {existing.filename!r}"
             f" ({existing.status}); it was not ingested again."
         )
-    target = knowledge_base_dir(settings, knowledge_base.id) / f"{staged.sha256}{Path(staged.filename).suffix[:16]}"
-    target.parent.mkdir(parents=True, exist_ok=True)
+    key = f"{knowledge_base_prefix(knowledge_base.id)}/{staged.sha256}{Path(staged.filename).suffix[:16]}"
     document = Document(
         knowledge_base_id=knowledge_base.id,
         filename=staged.filename,
         size_bytes=staged.size_bytes,
         sha256=staged.sha256,
-        stored_path=str(target.relative_to(settings.resolved_data_dir)),
+        stored_path=key,
         created_by=actor.id,
     )
     db_session.add(document)
     db_session.flush()
-    os.replace(staged.path, target)
+    get_storage().save(key, staged.path)
     record(
         db_session=db_session,
         actor=actor,
@@ -123,7 +122,7 @@ def _add_documents(
     except BaseException:
         # The transaction rolls back; the files already moved in go too.
         for document in added:
-            (settings.resolved_data_dir / document.stored_path).unlink(missing_ok=True)
+            get_storage().delete(document.stored_path)
         raise
     return added
 

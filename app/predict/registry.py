@@ -6,8 +6,9 @@ with the acting user. Viewers read the registry, staff change it, admins import 
 (the file side of an import is app/predict/model_import.py)."""
 
 import re
+import shutil
+import uuid
 from dataclasses import dataclass
-from pathlib import Path
 
 import structlog
 from sqlalchemy import func
@@ -18,14 +19,16 @@ from app.core import ml
 from app.core.errors import Conflict, InvalidInput, NotFound
 from app.core.roles import Actor, Role, require_role
 from app.core.settings import Settings, get_settings
+from app.core.uploads import incoming_dir
 from app.predict import cache, model_import
+from app.predict.artifacts import artifact_path, store_bytes, store_folder, version_key
 from app.predict.registry_changes import record_change, who
 from app.predict.routing import Route, ServedVersion
 from app.predict.schemas import LabelSpec, ModelSummary, RegistryEvent, VersionSummary
 from app.predict.serving import VersionRef
 from app.predict.tables import ModelVersion, PredictionLog, RegisteredModel, RegistryChange
 from models.classifier import CLASSIFIER_NAME, DEFAULT_LABELS, ZeroShotClassifier, read_calibration
-from models.manifest import EMBEDDER_NAME, ManifestError, read_manifest, sha256_file
+from models.manifest import EMBEDDER_NAME, ManifestError, read_manifest
 
 MIN_LABELS = 2
 MAX_LABELS = 50
@@ -234,22 +237,6 @@ def _check_labels(labels: list[LabelSpec]) -> list[LabelSpec]:
     return cleaned
 
 
-def _version_folder(settings: Settings, model_name: str) -> Path:
-    return settings.resolved_data_dir / "predict" / model_name
-
-
-def _write_classifier_artifact(
-    settings: Settings, model_name: str, number: int, classifier: ZeroShotClassifier
-) -> Path:
-    folder = _version_folder(settings, model_name)
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"v{number}.json"
-    temporary = path.with_suffix(".part")
-    temporary.write_text(classifier.to_json(), encoding="utf-8")
-    temporary.replace(path)
-    return path
-
-
 def _add_classifier_version(
     db_session: Session,
     model: RegisteredModel,
@@ -265,14 +252,15 @@ def _add_classifier_version(
     classifier = ZeroShotClassifier.build(
         ml.get_embedder(), [(label.name, label.description) for label in labels], temperature
     )
-    artifact = _write_classifier_artifact(get_settings(), model.name, number, classifier)
+    artifact = version_key(model.name, number, ".json")
+    sha256, size_bytes = store_bytes(artifact, classifier.to_json().encode())
     version = ModelVersion(
         model_id=model.id,
         number=number,
         stage=stage,
-        artifact=str(artifact),
-        sha256=sha256_file(artifact),
-        size_bytes=artifact.stat().st_size,
+        artifact=artifact,
+        sha256=sha256,
+        size_bytes=size_bytes,
         source=source,
         metrics={**metrics, "temperature": temperature},
         labels=[label.model_dump() for label in labels],
@@ -296,7 +284,7 @@ def create_classifier_version(
         raise InvalidInput(f"{model_name!r} is an embedder; label sets belong to classifiers.")
     cleaned = _check_labels(labels)
     base = _production(db_session, model) or _versions(db_session, model)[0]
-    temperature = ZeroShotClassifier.load(base.artifact).temperature
+    temperature = ZeroShotClassifier.load(artifact_path(base.artifact)).temperature
     version = _add_classifier_version(
         db_session,
         model,
@@ -321,19 +309,25 @@ def import_embedder_version(*, db_session: Session, actor: User, model_name: str
         raise InvalidInput(f"{model_name!r} is a classifier; ONNX imports are embedder versions.")
     source = model_import.confined_folder(path)
     number = _next_number(db_session, model)
-    destination = _version_folder(get_settings(), model.name) / f"v{number}"
+    artifact = version_key(model.name, number)
     production = _production(db_session, model)
-    checked = model_import.copy_checked(
-        source,
-        destination,
-        dimensions=read_manifest(production.artifact).dimensions if production else None,
-    )
+    # Copied and checked on local disk first; only a model that loads and runs is stored.
+    destination = incoming_dir(get_settings(), "model-imports") / uuid.uuid4().hex
+    try:
+        checked = model_import.copy_checked(
+            source,
+            destination,
+            dimensions=read_manifest(artifact_path(production.artifact)).dimensions if production else None,
+        )
+        store_folder(artifact, destination)
+    finally:
+        shutil.rmtree(destination, ignore_errors=True)
     manifest = checked.manifest
     version = ModelVersion(
         model_id=model.id,
         number=number,
         stage="staging",
-        artifact=str(destination),
+        artifact=artifact,
         sha256=manifest.sha256,
         size_bytes=manifest.size_bytes,
         source="imported",
@@ -519,19 +513,15 @@ def register_trained_version(
     elif model.kind != "classifier":
         raise InvalidInput(f"{model_name!r} is an embedder; a trained classifier needs a classifier model.")
     number = _next_number(db_session, model)
-    folder = _version_folder(get_settings(), model.name)
-    folder.mkdir(parents=True, exist_ok=True)
-    artifact = folder / f"v{number}.onnx"
-    temporary = artifact.with_suffix(".part")
-    temporary.write_bytes(onnx_model)
-    temporary.replace(artifact)
+    artifact = version_key(model.name, number, ".onnx")
+    sha256, size_bytes = store_bytes(artifact, onnx_model)
     version = ModelVersion(
         model_id=model.id,
         number=number,
         stage="staging",
-        artifact=str(artifact),
-        sha256=sha256_file(artifact),
-        size_bytes=artifact.stat().st_size,
+        artifact=artifact,
+        sha256=sha256,
+        size_bytes=size_bytes,
         source="trained",
         metrics=metrics,
         labels=[{"name": label, "description": ""} for label in labels],

@@ -8,7 +8,6 @@ import time
 from collections import OrderedDict
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -16,6 +15,7 @@ import numpy as np
 from app.core import ml
 from app.core.metrics import MODEL_INFERENCE_LATENCY, SERVING_BATCH_SIZE
 from app.core.settings import get_settings
+from app.predict.artifacts import artifact_path
 from models.classifier import ZeroShotClassifier
 from models.embedder import Embedder
 from models.manifest import EMBEDDER_NAME
@@ -48,20 +48,19 @@ class LoadedVersion:
         self.ref = ref
         # A classifier trained in Strata is an ONNX file (models.trained); a zero-shot one is JSON.
         trained = ref.kind == "classifier" and ref.artifact.endswith(".onnx")
-        self._trained = TrainedClassifier.load(ref.artifact, threads=threads) if trained else None
-        self._classifier = ZeroShotClassifier.load(ref.artifact) if ref.kind == "classifier" and not trained else None
+        path = artifact_path(ref.artifact)
+        self._trained = TrainedClassifier.load(path, threads=threads) if trained else None
+        self._classifier = ZeroShotClassifier.load(path) if ref.kind == "classifier" and not trained else None
         # Classifiers and the built-in embedder share the process's embedder; an embedder
         # version elsewhere (another artifact) gets its own.
         default_dir = get_settings().resolved_models_dir / EMBEDDER_NAME
-        is_default = ref.kind == "classifier" or Path(ref.artifact).resolve() == default_dir
+        is_default = ref.kind == "classifier" or path.resolve() == default_dir
         if threads is not None:
             # Loaded only if used: a trained text model runs in onnxruntime alone.
             text_model = self._trained is not None and self._trained.input_kind == INPUT_TEXT
-            self._embedder = (
-                None if text_model else Embedder.load(default_dir if is_default else ref.artifact, threads=threads)
-            )
+            self._embedder = None if text_model else Embedder.load(default_dir if is_default else path, threads=threads)
         else:
-            self._embedder = ml.get_embedder() if is_default else Embedder.load(ref.artifact)
+            self._embedder = ml.get_embedder() if is_default else Embedder.load(path)
         self._batch_size = max(1, get_settings().serving_max_batch)
 
     def _embed(self, texts: list[str]) -> np.ndarray:

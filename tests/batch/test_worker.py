@@ -13,15 +13,23 @@ import pyarrow.parquet as pq
 import pytest
 from sqlmodel import col, select
 
+from app.batch import running
 from app.batch.tables import BatchChunk
 from app.core.db import session_scope
 from app.core.settings import get_settings
+from app.core.storage import get_storage
 from app.datasets.tables import DatasetLineage, LineageKind
 from jobs.tables import Job
 from models.trained import TrainedClassifier
 from tests.batch.conftest import BATCH_ROWS, EMPTY_ROWS, MODEL, reviews_csv, start, upload, wait_batch
 
 PROGRESS = re.compile(r"^[\d,]+ / 10,500 rows · [\d,]+ rows/s · ETA \d+:\d\d$")
+
+
+def work_left(job_id: str) -> bool:
+    """Whether anything of the job's work remains: its local folder or its stored chunks."""
+    stored = list(get_storage().iter_keys(running.job_prefix(job_id)))
+    return running.work_dir(get_settings(), job_id).exists() or bool(stored)
 
 
 def chunks_of(batch_id: int) -> list[BatchChunk]:
@@ -96,7 +104,7 @@ async def test_a_worker_killed_mid_job_resumes_at_its_last_checkpoint_and_matche
     for run in (resumed, batch):
         assert (run["rows_done"], run["rows_failed"], run["rows_total"]) == (BATCH_ROWS, len(EMPTY_ROWS), BATCH_ROWS)
         assert run["result"]["dataset"] == "snippets-predictions" and run["rows_per_second"] > 0
-        assert not (get_settings().resolved_data_dir / "batch" / run["job_id"]).exists()
+        assert not work_left(run["job_id"])
     assert any(PROGRESS.match(message) for message in messages), messages
 
     # The same bytes: the uninterrupted run's result is the very same, content-addressed, version.
@@ -142,7 +150,7 @@ async def test_cancel_stops_a_batch_job_and_leaves_no_result(
     done = await wait_batch(client, staff_headers, batch["id"])
     assert done["status"] == "cancelled" and done["result"] is None
     assert done["rows_done"] < BATCH_ROWS
-    assert not (get_settings().resolved_data_dir / "batch" / batch["job_id"]).exists()
+    assert not work_left(batch["job_id"])
     names = [dataset["name"] for dataset in (await client.get("/api/v1/datasets", headers=staff_headers)).json()]
     assert names == ["snippets"]
 

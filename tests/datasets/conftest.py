@@ -8,6 +8,8 @@ import shutil
 import httpx
 import pytest
 
+from app.core.storage import get_storage
+from app.core.uploads import incoming_dir
 from models.classifier import bbc_news_dir
 from tests.conftest import sign_in
 
@@ -43,12 +45,14 @@ def bbc_news_csv() -> bytes:
 
 
 def stored_files(settings) -> list[str]:
-    """Every file under the datasets folder, staging included: what an upload left behind."""
-    root = settings.resolved_data_dir / "datasets"
-    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()) if root.exists() else []
+    """Every dataset file in the store, and any upload still being received: what an upload left behind."""
+    kept = [key.removeprefix("datasets/") for key, _size in get_storage().iter_keys("datasets")]
+    incoming = incoming_dir(settings, "datasets")
+    return sorted(kept + ([f"incoming/{p.name}" for p in incoming.iterdir()] if incoming.exists() else []))
 
 
 @pytest.fixture(autouse=True)
 def _no_files_from_other_tests(settings):
-    """The data directory outlives each test's database: start every test without dataset files."""
-    shutil.rmtree(settings.resolved_data_dir / "datasets", ignore_errors=True)
+    """The store outlives each test's database: start every test without dataset files."""
+    get_storage().delete_prefix("datasets")
+    shutil.rmtree(incoming_dir(settings, "datasets"), ignore_errors=True)

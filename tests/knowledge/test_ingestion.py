@@ -9,6 +9,8 @@ from sqlmodel import func, select
 from app.core.clients import get_chroma
 from app.core.db import session_scope
 from app.core.settings import get_settings
+from app.core.storage import get_storage
+from app.core.uploads import incoming_dir
 from app.knowledge.tables import Chunk, Document, KnowledgeBase
 from jobs.tables import Job
 from tests.conftest import sign_in, wait_until
@@ -40,10 +42,9 @@ def db_chunks(document_id: int) -> int:
 
 def stored_files(kb_id: int) -> list[str]:
     """Files kept for this knowledge base, and any upload still being received."""
-    root = get_settings().resolved_data_dir / "knowledge"
-    return sorted(
-        str(p) for folder in (root / str(kb_id), root / "incoming") if folder.exists() for p in folder.iterdir()
-    )
+    incoming = incoming_dir(get_settings(), "knowledge")
+    received = [str(p) for p in incoming.iterdir()] if incoming.exists() else []
+    return sorted([key for key, _size in get_storage().iter_keys(f"knowledge/{kb_id}")] + received)
 
 
 async def test_pdf_and_bad_files_uploaded_together(client, workers, staff, alice_pdf):

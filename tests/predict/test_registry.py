@@ -1,7 +1,5 @@
 """The model registry: built-ins at install, label-set versions, canary, promote, roll back, who did what."""
 
-from pathlib import Path
-
 import pytest
 from sqlmodel import select
 
@@ -9,6 +7,7 @@ from app.auth.service import SYSTEM
 from app.core.db import session_scope
 from app.core.errors import Conflict, Forbidden, InvalidInput, NotFound
 from app.predict import registry
+from app.predict.artifacts import artifact_path
 from app.predict.schemas import LabelSpec
 from app.predict.tables import ModelVersion
 from models.classifier import CLASSIFIER_NAME, DEFAULT_LABELS
@@ -56,7 +55,8 @@ def test_install_registers_the_embedder_and_a_calibrated_classifier_once(setting
     assert classifier.metrics["ece"] < classifier.metrics["ece_uncalibrated"]
     with session_scope() as db_session:
         artifact = db_session.get(ModelVersion, classifier.id).artifact
-    assert sha256_file(artifact) == classifier.sha256 and Path(artifact).stat().st_size == classifier.size_bytes
+    path = artifact_path(artifact)
+    assert sha256_file(path) == classifier.sha256 and path.stat().st_size == classifier.size_bytes
 
 
 def test_a_new_label_set_is_a_staging_version_recorded_with_its_author(staff):
