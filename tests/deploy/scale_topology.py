@@ -40,6 +40,8 @@ def port_in_range(preferred: int | None = None) -> int:
         if port in _taken:
             continue
         with socket.socket() as sock:
+            # As servers bind: a port whose last connections linger in TIME_WAIT is free to them.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
                 sock.bind(("127.0.0.1", port))
             except OSError:
@@ -193,7 +195,7 @@ class ScaleOut:
             wait_until(self._chroma_up, 60, "the Chroma server")
             self._migrate()
             for process in (*self.webs, *self.workers):
-                self._make_data_dir(Path(process.env["STRATA_DATA_DIR"]))
+                Path(process.env["STRATA_DATA_DIR"]).mkdir(parents=True, exist_ok=True)
                 if process in self.workers:
                     Path(process.env["PROMETHEUS_MULTIPROC_DIR"]).mkdir(parents=True, exist_ok=True)
                 process.start()
@@ -225,17 +227,6 @@ class ScaleOut:
             connection.execute(text("DROP SCHEMA public CASCADE"))
             connection.execute(text(f'CREATE SCHEMA public AUTHORIZATION "{owner}"'))
         engine.dispose()
-
-    def _make_data_dir(self, data_dir: Path) -> None:
-        data_dir.mkdir(parents=True, exist_ok=True)
-        from app.core.settings import Settings
-
-        if "files_dir" in Settings.model_fields:
-            return
-        # Until STRATA_FILES_DIR exists (branch helper/storage): the file stores as mounts of the shared root.
-        for store in ("knowledge", "datasets", "predict", "batch"):
-            (self.files_dir / store).mkdir(parents=True, exist_ok=True)
-            (data_dir / store).symlink_to(self.files_dir / store, target_is_directory=True)
 
     def _chroma_up(self) -> bool:
         return httpx.get(f"http://127.0.0.1:{self.chroma.port}/api/v2/heartbeat", timeout=5).status_code == 200
@@ -344,7 +335,8 @@ def tail(path: Path, lines: int = 40) -> str:
 # after 2 failed checks, or at once when connecting to it fails (observe layer4). A request whose
 # connection fails or that gets no answer is sent again to the other web (redispatch, l7 retries):
 # a web that stops or dies loses no request. The cookie STRATA_WEB says which web a browser is on
-# (stickiness is not needed: the UI state lives in Redis); the websocket's tunnel timeout is long.
+# (stickiness is not needed: the UI state lives in Redis); API calls ignore it, so a script that
+# keeps cookies is still balanced. The websocket's tunnel timeout is long.
 HAPROXY_CONFIG = """\
 global
     stats socket {socket} mode 600 level admin
@@ -373,6 +365,7 @@ backend webs
     option httpchk GET /ping
     http-check expect status 200
     cookie STRATA_WEB insert indirect nocache httponly
+    ignore-persist if {{ path_beg /api/ }}
     http-response set-header X-Strata-Web %[srv_name]
     default-server inter 1s fall 2 rise 1 observe layer4 error-limit 1 on-error mark-down
 {servers}
