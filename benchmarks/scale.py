@@ -33,8 +33,7 @@ sys.path.insert(0, str(REPO))
 import httpx  # noqa: E402
 
 from benchmarks.serve import load, percentile, sentences  # noqa: E402
-from tests.deploy.scale_topology import ScaleOut  # noqa: E402
-from tests.deploy.test_scale_out import scale_out_database  # noqa: E402
+from tests.deploy.scale_topology import ScaleOut, own_database  # noqa: E402
 
 PREDICT = "/api/v1/models/zero-shot-classifier/predict"
 
@@ -91,7 +90,7 @@ def main() -> int:
     parser.add_argument("--documents", type=int, default=24)
     args = parser.parse_args()
     if not os.environ.get("STRATA_TEST_DATABASE_URL"):
-        parser.error("set STRATA_TEST_DATABASE_URL to a PostgreSQL server (its <database>_scale_out is used)")
+        parser.error("set STRATA_TEST_DATABASE_URL to a PostgreSQL server (its <database>_scale_bench is used)")
 
     root = Path(tempfile.mkdtemp(prefix="strata-bench-scale-"))
     redis_url = os.environ.get("STRATA_BENCH_REDIS_URL", "redis://127.0.0.1:6379/6")
@@ -99,7 +98,10 @@ def main() -> int:
     texts = (f"{corpus[i % len(corpus)]} [{i}]" for i in itertools.count())
     try:
         with ScaleOut(
-            root, database_url=scale_out_database(), redis_url=redis_url, STRATA_RATE_LIMIT_PER_MINUTE="100000000"
+            root,
+            database_url=own_database(os.environ["STRATA_TEST_DATABASE_URL"], "scale_bench"),
+            redis_url=redis_url,
+            STRATA_RATE_LIMIT_PER_MINUTE="100000000",
         ) as topology:
             headers = {"Authorization": f"Bearer {topology.admin_token()}"}
             asyncio.run(load(f"{topology.url}{PREDICT}", headers, 4, 3, texts))  # both webs load the model
