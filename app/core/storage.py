@@ -8,6 +8,7 @@ Keys are relative posix paths under one of KEY_AREAS (`datasets/objects/<sha256>
 `knowledge/<kb>/<file>`, `predict/<model>/...`), so a key can never reach the database,
 the secrets or the embedded services that share the data dir with the files root."""
 
+import fcntl
 import os
 import shutil
 import threading
@@ -294,16 +295,20 @@ class S3Storage:
                 return copy
             copy.parent.mkdir(parents=True, exist_ok=True)
             stamp.parent.mkdir(parents=True, exist_ok=True)
-            # Another process may fetch the same key: each writes its own temp file, and the
-            # renames leave a whole copy either way.
+            # Another process on this machine may fetch the same key: each downloads to a temp
+            # file of its own, then renames it and writes the stamp under one file lock, so a
+            # stamp never vouches for an older copy (a newer copy under an older stamp is only
+            # fetched again).
             temporary = copy.with_name(f"{TEMP_PREFIX}{uuid.uuid4().hex}")
             try:
                 with self._answering(key):
                     self.client.download_file(self.bucket, self._object(key), str(temporary), Config=self.transfer)
-                os.replace(temporary, copy)
+                with open(self.cache_dir / ".lock", "a") as cache_lock:
+                    fcntl.flock(cache_lock, fcntl.LOCK_EX)
+                    os.replace(temporary, copy)
+                    stamp.write_text(version)
             finally:
                 temporary.unlink(missing_ok=True)
-            stamp.write_text(version)
             return copy
 
     def exists(self, key: str) -> bool:
