@@ -295,6 +295,24 @@ async def test_a_dead_batch_jobs_chunks_in_an_s3_bucket_go(db, s3_server, monkey
     assert stored == ["batch/running-job/chunks/0.parquet"]
 
 
+@pytest.mark.one_backend
+async def test_a_store_down_fails_its_part_of_the_sweep_only_and_the_run_says_so(db, s3_server, monkeypatch):
+    for name, value in s3_server.environment("s3://no-such-bucket/strata").items():
+        monkeypatch.setenv(name, value)
+    reset_caches()
+    try:
+        _add(_job("old", JobStatus.succeeded, 100 * DAY))
+        removed = await retention_jobs.sweep()
+        [run] = await retention.last_runs()
+    finally:
+        monkeypatch.undo()
+        reset_caches()
+    assert removed == {"job rows": 1, "prediction log rows": 0} == run.removed
+    [error] = run.errors
+    assert error.startswith("temporary files: ") and "NoSuchBucket" in error
+    assert _job_ids() == set()
+
+
 # ------------------------------------------------------------------ the schedule
 
 

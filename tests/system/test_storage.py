@@ -9,7 +9,9 @@ import pytest
 import app.app  # noqa: F401 - builds every page and state
 from app.core.clients import get_chroma
 from app.core.storage import get_storage
+from app.core.time import utcnow
 from app.system import retention_jobs
+from app.system.retention import record_run
 from app.system.state import SystemState, human_size
 from app.system.storage import storage_report
 from tests.conftest import reset_caches, sign_in
@@ -113,8 +115,18 @@ async def test_viewers_and_staff_are_refused(client, staff, viewer):
 
 @pytest.mark.one_backend
 async def test_the_system_page_shows_storage_to_admins_only(client, admin, staff, collection):
+    await record_run(
+        "system.retention",
+        started=utcnow(),
+        removed={"job rows": 1200, "temporary bytes": 3 * 1024**2},
+        errors=["temporary files: ConnectionError: the bucket is unreachable"],
+    )
     page = signed_in(SystemState, admin)
     await send(page, SystemState.load_storage)
+    [run] = page.retention_runs
+    assert run.job == "system.retention" and run.removed == (
+        "1,200 job rows, 3.0 MB freed; failed: temporary files: ConnectionError: the bucket is unreachable"
+    )
     stores = {store.name: store for store in page.stores}
     assert set(stores) == {"database", "redis", "chroma", "files"}
     assert all(store.ok for store in stores.values()), [store.error for store in stores.values()]
