@@ -45,6 +45,7 @@ from app.openai_compat.api import build_openai_api
 from app.predict.api import router as predict_router
 from app.schedules.api import router as schedules_router
 from app.system.api import router as system_router
+from app.system.backup_api import router as backup_router
 from app.training.api import router as training_router
 from app.usage.api import router as usage_router
 from app.webhooks.api import router as webhooks_router
@@ -157,6 +158,7 @@ def build_api() -> FastAPI:
         ask_router,
         audit_router,
         auth_router,
+        backup_router,
         oidc_router,
         batch_router,
         datasets_router,

@@ -2,6 +2,7 @@
 
 import json
 import sys
+from pathlib import Path
 
 import typer
 
@@ -32,11 +33,15 @@ def migrate() -> None:
     """Apply database migrations, create the first admin if there is no user and register the built-in models."""
     from app.core import migrations
     from app.predict import registry as predict_registry
+    from app.system import upgrade
 
     settings = get_settings()
     if settings.effective_database_url.startswith("sqlite"):
         settings.resolved_data_dir.mkdir(parents=True, exist_ok=True)
-    migrations.upgrade()
+    try:
+        upgrade.upgrade(settings, log=typer.echo)
+    except StrataError as exc:
+        _fail(exc.message)
     typer.echo(f"Database at revision {migrations.current_revision(get_engine())}.")
     with session_scope() as db_session:
         generated = auth_service.ensure_admin(db_session=db_session, settings=settings)
@@ -50,6 +55,41 @@ def migrate() -> None:
     with session_scope() as db_session:
         for name in predict_registry.ensure_builtin_models(db_session=db_session, actor=SYSTEM, settings=settings):
             typer.echo(f"Registered the built-in model {name}.")
+
+
+@cli.command("backup")
+def backup_command(file: Path) -> None:
+    """Write FILE (.tar.gz): one archive of the database, stored files, models, vectors and settings, while Strata serves."""
+    from app.system import backup
+
+    if file.exists():
+        _fail(f"{file} exists already; choose another name.")
+    summary = backup.create_backup(file, settings=get_settings(), on_progress=lambda _f, message: typer.echo(message))
+    typer.echo(
+        f"Backup written to {summary.path} ({summary.size_bytes / 1e6:.1f} MB): migration {summary.revision}, "
+        f"{sum(summary.tables.values())} rows, {summary.files} files, {summary.models} model files, "
+        f"{sum(summary.vectors.values())} vectors."
+    )
+
+
+@cli.command("restore")
+def restore_command(
+    file: Path,
+    force: bool = typer.Option(False, "--force", help="Replace the data that is there"),
+) -> None:
+    """Restore FILE, written by `strata backup`, into an empty data dir and database (or over them with --force)."""
+    from app.system import backup
+
+    try:
+        summary = backup.restore_backup(
+            file, settings=get_settings(), force=force, on_progress=lambda _f, message: typer.echo(message)
+        )
+    except StrataError as exc:
+        _fail(exc.message)
+    typer.echo(
+        f"Restored {summary.rows} rows (migration {summary.revision}, now at the newest), {summary.files} files, "
+        f"{summary.models} model files and {sum(summary.vectors.values())} vectors."
+    )
 
 
 @cli.command()

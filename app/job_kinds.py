@@ -2,7 +2,7 @@
 
 from app.batch.jobs import score_dataset
 from app.knowledge.jobs import ingest_document
-from app.system.jobs import verify_models
+from app.system.jobs import back_up, verify_models
 from app.training.jobs import train_classifier
 
-__all__ = ["ingest_document", "score_dataset", "train_classifier", "verify_models"]
+__all__ = ["back_up", "ingest_document", "score_dataset", "train_classifier", "verify_models"]

@@ -402,6 +402,7 @@ def pytest_configure(config: pytest.Config) -> None:
 # the one the frontend is prebuilt for.
 STACK_TEST_FILES = (
     "tests/browser/",
+    "tests/deploy/test_scale_out.py",
     "tests/generation/test_stack_v1.py",
     "tests/test_api_fuzz.py",
     "tests/test_runner.py",

@@ -8,6 +8,7 @@ tests/test_packaging.py.
 """
 
 import configparser
+import contextlib
 import json
 import os
 import re
@@ -55,7 +56,9 @@ def program_names(parser: configparser.RawConfigParser) -> set[str]:
 
 def split_env(command: list[str]) -> tuple[dict[str, str] | None, list[str]]:
     """(the environment `env -i` gives the program, or None when it inherits
-    supervisord's; the program's own command line)."""
+    supervisord's; the program's own command line), past the parent-death wrapper."""
+    if Path(command[0]).name == "setpriv":
+        command = command[command.index("--") + 1 :]
     if Path(command[0]).name != "env":
         return None, command
     assert command[1] == "-i", command
@@ -202,6 +205,9 @@ def test_child_environment(tmp_path):
     assert Path(env["STRATA_DATA_DIR"]).is_absolute()
     assert env["STRATA_REDIS_URL"] == ""
     assert env["HOME"] == "/root"
+    # Fewer glibc heap arenas for the threaded web and worker, unless the admin chose a number.
+    assert env["MALLOC_ARENA_MAX"] == "2"
+    assert environment.child_env(settings, base={"MALLOC_ARENA_MAX": "8"})["MALLOC_ARENA_MAX"] == "8"
 
 
 def test_web_and_worker_add_up_their_metrics_in_the_stacks_own_directory(tmp_path):
@@ -410,7 +416,8 @@ def test_run_refuses_a_second_stack_on_the_same_data_dir(tmp_path, monkeypatch):
         fcntl.flock(held, fcntl.LOCK_EX)
         assert supervise.run(settings) == 1
     # ... or a supervisord from an earlier run is still alive.
-    fake = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "supervisord"])
+    conf = str(paths.config_path(settings))
+    fake = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "supervisord", "-c", conf])
     try:
         wait_until(lambda: b"supervisord" in Path(f"/proc/{fake.pid}/cmdline").read_bytes(), 10, "exec")
         paths.pid_path(settings).write_text(str(fake.pid))
@@ -419,10 +426,20 @@ def test_run_refuses_a_second_stack_on_the_same_data_dir(tmp_path, monkeypatch):
     finally:
         fake.kill()
         fake.wait()
-    # A stale pidfile (dead pid, or a pid reused by something else) does not block.
+    # A stale pidfile (dead pid, or a pid reused by something else, another stack's
+    # supervisord included) does not block.
     assert not supervise.is_running(settings)
     paths.pid_path(settings).write_text(str(os.getpid()))
     assert not supervise.is_running(settings)
+    other_conf = str(tmp_path / "other" / "run" / "supervisord.conf")
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "supervisord", "-c", other_conf])
+    try:
+        wait_until(lambda: b"supervisord" in Path(f"/proc/{other.pid}/cmdline").read_bytes(), 10, "exec")
+        paths.pid_path(settings).write_text(str(other.pid))
+        assert not supervise.is_running(settings)
+    finally:
+        other.kill()
+        other.wait()
 
 
 def test_stale_processes_of_a_dead_supervisord_are_found_and_stopped(tmp_path):
@@ -468,6 +485,42 @@ def test_an_orphaned_valkey_is_found_although_it_overwrites_its_environment(tmp_
         for proc in (orphan, bystander):
             proc.kill()
             proc.wait()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="parent-death signal")
+def test_every_program_dies_with_a_killed_supervisord(tmp_path):
+    """Each rendered command, started by a stand-in supervisord that forks it the way
+    supervisord does, ends when that supervisord is SIGKILLed: nothing keeps a port."""
+    settings = make_settings(tmp_path)
+    config.write_config(settings)
+    for program in config.programs(settings):
+        command = program.full_command()
+        assert command[1:3] == [f"--pdeathsig={program.stopsignal}", "--"], program.name
+        # The program itself swapped for one that only sleeps (and ignores nothing).
+        probe = command[: len(command) - len(split_env(command)[1])] + ["sleep", "600"]
+        stand_in = subprocess.Popen(
+            [sys.executable, "-c", "import subprocess, sys, time; "
+             "print(subprocess.Popen(sys.argv[1:]).pid, flush=True); time.sleep(600)", *probe],
+            stdout=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        child = int(stand_in.stdout.readline())
+        try:
+            wait_until(lambda c=child: b"sleep" in Path(f"/proc/{c}/cmdline").read_bytes(), 10, "exec")
+            stand_in.kill()
+            stand_in.wait()
+            wait_until(lambda c=child: _gone(c), 10, f"{program.name} to die with its supervisord")
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child, signal.SIGKILL)
+
+
+def _gone(pid: int) -> bool:
+    """Exited (a zombie of a dead parent is reaped by init, or is on its way)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return _zombie(pid)
 
 
 # ----------------------------------------------------------------- real stack
@@ -587,6 +640,34 @@ def test_stack_with_an_external_redis(tmp_path):
     finally:
         if redis_server.is_running():
             redis_server.stop()
+
+
+@pytest.mark.stack
+@pytest.mark.timeout(900)
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_stack_leaves_nothing_behind_when_killed(tmp_path):
+    """`make run`'s process group killed outright, then Ctrl-C followed by SIGKILL five
+    seconds later: no process of the stack survives, and the next start on the same
+    data dir and ports serves."""
+    same = {"STRATA_EMBEDDED_REDIS_PORT": str(free_port()), "STRATA_EMBEDDED_CHROMA_PORT": str(free_port())}
+    with Stack(tmp_path, **same) as stack:
+        stack.wait_up()
+        assert set(stack.status()) == {"valkey", "chroma", "worker", "web"}
+        os.killpg(stack.proc.pid, signal.SIGKILL)  # the group `strata run` (now supervisord) leads
+        stack.proc.wait(30)
+        stack.wait(lambda: not processes_of(stack.data_dir), 30, "every process of the killed stack to die")
+        assert not supervise.busy_ports(stack.settings)
+        assert paths.pid_path(stack.settings).exists()  # left behind, and no obstacle:
+        port = stack.port
+    with Stack(tmp_path, port=port, **same) as stack:
+        stack.wait_up()
+        os.killpg(stack.proc.pid, signal.SIGINT)
+        time.sleep(5)  # the issue's sequence: supervisord is stopping the programs one by one
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(stack.proc.pid, signal.SIGKILL)
+        stack.proc.wait(30)
+        stack.wait(lambda: not processes_of(stack.data_dir), 30, "every process of the killed stack to die")
+        assert not supervise.busy_ports(stack.settings)
 
 
 def _children(pid: int) -> list[int]:

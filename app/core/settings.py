@@ -19,6 +19,10 @@ class Settings(BaseSettings):
     data_dir: Path = Path("data")
     host: str = "0.0.0.0"
     port: int = 3000
+    # The port browsers open pages and the websocket on, when a reverse proxy or load balancer
+    # in front listens on another one over plain http (the frontend bundle bakes it in; behind
+    # https the browser uses the page's own port). Empty: STRATA_PORT.
+    public_port: int | None = None
     # Web server worker processes (granian) behind STRATA_PORT. More than one
     # needs the UI state in a shared Redis (see ui_state_in_redis).
     web_workers: int = 1
@@ -222,6 +226,13 @@ class Settings(BaseSettings):
     prediction_log_retention_days: int = Field(default=180, ge=0, le=36500)
     temp_file_retention_hours: float = Field(default=24.0, ge=0, le=24 * 36500)
 
+    # `strata migrate` (and so `strata run` and the Kubernetes migration Job) writes a full backup
+    # to the file store under backups/ before it applies new migrations to a database in use.
+    backup_before_migrate: bool = True
+    # Backups include the built ONNX models (STRATA_MODELS_DIR, about 200 MB); off leaves them out,
+    # as `strata models build` makes them again from their PyPI packages.
+    backup_include_models: bool = True
+
     log_level: str = "INFO"
 
     @model_validator(mode="after")
@@ -281,6 +292,11 @@ class Settings(BaseSettings):
     def embedded_redis_password_file(self) -> Path:
         """The embedded Valkey's password (0600), written by `strata run` (app/core/runner/config.py)."""
         return self.resolved_data_dir / "run" / "valkey.password"
+
+    @property
+    def browser_port(self) -> int:
+        """The port the frontend bundle is built for (see public_port)."""
+        return self.public_port or self.port
 
     @property
     def ui_state_in_redis(self) -> bool:

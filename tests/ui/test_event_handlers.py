@@ -12,6 +12,8 @@ OPEN_HANDLERS = {
     "KeysState": {"setvar", "dismiss_key"},
     # watch() re-checks the staff role on every refresh.
     "SystemState": {"setvar", "watch", "stop_watching"},
+    # watch() re-checks the admin role on every refresh.
+    "BackupState": {"setvar", "watch", "stop_watching"},
     "JobsState": {"setvar", "watch", "stop_watching"},
     # watch() re-checks the viewer role on every refresh.
     "ModelsState": {"setvar", "watch", "stop_watching"},
@@ -52,7 +54,7 @@ def test_every_data_handler_is_guarded_by_a_role():
 
 def test_admin_pages_handlers_need_admin_and_jobs_handlers_staff():
     states = {state.__name__: state for state in all_states()}
-    for name in ("UsersState", "KeysState", "AuditState", "WebhooksState", "UsageState"):
+    for name in ("UsersState", "KeysState", "AuditState", "WebhooksState", "UsageState", "BackupState"):
         for handler_name, handler in states[name].event_handlers.items():
             if hasattr(handler.fn, "minimum_role"):
                 assert handler.fn.minimum_role.value == "admin", (name, handler_name)

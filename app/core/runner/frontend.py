@@ -89,7 +89,7 @@ def _iter_files(root: Path) -> Iterator[Path]:
 def frontend_inputs(settings: Settings, env: Mapping[str, str] | None = None) -> dict[str, str]:
     """Everything the compiled frontend depends on, as name -> digest."""
     env = os.environ if env is None else env
-    inputs = {"port": str(settings.port), "recipe": " ".join(EXPORT_ARGS)}
+    inputs = {"port": str(settings.browser_port), "recipe": " ".join(EXPORT_ARGS)}
     # Reflex and its component packages (their versions, not pyproject.toml, so
     # that editing tool config there does not cost a rebuild).
     for dist in importlib.metadata.distributions():
@@ -243,7 +243,7 @@ def ensure_frontend(settings: Settings, *, force: bool = False, env: Mapping[str
             json.dumps(
                 {
                     "fingerprint": fingerprint,
-                    "port": settings.port,
+                    "port": settings.browser_port,
                     "built_at": time.time(),
                     "inputs": frontend_inputs(settings, env),
                 }

@@ -1,0 +1,52 @@
+from datetime import datetime
+
+from fastapi import APIRouter, status
+from fastapi.responses import FileResponse
+from pydantic import BaseModel
+
+from app.auth.deps import AdminUser, SettingsDep
+from app.jobs_board.schemas import JobOut
+from app.system import backup_service
+
+router = APIRouter(prefix="/api/v1", tags=["system"])
+
+# An archive downloads as a file and is never rendered or sniffed by the browser.
+DOWNLOAD_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "Content-Security-Policy": "sandbox; default-src 'none'",
+    "Cache-Control": "no-store",
+}
+
+
+class BackupOut(BaseModel):
+    name: str
+    size_bytes: int
+    written_at: datetime | None
+
+
+@router.post("/system/backups", status_code=status.HTTP_202_ACCEPTED)
+async def start_backup(user: AdminUser) -> JobOut:
+    """Starts a backup as a background job (admins); follow it at /api/v1/jobs/{id}."""
+    return JobOut.of(await backup_service.start_backup(actor=user))
+
+
+@router.get("/system/backups")
+def list_backups(user: AdminUser, settings: SettingsDep) -> list[BackupOut]:
+    """The archives in the file store's backups/ folder, newest first (admins)."""
+    return [
+        BackupOut(name=item.name, size_bytes=item.size_bytes, written_at=item.written_at)
+        for item in backup_service.list_backups(actor=user, settings=settings)
+    ]
+
+
+@router.get("/system/backups/{name}")
+def download_backup(name: str, user: AdminUser, settings: SettingsDep) -> FileResponse:
+    """One archive, as an attachment (admins): it holds every user's data."""
+    path = backup_service.backup_path(actor=user, settings=settings, name=name)
+    return FileResponse(
+        path,
+        media_type="application/gzip",
+        filename=name,
+        content_disposition_type="attachment",
+        headers=DOWNLOAD_HEADERS,
+    )

@@ -1,0 +1,87 @@
+"""Backups from the System page: an admin starts one as a background job, watches it, lists
+the archives in the file store's backups/ folder and downloads one. Admins only: an archive
+holds every user's data and the password hashes."""
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from sqlmodel import Session, col, select
+
+from app.core.errors import NotFound
+from app.core.roles import Actor, Role, require_role
+from app.core.settings import Settings
+from app.core.time import utcnow
+from app.system import backup
+from jobs import service as jobs_service
+from jobs.tables import Job
+
+BACKUP_NOW = "backup"
+# Names the job and `strata migrate` give their archives; nothing else is offered for download.
+ARCHIVE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,150}\.tar\.gz$")
+WRITTEN_AT = re.compile(r"(\d{8}T\d{6})\d*Z")
+
+
+@dataclass(frozen=True)
+class BackupFile:
+    name: str
+    size_bytes: int
+    written_at: datetime | None
+
+
+def archive_name() -> str:
+    return f"strata-{utcnow():%Y%m%dT%H%M%S%fZ}.tar.gz"
+
+
+def write_backup(*, settings: Settings, on_progress) -> dict:
+    """The job's work: the archive is written in scratch space and then stored under backups/."""
+    name = archive_name()
+    with backup.work_dir(settings) as scratch:
+        summary = backup.create_backup(scratch / name, settings=settings, on_progress=on_progress)
+        backup.get_files(settings).save(f"{backup.BACKUP_AREA}/{name}", scratch / name)
+    return {
+        "name": name,
+        "size_bytes": summary.size_bytes,
+        "revision": summary.revision,
+        "rows": sum(summary.tables.values()),
+        "files": summary.files,
+        "vectors": sum(summary.vectors.values()),
+    }
+
+
+async def start_backup(*, actor: Actor) -> Job:
+    require_role(actor, Role.admin)
+    return await jobs_service.enqueue(actor=actor, kind=BACKUP_NOW, params={}, max_attempts=1)
+
+
+def latest_backup_job(*, db_session: Session, actor: Actor) -> Job | None:
+    require_role(actor, Role.admin)
+    return db_session.exec(select(Job).where(Job.kind == BACKUP_NOW).order_by(col(Job.created_at).desc())).first()
+
+
+def _written_at(name: str) -> datetime | None:
+    """From the name: object stores give no modification time through the storage interface."""
+    stamp = WRITTEN_AT.search(name)
+    return datetime.strptime(stamp.group(1), "%Y%m%dT%H%M%S").replace(tzinfo=UTC) if stamp else None
+
+
+def list_backups(*, actor: Actor, settings: Settings) -> list[BackupFile]:
+    """Newest first."""
+    require_role(actor, Role.admin)
+    found = []
+    for key, size in backup.get_files(settings).iter_keys(backup.BACKUP_AREA):
+        name = key.removeprefix(f"{backup.BACKUP_AREA}/")
+        if ARCHIVE_NAME.match(name):
+            found.append(BackupFile(name, size, _written_at(name)))
+    oldest = datetime.min.replace(tzinfo=UTC)
+    return sorted(found, key=lambda item: item.written_at or oldest, reverse=True)
+
+
+def backup_path(*, actor: Actor, settings: Settings, name: str) -> Path:
+    require_role(actor, Role.admin)
+    key = f"{backup.BACKUP_AREA}/{name}"
+    files = backup.get_files(settings)
+    if not ARCHIVE_NAME.match(name) or not files.exists(key):
+        raise NotFound(f"No backup named {name!r}.")
+    return files.local_path(key)
