@@ -2,6 +2,7 @@
 them grow, the retention jobs' last runs show, and only admins see any of it, through the API
 and through the System page's handler."""
 
+import asyncio
 import io
 
 import pytest
@@ -158,3 +159,16 @@ def test_the_system_page_renders_its_storage_section_for_admins():
     rendered = str(system_page().render())
     assert all(f'id:"{element}"' in rendered for element in ("storage", "storage-refresh", "retention"))
     assert "is_admin" in rendered
+
+
+@pytest.mark.one_backend
+async def test_figures_are_shared_by_concurrent_callers_and_rate_limited(client, admin, settings, monkeypatch):
+    monkeypatch.setattr(settings, "rate_limit_per_minute", 3)
+    first, second = await asyncio.gather(storage_report(actor=admin), storage_report(actor=admin))
+    assert first is second  # one gathering for both, each counted
+    headers = await sign_in(client, admin.email)
+    answers = [(await client.get("/api/v1/system/storage", headers=headers)).status_code for _ in range(3)]
+    assert (
+        answers == [200, 429, 429]
+        and "Retry-After" in (await client.get("/api/v1/system/storage", headers=headers)).headers
+    )
