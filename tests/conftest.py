@@ -405,7 +405,7 @@ STACK_TEST_FILES = (
     "tests/deploy/test_scale_out.py",
     "tests/generation/test_stack_v1.py",
     "tests/test_api_fuzz.py",
-    "tests/test_runner.py",
+    "tests/test_runner_stack.py",
 )
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 import httpx
 from sqlalchemy import make_url, text
 
+from app.core.db import make_engine
 from tests.conftest import REPO, wait_until
 
 PROXY_PORT = 18080
@@ -49,6 +50,20 @@ def port_in_range(preferred: int | None = None) -> int:
         _taken.add(port)
         return port
     raise RuntimeError(f"no free port in {PORT_RANGE}")
+
+
+def own_database(server_url: str, suffix: str) -> str:
+    """The server's database with `_<suffix>` appended, created when missing: the topology
+    empties it, so it must never be one that other tests or runs use."""
+    server = make_url(server_url)
+    own = server.set(database=f"{server.database}_{suffix}")
+    engine = make_engine(server.render_as_string(hide_password=False)).execution_options(isolation_level="AUTOCOMMIT")
+    with engine.connect() as connection:
+        exists = connection.execute(text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": own.database})
+        if exists.scalar() is None:
+            connection.execute(text(f'CREATE DATABASE "{own.database}"'))
+    engine.dispose()
+    return own.render_as_string(hide_password=False)
 
 
 @dataclass
@@ -218,8 +233,6 @@ class ScaleOut:
         """An empty database and Redis database number: nothing of an earlier run answers."""
         import redis
 
-        from app.core.db import make_engine
-
         redis.Redis.from_url(self.redis_url).flushdb()
         engine = make_engine(self.database_url)
         with engine.begin() as connection:
@@ -310,8 +323,6 @@ class ScaleOut:
 
     def worker_running(self, job_id: str) -> Process:
         """The worker process a running job is on (a worker's id holds its pid, see jobs/runtime.py)."""
-        from app.core.db import make_engine
-
         engine = make_engine(self.database_url)
         with engine.connect() as connection:
             worker_id = connection.execute(text("SELECT worker_id FROM job WHERE id = :id"), {"id": job_id}).scalar()

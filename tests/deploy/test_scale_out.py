@@ -14,15 +14,13 @@ from collections import Counter
 import httpx
 import pytest
 from playwright.sync_api import expect, sync_playwright
-from sqlalchemy import make_url, text
 
-from app.core.db import make_engine
 from app.predict.routing import ROUTE_TTL_SECONDS
 from models.classifier import CLASSIFIER_NAME
 from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS, sign_in
 from tests.browser.test_dashboard import assert_not_reloaded, mark_page
 from tests.conftest import TEST_ROOT
-from tests.deploy.scale_topology import ADMIN_EMAIL, ADMIN_PASSWORD, ScaleOut
+from tests.deploy.scale_topology import ADMIN_EMAIL, ADMIN_PASSWORD, ScaleOut, own_database
 
 pytestmark = [
     pytest.mark.stack,
@@ -42,26 +40,12 @@ LABELS = {
 }
 
 
-def scale_out_database() -> str:
-    """The test server's database with `_scale_out` appended, created when missing: the
-    topology empties it, so it is never the one the other tests use."""
-    server = make_url(os.environ["STRATA_TEST_DATABASE_URL"])
-    own = server.set(database=f"{server.database}_scale_out")
-    engine = make_engine(server.render_as_string(hide_password=False)).execution_options(isolation_level="AUTOCOMMIT")
-    with engine.connect() as connection:
-        exists = connection.execute(text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": own.database})
-        if exists.scalar() is None:
-            connection.execute(text(f'CREATE DATABASE "{own.database}"'))
-    engine.dispose()
-    return own.render_as_string(hide_password=False)
-
-
 @pytest.fixture(scope="module")
 def topology():
     # The client loops below send more predictions a minute than one user may.
     with ScaleOut(
         TEST_ROOT / "scale-out",
-        database_url=scale_out_database(),
+        database_url=own_database(os.environ["STRATA_TEST_DATABASE_URL"], "scale_out"),
         redis_url=REDIS_URL,
         STRATA_RATE_LIMIT_PER_MINUTE="100000",
     ) as topology:

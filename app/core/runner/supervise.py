@@ -201,6 +201,19 @@ def _exec_supervisord(conf: Path, env: Mapping[str, str], lock) -> NoReturn:
     os.execve(supervisord, [supervisord, "-n", "-c", str(conf)], dict(env))
 
 
+def _exited(pid: int) -> bool:
+    """Gone, or a zombie: supervisord is the process `strata run` started (it execs), and
+    whatever started that may reap it only later (a test's Popen, a shell script)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except (OSError, IndexError):
+        return False
+
+
 def supervisorctl(settings: Settings, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     """Run `supervisorctl -c <data_dir>/run/supervisord.conf ARGS...` and capture output.
 
@@ -237,9 +250,7 @@ def stop(settings: Settings | None = None, timeout: float = 120) -> int:
             os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
+        if _exited(pid):
             print("strata: stopped")
             return 0
         time.sleep(0.2)
