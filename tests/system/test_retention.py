@@ -318,7 +318,7 @@ async def test_a_store_down_fails_its_part_of_the_sweep_only_and_the_run_says_so
         reset_caches()
     assert removed == {"job rows": 1, "prediction log rows": 0} == run.removed
     [error] = run.errors
-    assert error.startswith("temporary files: ") and "NoSuchBucket" in error
+    assert error.startswith("temporary files: StorageUnavailable: The file store")
     assert _job_ids() == set()
 
 
