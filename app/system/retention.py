@@ -110,19 +110,21 @@ RUNS_KEY = "strata:retention:runs"
 
 @dataclass
 class RetentionRun:
-    """One retention job's last sweep: when it ended and what it removed, by kind."""
+    """One retention job's last sweep: when it ended, what it removed, by kind, and what failed."""
 
     job: str
     ran_at: datetime
     seconds: float
     removed: dict[str, int] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
 
 
-async def record_run(job: str, *, started: datetime, removed: dict[str, int]) -> None:
+async def record_run(job: str, *, started: datetime, removed: dict[str, int], errors: list[str] | None = None) -> None:
     """Keeps `job`'s last sweep in Redis, where every web process reads it. A failure to
     record never fails the sweep, whose deletions are done."""
     ended = utcnow()
-    entry = {"ran_at": ended.isoformat(), "seconds": (ended - started).total_seconds(), "removed": removed}
+    seconds = (ended - started).total_seconds()
+    entry = {"ran_at": ended.isoformat(), "seconds": seconds, "removed": removed, "errors": errors or []}
     redis = get_async_redis()
     try:
         await redis.hset(RUNS_KEY, job, json.dumps(entry))
@@ -141,5 +143,6 @@ async def last_runs() -> list[RetentionRun]:
     runs = []
     for job, raw in sorted(entries.items()):
         entry = json.loads(raw)
-        runs.append(RetentionRun(job, datetime.fromisoformat(entry["ran_at"]), entry["seconds"], entry["removed"]))
+        ran_at = datetime.fromisoformat(entry["ran_at"])
+        runs.append(RetentionRun(job, ran_at, entry["seconds"], entry["removed"], entry.get("errors", [])))
     return runs

@@ -4,8 +4,9 @@ prediction-log rows older than STRATA_PREDICTION_LOG_RETENTION_DAYS and temporar
 than STRATA_TEMP_FILE_RETENTION_HOURS (0 keeps each forever), in batches, each its own short
 transaction, and records what it removed for the System page (app/system/retention.py)."""
 
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import structlog
 
@@ -13,8 +14,10 @@ from app.core.db import run_in_session
 from app.core.settings import get_settings
 from app.core.time import utcnow
 from app.system import retention, temp_files
+from app.system.service import one_line
 
 log = structlog.get_logger("strata.retention")
+T = TypeVar("T")
 
 RETENTION_SWEEP_NAME = "system.retention"
 # Hourly, at a minute no other cron job uses; temporary files are kept for hours, rows for days.
@@ -55,18 +58,31 @@ async def prune_temp_files() -> temp_files.Removed:
     return await run_in_session(temp_files.prune_temp_files, settings=settings, cutoff=cutoff)
 
 
+async def _step(name: str, prune: Callable[[], Awaitable[T]], errors: list[str]) -> T | None:
+    """One part of the sweep; a failure (a store down) is logged and recorded, and the other
+    parts still run."""
+    try:
+        return await prune()
+    except Exception as exc:  # noqa: BLE001 - the other parts' stores may be up
+        log.exception("retention.failed", step=name)
+        errors.append(f"{name}: {one_line(exc)}")
+        return None
+
+
 async def sweep() -> dict[str, int]:
-    """One sweep; returns what it removed, as the System page shows it."""
+    """One sweep; returns what it removed, as the System page shows it (a part that failed is
+    left out, and its error recorded with the run)."""
     started = utcnow()
-    files = await prune_temp_files()
-    removed = {
-        "job rows": await prune_jobs(),
-        "prediction log rows": await prune_prediction_log(),
-        "temporary files": files.files,
-        "temporary bytes": files.bytes,
-    }
-    await retention.record_run(RETENTION_SWEEP_NAME, started=started, removed=removed)
-    log.info("retention.swept", **{key.replace(" ", "_"): value for key, value in removed.items()})
+    errors: list[str] = []
+    jobs = await _step("job rows", prune_jobs, errors)
+    predictions = await _step("prediction log rows", prune_prediction_log, errors)
+    files = await _step("temporary files", prune_temp_files, errors)
+    removed = {"job rows": jobs, "prediction log rows": predictions}
+    if files is not None:
+        removed |= {"temporary files": files.files, "temporary bytes": files.bytes}
+    removed = {what: count for what, count in removed.items() if count is not None}
+    await retention.record_run(RETENTION_SWEEP_NAME, started=started, removed=removed, errors=errors)
+    log.info("retention.swept", errors=len(errors), **{key.replace(" ", "_"): value for key, value in removed.items()})
     return removed
 
 

@@ -71,9 +71,14 @@ def _runs(report: StorageReport) -> list[RetentionRunView]:
         RetentionRunView(
             run.job,
             f"{run.ran_at:%Y-%m-%d %H:%M} UTC ({run.seconds:.1f} s)",
-            ", ".join(
-                f"{human_size(count)} freed" if what.endswith("bytes") else f"{count:,} {what}"
-                for what, count in run.removed.items()
+            "; ".join(
+                [
+                    ", ".join(
+                        f"{human_size(count)} freed" if what.endswith("bytes") else f"{count:,} {what}"
+                        for what, count in run.removed.items()
+                    ),
+                    *(f"failed: {error}" for error in run.errors),
+                ]
             ),
         )
         for run in report.retention_runs

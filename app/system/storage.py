@@ -20,6 +20,7 @@ from sqlmodel import SQLModel
 from app.ask.tables import Message
 from app.audit.tables import AuditEntry
 from app.batch.tables import BatchChunk
+from app.core import coalesce, ratelimit
 from app.core.clients import get_async_redis, get_chroma
 from app.core.db import get_engine, session_scope
 from app.core.roles import Actor, Role, require_role
@@ -202,9 +203,7 @@ def _policy() -> dict[str, str]:
     }
 
 
-async def storage_report(*, actor: Actor) -> StorageReport:
-    """Every store's figures (admins): what it holds and how big it is."""
-    require_role(actor, Role.admin)
+async def _report() -> StorageReport:
     stores = list(
         await asyncio.gather(
             _gather("database", lambda: asyncio.to_thread(_database)),
@@ -218,3 +217,12 @@ async def storage_report(*, actor: Actor) -> StorageReport:
     except Exception as exc:  # noqa: BLE001 - kept in Redis: down, the stores' figures still show
         runs, runs_error = [], one_line(exc)
     return StorageReport(utcnow(), stores, _policy(), runs, runs_error)
+
+
+async def storage_report(*, actor: Actor) -> StorageReport:
+    """Every store's figures (admins): what it holds and how big it is. Counting rows and
+    walking folders costs the stores real work: each call counts against the caller's rate
+    limit, and callers arriving while a report is gathered share it."""
+    require_role(actor, Role.admin)
+    await ratelimit.take_caller_token(actor.id)
+    return await coalesce.shared("storage report", _report)

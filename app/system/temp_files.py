@@ -4,6 +4,8 @@
 - uploads being received (app/core/uploads.py: incoming_dir), Reflex's own upload folder and an
   S3 store's upload spool, all local to the machine that received them;
 - half-written saves of the files store (`.strata-tmp-*` beside their key, app/core/storage.py);
+- a backup's scratch folder (app/system/backup.py: work_dir, <data dir>/run/backup-*) whose job
+  was killed before its temporary folder was removed;
 - a batch job's work: its local folder (app/batch/running.py: work_dir) and its stored keys
   batch/<job id>/..., both removed with the job's outcome. Those of a job that finished before
   the cutoff, or whose row is gone, were left by a worker that died; a queued or running job
@@ -33,6 +35,8 @@ from jobs.tables import Job, JobStatus
 REFLEX_UPLOADS = "uploaded_files"
 S3_SPOOL = "cache/storage/spool"
 BATCH_AREA = "batch"
+# app/system/backup.py's work_dir: tempfile folders named backup-* in <data dir>/run.
+BACKUP_SCRATCH = ("run", "backup-*")
 
 
 @dataclass
@@ -60,9 +64,14 @@ def _batch_root(settings: Settings) -> Path:
     return work_dir(settings, "job").parent
 
 
+def _backup_scratch(settings: Settings) -> list[Path]:
+    folder, pattern = BACKUP_SCRATCH
+    return [p for p in (settings.resolved_data_dir / folder).glob(pattern) if p.is_dir() and not p.is_symlink()]
+
+
 def local_scratch_dirs(settings: Settings) -> list[Path]:
     """This machine's scratch folders: what the System page counts as "temp"."""
-    return [*_receiving_dirs(settings), _batch_root(settings)]
+    return [*_receiving_dirs(settings), _batch_root(settings), *_backup_scratch(settings)]
 
 
 def _mtime(path: Path) -> float | None:
@@ -81,6 +90,17 @@ def _prune_old_files(root: Path, cutoff: float, removed: Removed, pattern: str =
         moment = _mtime(path)
         if moment is not None and moment < cutoff:
             removed.unlink(path)
+
+
+def _prune_backup_scratch(settings: Settings, cutoff: float, removed: Removed) -> None:
+    """A backup writes its scratch as it goes: a folder with no file written since `cutoff` is
+    one whose job was killed."""
+    for folder in _backup_scratch(settings):
+        times = [moment for path in _files(folder) if (moment := _mtime(path)) is not None]
+        if max(times, default=_mtime(folder) or 0.0) < cutoff:
+            for path in _files(folder):
+                removed.unlink(path)
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def _jobs_holding_work(db_session: Session, job_ids: set[str], cutoff: datetime) -> set[str]:
@@ -124,5 +144,6 @@ def prune_temp_files(*, db_session: Session, settings: Settings, cutoff: datetim
     if not settings.storage_url:
         for area in KEY_AREAS:
             _prune_old_files(settings.resolved_files_dir / area, moment, removed, f"{TEMP_PREFIX}*")
+    _prune_backup_scratch(settings, moment, removed)
     _prune_batch_work(db_session, settings, cutoff, removed)
     return removed

@@ -217,8 +217,10 @@ def scratch(settings):
     """Removes the files a test left in the data dir's scratch and store areas (conftest's db
     fixture removes only knowledge and datasets)."""
     yield
-    for name in ("cache", "uploaded_files", "batch", "predict"):
-        shutil.rmtree(settings.resolved_data_dir / name, ignore_errors=True)
+    data = settings.resolved_data_dir
+    for name in ("cache", "uploaded_files", "batch", "predict", "run/backup-running"):
+        shutil.rmtree(data / name, ignore_errors=True)
+    (data / "run" / "supervisord.conf").unlink(missing_ok=True)
 
 
 def _key(key: str, size: int = 100) -> str:
@@ -246,6 +248,8 @@ async def test_old_temporary_files_go_and_stored_recent_and_in_use_ones_stay(db,
         # The work of a batch job that failed long ago and of one whose job row is gone.
         _file(work_dir(settings, "failed-job") / "texts.parquet", recent),
         _file(work_dir(settings, "vanished-job") / "chunks" / "0.parquet", old),
+        # The scratch of a backup whose job was killed.
+        _file(data / "run" / "backup-k1ll3d" / "job.jsonl", old),
     ]
     gone_keys = [_key("batch/failed-job/chunks/0.parquet"), _key("batch/vanished-job/chunks/1.parquet")]
     kept = [
@@ -255,6 +259,10 @@ async def test_old_temporary_files_go_and_stored_recent_and_in_use_ones_stay(db,
         # A queued batch job keeps its work, untouched for long as it may be; so does one finished lately.
         _file(work_dir(settings, "queued-job") / "texts.parquet", old),
         _file(work_dir(settings, "done-job") / "texts.parquet", old),
+        # A backup being written: one of its files is fresh. And what else lives in run/.
+        _file(data / "run" / "backup-running" / "knowledge_chunk.jsonl", old),
+        _file(data / "run" / "backup-running" / "archive.tar.gz.part", recent),
+        _file(data / "run" / "supervisord.conf", old),
     ]
     kept_keys = [
         _key("batch/queued-job/chunks/0.parquet"),
@@ -271,8 +279,9 @@ async def test_old_temporary_files_go_and_stored_recent_and_in_use_ones_stay(db,
     assert [path for path in kept if not path.exists()] == []
     stored = {key for key, _size in get_storage().iter_keys()}
     assert stored.isdisjoint(gone_keys) and set(kept_keys) <= stored
-    assert (removed["temporary files"], removed["temporary bytes"]) == (10, 1000)
+    assert (removed["temporary files"], removed["temporary bytes"]) == (11, 1100)
     assert not work_dir(settings, "failed-job").exists() and not work_dir(settings, "vanished-job").exists()
+    assert not (data / "run" / "backup-k1ll3d").exists()
 
 
 @pytest.mark.one_backend
@@ -293,6 +302,24 @@ async def test_a_dead_batch_jobs_chunks_in_an_s3_bucket_go(db, s3_server, monkey
         reset_caches()
     assert (removed["temporary files"], removed["temporary bytes"]) == (2, 500)
     assert stored == ["batch/running-job/chunks/0.parquet"]
+
+
+@pytest.mark.one_backend
+async def test_a_store_down_fails_its_part_of_the_sweep_only_and_the_run_says_so(db, s3_server, monkeypatch):
+    for name, value in s3_server.environment("s3://no-such-bucket/strata").items():
+        monkeypatch.setenv(name, value)
+    reset_caches()
+    try:
+        _add(_job("old", JobStatus.succeeded, 100 * DAY))
+        removed = await retention_jobs.sweep()
+        [run] = await retention.last_runs()
+    finally:
+        monkeypatch.undo()
+        reset_caches()
+    assert removed == {"job rows": 1, "prediction log rows": 0} == run.removed
+    [error] = run.errors
+    assert error.startswith("temporary files: StorageUnavailable: The file store")
+    assert _job_ids() == set()
 
 
 # ------------------------------------------------------------------ the schedule

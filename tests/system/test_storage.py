@@ -2,6 +2,7 @@
 them grow, the retention jobs' last runs show, and only admins see any of it, through the API
 and through the System page's handler."""
 
+import asyncio
 import io
 
 import pytest
@@ -9,7 +10,9 @@ import pytest
 import app.app  # noqa: F401 - builds every page and state
 from app.core.clients import get_chroma
 from app.core.storage import get_storage
+from app.core.time import utcnow
 from app.system import retention_jobs
+from app.system.retention import record_run
 from app.system.state import SystemState, human_size
 from app.system.storage import storage_report
 from tests.conftest import reset_caches, sign_in
@@ -113,8 +116,18 @@ async def test_viewers_and_staff_are_refused(client, staff, viewer):
 
 @pytest.mark.one_backend
 async def test_the_system_page_shows_storage_to_admins_only(client, admin, staff, collection):
+    await record_run(
+        "system.retention",
+        started=utcnow(),
+        removed={"job rows": 1200, "temporary bytes": 3 * 1024**2},
+        errors=["temporary files: ConnectionError: the bucket is unreachable"],
+    )
     page = signed_in(SystemState, admin)
     await send(page, SystemState.load_storage)
+    [run] = page.retention_runs
+    assert run.job == "system.retention" and run.removed == (
+        "1,200 job rows, 3.0 MB freed; failed: temporary files: ConnectionError: the bucket is unreachable"
+    )
     stores = {store.name: store for store in page.stores}
     assert set(stores) == {"database", "redis", "chroma", "files"}
     assert all(store.ok for store in stores.values()), [store.error for store in stores.values()]
@@ -146,3 +159,16 @@ def test_the_system_page_renders_its_storage_section_for_admins():
     rendered = str(system_page().render())
     assert all(f'id:"{element}"' in rendered for element in ("storage", "storage-refresh", "retention"))
     assert "is_admin" in rendered
+
+
+@pytest.mark.one_backend
+async def test_figures_are_shared_by_concurrent_callers_and_rate_limited(client, admin, settings, monkeypatch):
+    monkeypatch.setattr(settings, "rate_limit_per_minute", 3)
+    first, second = await asyncio.gather(storage_report(actor=admin), storage_report(actor=admin))
+    assert first is second  # one gathering for both, each counted
+    headers = await sign_in(client, admin.email)
+    answers = [(await client.get("/api/v1/system/storage", headers=headers)).status_code for _ in range(3)]
+    assert (
+        answers == [200, 429, 429]
+        and "Retry-After" in (await client.get("/api/v1/system/storage", headers=headers)).headers
+    )
