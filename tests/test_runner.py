@@ -414,7 +414,7 @@ def test_run_refuses_a_second_stack_on_the_same_data_dir(tmp_path, monkeypatch):
     conf = str(paths.config_path(settings))
     fake = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "supervisord", "-c", conf])
     try:
-        wait_until(lambda: b"supervisord" in Path(f"/proc/{fake.pid}/cmdline").read_bytes(), 10, "exec")
+        wait_until(lambda: b"supervisord" in Path(f"/proc/{fake.pid}/cmdline").read_bytes(), 60, "exec")
         paths.pid_path(settings).write_text(str(fake.pid))
         assert supervise.is_running(settings)
         assert supervise.run(settings) == 1
@@ -429,7 +429,7 @@ def test_run_refuses_a_second_stack_on_the_same_data_dir(tmp_path, monkeypatch):
     other_conf = str(tmp_path / "other" / "run" / "supervisord.conf")
     other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "supervisord", "-c", other_conf])
     try:
-        wait_until(lambda: b"supervisord" in Path(f"/proc/{other.pid}/cmdline").read_bytes(), 10, "exec")
+        wait_until(lambda: b"supervisord" in Path(f"/proc/{other.pid}/cmdline").read_bytes(), 60, "exec")
         paths.pid_path(settings).write_text(str(other.pid))
         assert not supervise.is_running(settings)
     finally:
@@ -447,7 +447,7 @@ def test_stale_processes_of_a_dead_supervisord_are_found_and_stopped(tmp_path):
     )
     try:
         for proc in (orphan, bystander):  # until exec replaced the forked copy of our environ
-            wait_until(lambda p=proc: b"time.sleep" in Path(f"/proc/{p.pid}/cmdline").read_bytes(), 10, "exec")
+            wait_until(lambda p=proc: b"time.sleep" in Path(f"/proc/{p.pid}/cmdline").read_bytes(), 60, "exec")
         assert orphan.pid in supervise.stale_processes(settings)
         assert bystander.pid not in supervise.stale_processes(settings)
         assert supervise.stop(settings) == 0  # `make stop` cleans them up too
@@ -500,10 +500,10 @@ def test_every_program_dies_with_a_killed_supervisord(tmp_path):
         )  # fmt: skip
         child = int(stand_in.stdout.readline())
         try:
-            wait_until(lambda c=child: b"sleep" in Path(f"/proc/{c}/cmdline").read_bytes(), 10, "exec")
+            wait_until(lambda c=child: b"sleep" in Path(f"/proc/{c}/cmdline").read_bytes(), 60, "exec")
             stand_in.kill()
             stand_in.wait()
-            wait_until(lambda c=child: _gone(c), 10, f"{program.name} to die with its supervisord")
+            wait_until(lambda c=child: _gone(c), 60, f"{program.name} to die with its supervisord")
         finally:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(child, signal.SIGKILL)
