@@ -39,7 +39,10 @@ from app.system.backup_archive import ArchiveWriter, BadArchive, extract_to, ver
 Progress = Callable[[float, str], None]
 FILE_AREAS = ("knowledge", "datasets", "predict", "batch")
 BACKUP_AREA = "backups"
-SECRET_SETTINGS = {"secret_key", "admin_password", "oidc_client_secret", "llm_api_key", "metrics_token"}
+# Settings whose names hold one of these words are left out of settings.json (secret_key,
+# admin_password, oidc_client_secret, llm_api_key, metrics_token, s3_secret_access_key, ... and
+# any added later).
+SECRET_WORDS = {"secret", "password", "token", "key"}
 URL_SETTINGS = {"database_url", "redis_url", "chroma_url", "llm_base_url"}
 # Built-in registry versions (and those registered before the file store) name their artifact
 # by absolute path into the models or data dir (app/predict/artifacts.py).
@@ -67,7 +70,8 @@ def strata_version() -> str:
 
 
 def public_settings(settings: Settings) -> dict[str, Any]:
-    values = settings.model_dump(mode="json", exclude=SECRET_SETTINGS)
+    secret = {name for name in type(settings).model_fields if SECRET_WORDS & set(name.split("_"))}
+    values = settings.model_dump(mode="json", exclude=secret)
     for name in URL_SETTINGS:
         values[name] = redact_credentials(values[name])
     return values
