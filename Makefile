@@ -34,7 +34,7 @@ export REFLEX_CHECK_LATEST_VERSION := false
 export ORT_DISABLE_TELEMETRY := 1
 export ANONYMIZED_TELEMETRY := False
 
-.PHONY: help install bun models run stop test lint test-models sample-data chromium kubectl frontend image clean
+.PHONY: help install bun models run stop test lint test-models sample-data chromium kubectl haproxy frontend frontend-scale-test image clean
 
 help:
 	@sed -n '3,9p' Makefile
@@ -71,6 +71,11 @@ models: install
 frontend: install bun
 	$(BIN)/python -m app.core.runner build-frontend
 
+# The bundle tests/deploy/test_scale_out.py serves through its proxy (on SCALE_TEST_PROXY_PORT).
+SCALE_TEST_PROXY_PORT := 18080
+frontend-scale-test: install bun
+	STRATA_PUBLIC_PORT=$(SCALE_TEST_PROXY_PORT) $(BIN)/python -m app.core.runner build-frontend
+
 # ---------------------------------------------------------------------- running
 
 # `strata run` applies migrations (and creates the first admin) before it starts.
@@ -95,6 +100,16 @@ chromium: /usr/bin/chromium
 
 kubectl: /usr/bin/kubectl
 
+# HAProxy for tests/deploy/test_scale_out.py, which starts it itself (`haproxy -f <cfg> -db`).
+# Debian's own service is not wanted: stopped if an init system started it (its default config
+# listens on nothing anyway).
+/usr/sbin/haproxy:
+	apt-get update
+	DEBIAN_FRONTEND=noninteractive apt-get install -y haproxy
+	-invoke-rc.d haproxy stop
+
+haproxy: /usr/sbin/haproxy
+
 test-models: install
 	scripts/build-models.sh $(TEST_MODELS_DIR)
 	scripts/fetch-bbc-news.sh
@@ -105,7 +120,7 @@ test-models: install
 sample-data: install
 	scripts/fetch-sample-documents.sh
 
-test: install bun chromium kubectl test-models frontend sample-data lint
+test: install bun chromium kubectl haproxy test-models frontend frontend-scale-test sample-data lint
 	STRATA_MODELS_DIR=$(TEST_MODELS_DIR) $(BIN)/python -m pytest -q --durations=25 \
 		-n $(TEST_PROCESSES)
 

@@ -28,8 +28,10 @@ config = rx.Config(
     app_name="app",
     telemetry_enabled=False,
     show_built_with_reflex=False,
-    frontend_port=_settings.port,
+    frontend_port=_settings.browser_port,
     backend_port=_settings.port,
+    # Baked into the bundle: where the browser finds the backend (the proxy's port, if any).
+    api_url=f"http://localhost:{_settings.browser_port}",
     redis_url=_settings.redis_url if _settings.ui_state_in_redis else None,
     state_manager_mode="redis" if _settings.ui_state_in_redis else "memory",
     # No sitemap plugin: it wants an absolute public deploy URL we do not know.

@@ -18,6 +18,12 @@ from app.core.settings import get_settings
 from app.monitoring.jobs import DRIFT_TICK_TIMEOUT_SECONDS, drift_tick
 from app.monitoring.rollup_jobs import ROLLUP_TIMEOUT_SECONDS, rollup_tick
 from app.schedules.jobs import TICK_TIMEOUT_SECONDS, schedules_tick
+from app.system.retention_jobs import (
+    RETENTION_SWEEP_MINUTE,
+    RETENTION_SWEEP_NAME,
+    RETENTION_SWEEP_TIMEOUT_SECONDS,
+    retention_sweep,
+)
 from app.usage.jobs import (
     USAGE_RETENTION_HOUR,
     USAGE_RETENTION_MINUTE,
@@ -125,6 +131,16 @@ def worker_settings() -> dict[str, Any]:
                 second=0,
                 unique=True,
                 timeout=USAGE_RETENTION_TIMEOUT_SECONDS,
+            ),
+            # Deletes finished job rows, prediction-log rows and temporary files past their
+            # retention every hour (app/system/retention_jobs.py).
+            cron(
+                retention_sweep,
+                name=RETENTION_SWEEP_NAME,
+                minute=RETENTION_SWEEP_MINUTE,
+                second=0,
+                unique=True,
+                timeout=RETENTION_SWEEP_TIMEOUT_SECONDS,
             ),
         ],
         "redis_settings": arq_redis_settings(),

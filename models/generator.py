@@ -23,7 +23,6 @@ as soon as it is set.
 
 from __future__ import annotations
 
-import ctypes
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -35,7 +34,7 @@ import onnxruntime as ort
 from tokenizers import Tokenizer
 
 from models.manifest import ModelManifest
-from models.runtime import open_model
+from models.runtime import open_model, release_freed_memory
 
 __all__ = ["DecodeOptions", "Generator", "PromptTooLong", "StopSignal", "render_chat"]
 
@@ -90,21 +89,6 @@ def render_chat(messages: Sequence[tuple[str, str]]) -> str:
         parts.append(f"{IM_START}{role}\n{content}{IM_END}\n")
     parts.append(f"{IM_START}assistant\n")
     return "".join(parts)
-
-
-def _release_freed_memory() -> None:
-    """Hand the prompt pass's freed intermediate tensors back to the system.
-
-    glibc keeps freed heap memory for reuse: after a long prompt ~30 MB that the decode
-    steps never need again, after loading ~6 MB (measured here). Elsewhere this does nothing."""
-    if _MALLOC_TRIM is not None:
-        _MALLOC_TRIM(0)
-
-
-try:
-    _MALLOC_TRIM = ctypes.CDLL("libc.so.6").malloc_trim
-except (OSError, AttributeError):  # not glibc
-    _MALLOC_TRIM = None
 
 
 class _Decoder:
@@ -198,10 +182,10 @@ class Generator:
         model_dir = Path(model_dir)
         started = time.perf_counter()
         # A long prompt's pass needs tens of MB of intermediate tensors that a decode step does
-        # not: no arena to keep them (see also _release_freed_memory).
+        # not: no arena to keep them (see also release_freed_memory).
         manifest, session, tokenizer, _ = open_model(model_dir, task="generation", threads=threads, arena=False)
         q, scales = (np.load(model_dir / name, mmap_mode="r", allow_pickle=False) for name in EMBEDDING_FILES)
-        _release_freed_memory()  # the model file's bytes, parsed and copied into the session
+        release_freed_memory()  # the model file's bytes, parsed and copied into the session
         return cls(
             model_dir=model_dir,
             manifest=manifest,
@@ -276,7 +260,7 @@ class Generator:
                         return  # the run was terminated by the stop signal
                     raise
                 if not generated:
-                    _release_freed_memory()
+                    release_freed_memory()
                 token = self._choose(logits.astype(np.float64), generated, options, rng)
                 if token == self.end_token_id:
                     return
@@ -285,7 +269,7 @@ class Generator:
                 step_ids = [token]
         finally:
             del decoder  # its cache
-            _release_freed_memory()
+            release_freed_memory()
 
     def _choose(self, logits: np.ndarray, generated: list[int], options: DecodeOptions, rng) -> int:
         if generated and options.repetition_penalty != 1.0:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import os
 from pathlib import Path
 
@@ -10,7 +11,24 @@ from tokenizers import Tokenizer
 
 from models.manifest import ModelManifest, read_manifest
 
-__all__ = ["default_threads", "open_model", "session_options"]
+__all__ = ["default_threads", "open_model", "release_freed_memory", "session_options"]
+
+try:
+    _MALLOC_TRIM = ctypes.CDLL("libc.so.6").malloc_trim
+except (OSError, AttributeError):  # not glibc
+    _MALLOC_TRIM = None
+
+
+def release_freed_memory() -> None:
+    """Hand memory freed by a model back to the system.
+
+    glibc keeps freed heap memory for reuse, so a process's RSS stays at its peak: after
+    loading a model (its file's bytes, parsed and copied into the session), after a long
+    prompt's pass (~30 MB the decode steps never need again), after a large embedding batch
+    (~160-230 MB for 32 long texts, measured here). Costs ~0.05 ms. Elsewhere this does nothing.
+    """
+    if _MALLOC_TRIM is not None:
+        _MALLOC_TRIM(0)
 
 
 def default_threads() -> int:

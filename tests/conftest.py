@@ -392,7 +392,9 @@ def workers(db, worker_env):
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "one_backend: run on SQLite only (see pytest_collection_modifyitems)")
+    config.addinivalue_line(
+        "markers", "one_backend: run on SQLite only, also in POSTGRESQL_TEST_FILES (see pytest_collection_modifyitems)"
+    )
 
 
 # The tests that start a whole stack (`strata run`), by file: pytest-xdist's scheduler only sees
@@ -400,9 +402,10 @@ def pytest_configure(config: pytest.Config) -> None:
 # the one the frontend is prebuilt for.
 STACK_TEST_FILES = (
     "tests/browser/",
+    "tests/deploy/test_scale_out.py",
     "tests/generation/test_stack_v1.py",
     "tests/test_api_fuzz.py",
-    "tests/test_runner.py",
+    "tests/test_runner_stack.py",
 )
 
 
@@ -410,14 +413,43 @@ def _starts_a_stack(nodeid: str) -> bool:
     return nodeid.startswith(STACK_TEST_FILES)
 
 
+# The tests that also run on PostgreSQL (with STRATA_TEST_DATABASE_URL): those of the code
+# whose SQL the two databases run differently - aggregates and time buckets, rollups, upserts
+# and unique keys under concurrency, row claims and locks, triggers, migrations, dumps and
+# restores. The rest (parsing, inference, HTTP edges, roles, pages) runs on SQLite only: on
+# PostgreSQL it would prove the same thing again at twice the cost.
+POSTGRESQL_TEST_FILES = (
+    "tests/alerts/",
+    "tests/audit/",
+    "tests/auth/test_service.py",
+    "tests/ask/test_grounding.py",
+    "tests/datasets/test_api.py",
+    "tests/home/",
+    "tests/jobs/",
+    "tests/jobs_board/",
+    "tests/monitoring/",
+    "tests/predict/test_registry.py",
+    "tests/schedules/test_firing.py",
+    "tests/system/",
+    "tests/test_migrations.py",
+    "tests/training/test_listing.py",
+    "tests/usage/",
+    "tests/webhooks/",
+)
+
+
+def _sqlite_only(item: pytest.Item) -> bool:
+    return item.get_closest_marker("one_backend") is not None or not item.nodeid.startswith(POSTGRESQL_TEST_FILES)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Tests marked `one_backend` run on SQLite only: what they prove (model verification,
-    metrics across processes, training figures) is the same on PostgreSQL and costs a worker
-    process or a training run each time.
+    """Tests outside POSTGRESQL_TEST_FILES, and tests marked `one_backend` (model verification,
+    metrics across processes, training figures: the same on PostgreSQL, and a worker process or
+    a training run each time), run on SQLite only.
 
     Stack tests come last, browser tests at the very end: until their package's Playwright
     fixture ends, no other test could use asyncio.run."""
-    once = [item for item in items if item.get_closest_marker("one_backend") and "[postgresql" in item.nodeid]
+    once = [item for item in items if "[postgresql" in item.nodeid and _sqlite_only(item)]
     if once:
         config.hook.pytest_deselected(items=once)
         items[:] = [item for item in items if item not in once]

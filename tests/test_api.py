@@ -295,6 +295,7 @@ def test_openapi_publishes_the_role_each_route_needs():
             ("get", "/api/v1/batch-jobs"),
             ("post", "/api/v1/jobs"),
             ("get", "/api/v1/users"),
+            ("get", "/api/v1/system/storage"),
         )
     } == {
         ("post", "/api/v1/auth/login"): "public",
@@ -305,4 +306,5 @@ def test_openapi_publishes_the_role_each_route_needs():
         ("get", "/api/v1/batch-jobs"): "viewer",
         ("post", "/api/v1/jobs"): "staff",
         ("get", "/api/v1/users"): "admin",
+        ("get", "/api/v1/system/storage"): "admin",
     }

@@ -1,5 +1,5 @@
 """The Makefile, deploy/Dockerfile and what git and the Docker build context leave out.
-No Docker engine here: these read the files (the stack tests in tests/test_runner.py
+No Docker engine here: these read the files (the stack tests in tests/test_runner_stack.py
 start the same `strata run` the image runs)."""
 
 import json

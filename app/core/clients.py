@@ -4,15 +4,18 @@ service must turn into a clear error quickly, never a hung page."""
 import asyncio
 import time
 from functools import lru_cache
+from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
-import chromadb
 import redis.asyncio as aioredis
 from arq.connections import ArqRedis, RedisSettings
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from app.core.settings import get_settings
+
+if TYPE_CHECKING:
+    from chromadb.api import ClientAPI
 
 REDIS_TIMEOUT_SECONDS = 2.0
 
@@ -75,9 +78,13 @@ def arq_redis_settings() -> RedisSettings:
 
 
 @lru_cache
-def get_chroma() -> chromadb.HttpClient:
+def get_chroma() -> "ClientAPI":
     """One client per process: creating it validates tenant and database with extra requests.
     A failed creation raises and is not cached, so a later call retries."""
+    # Imported on first use: the chromadb package (with its telemetry exporters) costs
+    # ~80 MB, which a worker that never ingests a document need not hold.
+    import chromadb
+
     url = urlparse(get_settings().effective_chroma_url)
     return chromadb.HttpClient(
         host=url.hostname or "127.0.0.1",

@@ -19,6 +19,10 @@ class Settings(BaseSettings):
     data_dir: Path = Path("data")
     host: str = "0.0.0.0"
     port: int = 3000
+    # The port browsers open pages and the websocket on, when a reverse proxy or load balancer
+    # in front listens on another one over plain http (the frontend bundle bakes it in; behind
+    # https the browser uses the page's own port). Empty: STRATA_PORT.
+    public_port: int | None = None
     # Web server worker processes (granian) behind STRATA_PORT. More than one
     # needs the UI state in a shared Redis (see ui_state_in_redis).
     web_workers: int = 1
@@ -212,6 +216,15 @@ class Settings(BaseSettings):
     # and the last monitoring_rollup_reroll_hours again each time, for rows logged late.
     monitoring_rollup_minutes: int = Field(default=5, ge=1, le=60)
     monitoring_rollup_reroll_hours: int = Field(default=2, ge=0, le=168)
+    # Retention (app/system/retention_jobs.py, hourly, one worker): finished job rows (never those
+    # a training run, batch run, schedule or pending document still reads) older than
+    # job_retention_days, prediction-log rows older than prediction_log_retention_days (only hours
+    # already rolled up, so Monitoring keeps their figures) and temporary files (uploads being
+    # received, half-written saves, the work of batch jobs finished or gone; app/system/temp_files.py)
+    # older than temp_file_retention_hours are removed. 0 keeps them forever.
+    job_retention_days: int = Field(default=90, ge=0, le=36500)
+    prediction_log_retention_days: int = Field(default=180, ge=0, le=36500)
+    temp_file_retention_hours: float = Field(default=24.0, ge=0, le=24 * 36500)
 
     # `strata migrate` (and so `strata run` and the Kubernetes migration Job) writes a full backup
     # to the file store under backups/ before it applies new migrations to a database in use.
@@ -233,6 +246,11 @@ class Settings(BaseSettings):
             raise ValueError(f"STRATA_SECRET_KEY must have at least {MIN_SECRET_KEY_LENGTH} characters")
         if self.env == "prod" and self.oidc_issuer and not self.oidc_issuer.startswith("https://"):
             raise ValueError("STRATA_OIDC_ISSUER must be an https:// URL in production")
+        if 0 < self.prediction_log_retention_days * 24 < self.drift_window_hours:
+            raise ValueError(
+                "STRATA_PREDICTION_LOG_RETENTION_DAYS must keep at least STRATA_DRIFT_WINDOW_HOURS of the "
+                "prediction log, which drift is computed over"
+            )
         return self
 
     @property
@@ -274,6 +292,11 @@ class Settings(BaseSettings):
     def embedded_redis_password_file(self) -> Path:
         """The embedded Valkey's password (0600), written by `strata run` (app/core/runner/config.py)."""
         return self.resolved_data_dir / "run" / "valkey.password"
+
+    @property
+    def browser_port(self) -> int:
+        """The port the frontend bundle is built for (see public_port)."""
+        return self.public_port or self.port
 
     @property
     def ui_state_in_redis(self) -> bool:

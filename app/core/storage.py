@@ -13,11 +13,15 @@ import shutil
 import threading
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 from typing import BinaryIO, Protocol
 from urllib.parse import urlparse
 
+import structlog
+
+from app.core.errors import ServiceUnavailable
 from app.core.settings import Settings, get_settings
 
 KEY_AREAS = ("datasets", "knowledge", "predict", "batch", "backups")
@@ -27,8 +31,16 @@ COPY_CHUNK_BYTES = 1024 * 1024
 TEMP_PREFIX = ".strata-tmp-"
 
 
+log = structlog.get_logger()
+
+
 class StorageKeyMissing(FileNotFoundError):
     """The key holds nothing (a FileNotFoundError, so callers that caught that keep working)."""
+
+
+class StorageUnavailable(ServiceUnavailable):
+    """The store did not answer or refused; the server log says why (the user is not shown
+    the store's address or its error)."""
 
 
 def validate_key(key: str) -> str:
@@ -224,15 +236,29 @@ class S3Storage:
     def _key_of(self, name: str) -> str:
         return name[len(self.prefix) + 1 :] if self.prefix else name
 
-    def _missing(self, error: Exception) -> bool:
-        code = getattr(error, "response", {}).get("Error", {}).get("Code", "")
-        return code in ("404", "NoSuchKey", "NotFound")
+    @contextmanager
+    def _answering(self, key: str) -> Iterator[None]:
+        """Turns the store's errors into StorageKeyMissing (no such object) or StorageUnavailable."""
+        from boto3.exceptions import Boto3Error
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            yield
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code", "") in ("404", "NoSuchKey", "NotFound"):
+                raise StorageKeyMissing(f"No object stored at {key!r}.") from None
+            log.error("storage.failed", bucket=self.bucket, key=key, error=str(error))
+            raise StorageUnavailable("The file store refused the request; the server log says why.") from error
+        except (BotoCoreError, Boto3Error) as error:
+            log.error("storage.failed", bucket=self.bucket, key=key, error=str(error))
+            raise StorageUnavailable("The file store is unavailable; the server log says why.") from error
 
     def save(self, key: str, source: Path | BinaryIO) -> int:
         name = self._object(key)
         if isinstance(source, Path):
             size = source.stat().st_size
-            self.client.upload_file(str(source), self.bucket, name, Config=self.transfer)
+            with self._answering(key):
+                self.client.upload_file(str(source), self.bucket, name, Config=self.transfer)
             return size
         # boto3 reads a stream's parts into memory, several at once; spooled to a local file
         # first, the upload reads it by ranges and holds a few MB whatever the size.
@@ -242,30 +268,19 @@ class S3Storage:
         try:
             with open(spool, "wb") as out:
                 size = _write_stream(source, out)
-            self.client.upload_file(str(spool), self.bucket, name, Config=self.transfer)
+            with self._answering(key):
+                self.client.upload_file(str(spool), self.bucket, name, Config=self.transfer)
         finally:
             spool.unlink(missing_ok=True)
         return size
 
     def _head(self, key: str) -> dict:
-        from botocore.exceptions import ClientError
-
-        try:
+        with self._answering(key):
             return self.client.head_object(Bucket=self.bucket, Key=self._object(key))
-        except ClientError as error:
-            if self._missing(error):
-                raise StorageKeyMissing(f"No object stored at {key!r}.") from None
-            raise
 
     def open(self, key: str) -> BinaryIO:
-        from botocore.exceptions import ClientError
-
-        try:
+        with self._answering(key):
             return self.client.get_object(Bucket=self.bucket, Key=self._object(key))["Body"]
-        except ClientError as error:
-            if self._missing(error):
-                raise StorageKeyMissing(f"No object stored at {key!r}.") from None
-            raise
 
     def local_path(self, key: str) -> Path:
         head = self._head(key)
@@ -283,7 +298,8 @@ class S3Storage:
             # renames leave a whole copy either way.
             temporary = copy.with_name(f"{TEMP_PREFIX}{uuid.uuid4().hex}")
             try:
-                self.client.download_file(self.bucket, self._object(key), str(temporary), Config=self.transfer)
+                with self._answering(key):
+                    self.client.download_file(self.bucket, self._object(key), str(temporary), Config=self.transfer)
                 os.replace(temporary, copy)
             finally:
                 temporary.unlink(missing_ok=True)
@@ -302,7 +318,8 @@ class S3Storage:
         (self.cache_dir / "etags" / key).unlink(missing_ok=True)
 
     def delete(self, key: str) -> None:
-        self.client.delete_object(Bucket=self.bucket, Key=self._object(key))
+        with self._answering(key):
+            self.client.delete_object(Bucket=self.bucket, Key=self._object(key))
         self._forget_copy(key)
 
     def delete_prefix(self, prefix: str) -> int:
@@ -312,10 +329,11 @@ class S3Storage:
         keys = [key for key, _size in self.iter_keys(folder)]
         for start in range(0, len(keys), 1000):  # S3 deletes at most 1000 objects a request
             batch = keys[start : start + 1000]
-            self.client.delete_objects(
-                Bucket=self.bucket,
-                Delete={"Objects": [{"Key": self._object(key)} for key in batch], "Quiet": True},
-            )
+            with self._answering(folder):
+                self.client.delete_objects(
+                    Bucket=self.bucket,
+                    Delete={"Objects": [{"Key": self._object(key)} for key in batch], "Quiet": True},
+                )
             for key in batch:
                 self._forget_copy(key)
         return len(keys)
@@ -323,9 +341,13 @@ class S3Storage:
     def iter_keys(self, prefix: str = "") -> Iterator[tuple[str, int]]:
         folder = normalise_prefix(prefix)
         listed = f"{self.prefix}/{folder}" if self.prefix else folder
-        pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=listed)
+        pages = iter(self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=listed))
         # S3 lists keys in UTF-8 byte order, which is Python's order of the same strings.
-        for page in pages:
+        while True:
+            with self._answering(folder):
+                page = next(pages, None)
+            if page is None:
+                return
             for item in page.get("Contents", []):
                 key = self._key_of(item["Key"])
                 try:

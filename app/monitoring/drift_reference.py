@@ -24,7 +24,6 @@ from app.predict.tables import ModelVersion, RegisteredModel
 from app.training.running import RunGone, plan_run, read_rows
 from app.training.tables import TrainingRun
 from models.sketch import encode_projection
-from models.training import split_rows
 
 REFERENCE_MAX_ROWS = 1000
 REFERENCE_SEED = 0
@@ -52,6 +51,10 @@ def _holdout_texts(db_session: Session, run: TrainingRun) -> tuple[list[str], st
     except (RunGone, InvalidInput):
         return None  # its dataset version or its author is gone: no training data to read
     rows = read_rows(plan, on_progress=lambda _fraction, _message: None)
+    # Imported here: models.training brings scikit-learn and onnx (~130 MB) into every
+    # web and worker process that imports this module, most of which never train.
+    from models.training import split_rows
+
     _, holdout = split_rows(rows.labels, run.holdout_fraction, run.seed)
     if len(holdout) > REFERENCE_MAX_ROWS:
         holdout = np.sort(np.random.default_rng(REFERENCE_SEED).choice(holdout, REFERENCE_MAX_ROWS, replace=False))

@@ -31,8 +31,6 @@ bin width of the exact value)."""
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy.spatial.distance import jensenshannon
-from scipy.stats import chi2_contingency, wasserstein_distance
 
 from models.sketch import SKETCH_DIMENSIONS
 
@@ -131,6 +129,9 @@ def binned_ks(reference: np.ndarray, current: np.ndarray) -> float:
 
 
 def binned_wasserstein(centres: np.ndarray, reference: np.ndarray, current: np.ndarray) -> float:
+    # scipy on first use, like sklearn below: the web and the worker import this module at start.
+    from scipy.stats import wasserstein_distance
+
     return float(wasserstein_distance(centres, centres, u_weights=reference, v_weights=current))
 
 
@@ -157,6 +158,9 @@ def domain_auc(reference: np.ndarray, current: np.ndarray) -> float:
 
 
 def _label_scores(reference: Summary, current: Summary, details: dict) -> dict[str, float]:
+    from scipy.spatial.distance import jensenshannon
+    from scipy.stats import chi2_contingency
+
     names = sorted(set(reference.labels) | set(current.labels))
     r = np.array([reference.labels.get(name, 0) for name in names], dtype=float)
     c = np.array([current.labels.get(name, 0) for name in names], dtype=float)

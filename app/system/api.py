@@ -3,8 +3,9 @@ from dataclasses import asdict
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
-from app.auth.deps import StaffUser
+from app.auth.deps import AdminUser, StaffUser
 from app.system import service
+from app.system.storage import storage_report
 
 router = APIRouter(prefix="/api/v1", tags=["system"])
 
@@ -21,3 +22,10 @@ async def system(user: StaffUser) -> list[dict]:
     """Every component's details, as the System page shows them (staff)."""
     report = await service.detailed_health(actor=user)
     return [asdict(component) for component in report.components]
+
+
+@router.get("/system/storage")
+async def storage(user: AdminUser) -> dict:
+    """What each store (database, Redis, Chroma, files) holds and how big it is, with the
+    retention settings and each retention job's last run (admins)."""
+    return asdict(await storage_report(actor=user))

@@ -2,6 +2,7 @@ import reflex as rx
 
 from app.system.backup_page import backup_panel
 from app.system.state import ComponentView, SystemState
+from app.system.storage_page import storage_section
 from app.ui.layout import shell
 
 
@@ -53,6 +54,7 @@ def system_page() -> rx.Component:
             align="center",
         ),
         rx.grid(rx.foreach(SystemState.components, _component_card), columns="2", spacing="4", width="100%"),
+        storage_section(),
         backup_panel(),
         on_mount=SystemState.watch,
         on_unmount=SystemState.stop_watching,

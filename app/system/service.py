@@ -131,12 +131,12 @@ async def _run_check(name: str) -> ComponentHealth:
     except TimeoutError:
         return ComponentHealth(name, False, error=f"No answer within {CHECK_TIMEOUT_SECONDS:.0f} s")
     except Exception as exc:
-        return ComponentHealth(name, False, error=_one_line(exc))
+        return ComponentHealth(name, False, error=one_line(exc))
     details["checked in"] = f"{(time.perf_counter() - started) * 1000:.0f} ms"
     return ComponentHealth(name, True, details)
 
 
-def _one_line(exc: Exception) -> str:
+def one_line(exc: Exception) -> str:
     message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
     return redact_credentials(f"{type(exc).__name__}: {message}")[:300]
 

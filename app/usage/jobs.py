@@ -7,6 +7,8 @@ import structlog
 
 from app.core.db import run_in_session
 from app.core.settings import get_settings
+from app.core.time import utcnow
+from app.system.retention import record_run
 from app.usage.service import delete_old_usage
 
 log = structlog.get_logger("strata.usage")
@@ -18,6 +20,8 @@ USAGE_RETENTION_TIMEOUT_SECONDS = 3000
 
 
 async def usage_retention(_ctx: dict[str, Any]) -> int:
+    started = utcnow()
     deleted = await run_in_session(delete_old_usage, retention_days=get_settings().usage_retention_days)
+    await record_run("usage.retention", started=started, removed={"usage events": deleted})
     log.info("usage.retention", deleted=deleted)
     return deleted

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from app.core.settings import Settings
-from app.core.storage import FilesStorage, S3Storage, StorageKeyMissing, storage_from_settings
+from app.core.storage import FilesStorage, S3Storage, StorageKeyMissing, StorageUnavailable, storage_from_settings
+from tests.conftest import free_port
 
 
 @pytest.fixture(params=["files", "s3"])
@@ -205,3 +206,20 @@ def test_the_default_files_root_is_the_data_dir(tmp_path):
     store.save("datasets/objects/abc", io.BytesIO(b"x"))
     assert (tmp_path / "datasets" / "objects" / "abc").read_bytes() == b"x"
     assert isinstance(store.local_path("datasets/objects/abc"), Path)
+
+
+def test_an_unreachable_store_is_a_clear_error_naming_no_address(tmp_path):
+    """A user sees that the file store is down, not the store's address or a traceback."""
+    closed = f"http://127.0.0.1:{free_port()}"
+    store = storage_from_settings(
+        Settings(data_dir=tmp_path, storage_url="s3://strata/files", s3_endpoint_url=closed, s3_region="us-east-1")
+    )
+    for attempt in (
+        lambda: store.save("datasets/objects/a", io.BytesIO(b"a")),
+        lambda: store.open("datasets/objects/a"),
+        lambda: store.local_path("datasets/objects/a"),
+        lambda: list(store.iter_keys("datasets")),
+    ):
+        with pytest.raises(StorageUnavailable) as refused:
+            attempt()
+        assert refused.value.status_code == 503 and "127.0.0.1" not in refused.value.message

@@ -47,11 +47,12 @@ class Program:
     extra: dict[str, str] = field(default_factory=dict)
 
     def full_command(self) -> list[str]:
-        if self.environment is None:
-            return self.command
-        # `env` execs the program, so supervisord still supervises (and signals) it.
-        assignments = [f"{key}={value}" for key, value in sorted(self.environment.items())]
-        return [shutil.which("env") or "/usr/bin/env", "-i", *assignments, *self.command]
+        # Both wrappers exec the program, so supervisord still supervises (and signals) it.
+        command = self.command
+        if self.environment is not None:
+            assignments = [f"{key}={value}" for key, value in sorted(self.environment.items())]
+            command = [shutil.which("env") or "/usr/bin/env", "-i", *assignments, *command]
+        return die_with_supervisord(self.stopsignal) + command
 
     def render(self) -> str:
         # supervisord expands %(...)s in these values: escape literal percent signs.
@@ -78,6 +79,19 @@ class Program:
         ]
         lines += [f"{k}={v}" for k, v in self.extra.items()]
         return "\n".join(lines) + "\n"
+
+
+def die_with_supervisord(signal_name: str) -> list[str]:
+    """The prefix that gives a program `signal_name` when supervisord dies, however it
+    dies (SIGKILL, OOM): Linux's parent-death signal, set by util-linux's `setpriv`
+    (in every Debian) and kept across the exec of the program. supervisord is
+    single-threaded, so its forking thread dies only with it. Without this a killed
+    supervisord leaves Valkey and Chroma holding their ports. The signal is the
+    program's own stop signal: Valkey still flushes its AOF."""
+    setpriv = shutil.which("setpriv")
+    if not sys.platform.startswith("linux") or setpriv is None:
+        return []  # the next `strata run` still stops what is left (supervise.kill_stale)
+    return [setpriv, f"--pdeathsig={signal_name}", "--"]
 
 
 def _write_private(path: Path, text: str) -> None:

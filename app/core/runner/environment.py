@@ -86,6 +86,10 @@ def child_env(settings: Settings, base: Mapping[str, str] | None = None) -> dict
         }
     )
     env.setdefault("REFLEX_WEB_WORKDIR", str(paths.web_dir(settings, env)))
+    # glibc gives each thread that allocates its own heap arena (up to 8 per core), and each
+    # keeps its freed memory: the web's and the worker's thread pools and onnxruntime's
+    # threads would hold tens of MB apiece. Two is what glibc suggests for memory-bound use.
+    env.setdefault("MALLOC_ARENA_MAX", "2")
     if "NPM_CONFIG_REGISTRY" not in env and (registry := npm_registry()):
         env["NPM_CONFIG_REGISTRY"] = registry
     return env

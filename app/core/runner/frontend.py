@@ -17,6 +17,12 @@ and the export command itself. Left out are the modules that compile never
 imports (`FRONTEND_EXCLUDED`: this package and the `strata` command line; a test
 imports `app.app` and checks it), so editing them cannot change the bundle and
 does not cost a rebuild.
+
+A finished build is also kept under `${STRATA_CACHE_DIR:-~/.cache/strata}/frontend/
+<fingerprint>` (without node_modules, about 20 MB; the three newest are kept), so a
+fresh clone with the same inputs - CI, a second checkout - copies it instead of
+building again. The fingerprint covers every input, so a cached copy is only used
+for identical ones.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ import hashlib
 import importlib.metadata
 import json
 import os
+import shutil
 import subprocess
 import tempfile
 import time
@@ -53,6 +60,10 @@ FRONTEND_ENV = (
     "VITE_SOURCEMAP",
 )
 FRONTEND_STAMP = "strata-frontend.json"
+# Left out of the cache: serving does not need the packages, and without them their
+# "installed" marker would make the next build in that dir skip installing them.
+NOT_CACHED = ("node_modules", "reflex.install_frontend_packages.cached")
+CACHED_BUILDS_KEPT = 3
 # `reflex ...`; part of the fingerprint, so changing how it builds rebuilds.
 EXPORT_ARGS = ("export", "--frontend-only", "--no-zip", "--env", "prod")
 
@@ -78,7 +89,7 @@ def _iter_files(root: Path) -> Iterator[Path]:
 def frontend_inputs(settings: Settings, env: Mapping[str, str] | None = None) -> dict[str, str]:
     """Everything the compiled frontend depends on, as name -> digest."""
     env = os.environ if env is None else env
-    inputs = {"port": str(settings.port), "recipe": " ".join(EXPORT_ARGS)}
+    inputs = {"port": str(settings.browser_port), "recipe": " ".join(EXPORT_ARGS)}
     # Reflex and its component packages (their versions, not pyproject.toml, so
     # that editing tool config there does not cost a rebuild).
     for dist in importlib.metadata.distributions():
@@ -134,6 +145,36 @@ def _changed_inputs(settings: Settings, env: Mapping[str, str]) -> list[str]:
     return sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
 
 
+def _cache_root() -> Path:
+    return Path(os.environ.get("STRATA_CACHE_DIR") or Path.home() / ".cache" / "strata") / "frontend"
+
+
+def _restore_cached_build(web_dir: Path, fingerprint: str) -> bool:
+    cached = _cache_root() / fingerprint
+    if not (cached / ".complete").exists():
+        return False
+    shutil.rmtree(web_dir / "build", ignore_errors=True)
+    shutil.copytree(cached, web_dir, dirs_exist_ok=True, ignore=shutil.ignore_patterns(".complete"))
+    return True
+
+
+def _cache_build(web_dir: Path, fingerprint: str) -> None:
+    """Best effort: a full disk or a read-only home only costs the next clone a build."""
+    root = _cache_root()
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".tmp-{fingerprint[:12]}-", dir=root))
+        shutil.copytree(web_dir, staging, dirs_exist_ok=True, ignore=shutil.ignore_patterns(*NOT_CACHED))
+        (staging / ".complete").touch()
+        shutil.rmtree(root / fingerprint, ignore_errors=True)
+        staging.rename(root / fingerprint)
+        builds = sorted((p for p in root.iterdir() if not p.name.startswith(".")), key=lambda p: p.stat().st_mtime)
+        for old in builds[:-CACHED_BUILDS_KEPT]:
+            shutil.rmtree(old, ignore_errors=True)
+    except OSError as exc:
+        print(f"strata: frontend build not cached ({exc})", flush=True)
+
+
 @contextlib.contextmanager
 def _build_lock() -> Iterator[None]:
     key = hashlib.sha1(str(paths.PROJECT_ROOT).encode()).hexdigest()[:12]
@@ -156,6 +197,11 @@ def ensure_frontend(settings: Settings, *, force: bool = False, env: Mapping[str
     with _build_lock():
         if not force and frontend_is_current(settings, env):
             return False
+        web_dir = paths.web_dir(settings, env)
+        if not force and _restore_cached_build(web_dir, frontend_fingerprint(settings, env)):
+            if frontend_is_current(settings, env):
+                print("strata: web frontend copied from the build cache", flush=True)
+                return False
         changed = _changed_inputs(settings, env) if _read_stamp(settings, env) else []
         reason = ""
         if changed:
@@ -192,15 +238,17 @@ def ensure_frontend(settings: Settings, *, force: bool = False, env: Mapping[str
                         package_json.write_bytes(saved[package_json])
         if result.returncode != 0:
             raise RuntimeError(f"frontend build failed (reflex export exit {result.returncode})")
+        fingerprint = frontend_fingerprint(settings, env)
         _stamp_path(settings, env).write_text(
             json.dumps(
                 {
-                    "fingerprint": frontend_fingerprint(settings, env),
-                    "port": settings.port,
+                    "fingerprint": fingerprint,
+                    "port": settings.browser_port,
                     "built_at": time.time(),
                     "inputs": frontend_inputs(settings, env),
                 }
             )
         )
         print(f"strata: frontend built in {time.monotonic() - started:.1f}s", flush=True)
+        _cache_build(web_dir, fingerprint)
         return True

@@ -48,13 +48,14 @@ def pid_path(settings: Settings) -> Path:
 
 
 def web_dir(settings: Settings, env: Mapping[str, str] | None = None) -> Path:
-    """Reflex's build directory (REFLEX_WEB_WORKDIR), one per port: the port is
-    baked into the bundle, so a test stack on another port must not overwrite
-    (and force a rebuild of) the build `make run` serves."""
+    """Reflex's build directory (REFLEX_WEB_WORKDIR), one per port browsers use
+    (Settings.browser_port): the port is baked into the bundle, so a test stack on
+    another port must not overwrite (and force a rebuild of) the build `make run`
+    serves, and web processes behind one proxy share one build."""
     env = os.environ if env is None else env
     if custom := env.get("REFLEX_WEB_WORKDIR"):
         return (PROJECT_ROOT / custom).resolve()
-    return PROJECT_ROOT / ".web" / f"port-{settings.port}"
+    return PROJECT_ROOT / ".web" / f"port-{settings.browser_port}"
 
 
 def bin_path(name: str) -> str:

@@ -1,11 +1,15 @@
 """Run the stack under supervisord, stop it from any shell, drive single programs.
 
-`run(settings)` writes the config (`config.write_config`) and runs supervisord
-in the foreground. It refuses to start a second stack on the same data dir (a
-lock, and the pidfile) or on ports something already listens on (granian binds
-with SO_REUSEPORT, so a second server would otherwise share the port silently),
-and first stops processes a killed supervisord left behind (they carry
-STRATA_RUN_DIR=<data_dir>/run in their environment).
+`run(settings)` writes the config (`config.write_config`) and becomes
+supervisord (exec, so no Python process stays behind only to wait for it, and
+signals reach supervisord directly). It refuses to start a second stack on the
+same data dir (a lock, which supervisord inherits and holds until it ends, and
+the pidfile) or on ports something already listens on (granian binds with
+SO_REUSEPORT, so a second server would otherwise share the port silently). It
+first cleans up what a killed run left behind: its programs (they carry
+STRATA_RUN_DIR=<data_dir>/run in their environment), pidfile and socket. Every
+program also gets a parent-death signal (`config.die_with_supervisord`), so a
+killed supervisord takes them with it.
 
 `stop(settings)` asks that supervisord (over its unix socket in
 `<data_dir>/run/`) to shut down. `supervisorctl(settings, ...)` drives single
@@ -25,6 +29,7 @@ import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
+from typing import NoReturn
 
 from app.core.runner import paths
 from app.core.runner.config import write_config
@@ -44,9 +49,11 @@ def _supervisord_pid(settings: Settings) -> int | None:
         return None
     except PermissionError:
         return pid
-    # A stale pidfile whose pid now belongs to another process does not count.
+    # A stale pidfile whose pid now belongs to another process (another stack's
+    # supervisord included) does not count.
     with contextlib.suppress(OSError):
-        if b"supervisord" not in Path(f"/proc/{pid}/cmdline").read_bytes():
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        if b"supervisord" not in cmdline or str(paths.config_path(settings)).encode() not in cmdline.split(b"\0"):
             return None
     return pid
 
@@ -118,10 +125,11 @@ def is_running(settings: Settings) -> bool:
 
 
 def run(settings: Settings | None = None) -> int:
-    """Run the stack under supervisord in the foreground; return its exit code.
+    """Become supervisord, in the foreground, with the stack's config; return 1
+    only when the stack cannot start.
 
-    SIGINT/SIGTERM/SIGHUP/SIGQUIT are forwarded to supervisord, which stops every
-    program (whole process groups) in reverse priority order before exiting.
+    SIGINT/SIGTERM/SIGHUP/SIGQUIT make supervisord stop every program (whole
+    process groups) in reverse priority order before it exits.
     """
     settings = settings or get_settings()
     paths.run_dir(settings).mkdir(parents=True, exist_ok=True)
@@ -157,11 +165,20 @@ def _run_locked(settings: Settings, lock) -> int:
                 file=sys.stderr,
             )
             return 1
+        remove_leftover_files(settings)
         env = child_env(settings)
         ensure_frontend(settings, env=env)
         conf = write_config(settings)
         empty_metrics_dir(settings)
-        return _supervise(conf, env)
+        _exec_supervisord(conf, env, lock)
+
+
+def remove_leftover_files(settings: Settings) -> None:
+    """The pidfile and control socket of a supervisord that was killed. Only called
+    holding the run lock with no supervisord of this data dir alive; supervisord
+    would refuse to start while its socket file answered."""
+    for leftover in (paths.pid_path(settings), paths.socket_path(settings)):
+        leftover.unlink(missing_ok=True)
 
 
 def empty_metrics_dir(settings: Settings) -> None:
@@ -172,28 +189,29 @@ def empty_metrics_dir(settings: Settings) -> None:
     paths.metrics_dir(settings).mkdir(parents=True)
 
 
-def _supervise(conf: Path, env: Mapping[str, str]) -> int:
-    proc = subprocess.Popen(
-        [paths.bin_path("supervisord"), "-n", "-c", str(conf)],
-        cwd=paths.PROJECT_ROOT,
-        env=env,
-    )
+def _exec_supervisord(conf: Path, env: Mapping[str, str], lock) -> NoReturn:
+    """Replace this process with supervisord: the lock stays held (inherited across
+    exec) for as long as supervisord runs, and the memory of this Python process
+    (the CLI, migrations, settings) goes back to the system."""
+    os.set_inheritable(lock.fileno(), True)
+    os.chdir(paths.PROJECT_ROOT)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    supervisord = paths.bin_path("supervisord")
+    os.execve(supervisord, [supervisord, "-n", "-c", str(conf)], dict(env))
 
-    def forward(signum: int, _frame: object) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            proc.send_signal(signum)
 
-    forwarded = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
-    previous = {s: signal.signal(s, forward) for s in forwarded}
+def _exited(pid: int) -> bool:
+    """Gone, or a zombie: supervisord is the process `strata run` started (it execs), and
+    whatever started that may reap it only later (a test's Popen, a shell script)."""
     try:
-        while True:
-            try:
-                return proc.wait()
-            except KeyboardInterrupt:  # pragma: no cover - handler replaces it
-                forward(signal.SIGINT, None)
-    finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except (OSError, IndexError):
+        return False
 
 
 def supervisorctl(settings: Settings, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
@@ -232,9 +250,7 @@ def stop(settings: Settings | None = None, timeout: float = 120) -> int:
             os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
+        if _exited(pid):
             print("strata: stopped")
             return 0
         time.sleep(0.2)
