@@ -39,7 +39,10 @@ from app.system.backup_archive import ArchiveWriter, BadArchive, extract_to, ver
 Progress = Callable[[float, str], None]
 FILE_AREAS = ("knowledge", "datasets", "predict", "batch")
 BACKUP_AREA = "backups"
-SECRET_SETTINGS = {"secret_key", "admin_password", "oidc_client_secret", "llm_api_key", "metrics_token"}
+# Settings whose names hold one of these words are left out of settings.json (secret_key,
+# admin_password, oidc_client_secret, llm_api_key, metrics_token, s3_secret_access_key, ... and
+# any added later).
+SECRET_WORDS = {"secret", "password", "token", "key"}
 URL_SETTINGS = {"database_url", "redis_url", "chroma_url", "llm_base_url"}
 # Built-in registry versions (and those registered before the file store) name their artifact
 # by absolute path into the models or data dir (app/predict/artifacts.py).
@@ -67,7 +70,8 @@ def strata_version() -> str:
 
 
 def public_settings(settings: Settings) -> dict[str, Any]:
-    values = settings.model_dump(mode="json", exclude=SECRET_SETTINGS)
+    secret = {name for name in type(settings).model_fields if SECRET_WORDS & set(name.split("_"))}
+    values = settings.model_dump(mode="json", exclude=secret)
     for name in URL_SETTINGS:
         values[name] = redact_credentials(values[name])
     return values
@@ -233,9 +237,11 @@ def _occupied(settings: Settings, manifest: dict) -> list[str]:
     stored = sum(1 for area in FILE_AREAS for _ in files.iter_keys(area))
     if stored:
         found.append(f"the file store holds {stored} files")
-    collections = sorted(set(_members(manifest, "chroma/")) & {f"{n}.jsonl" for n in backup_vectors.collection_names()})
+    # Only asked when the archive has vectors: a pre-migrate backup restores without Chroma running.
+    archived = {member.removesuffix(".jsonl") for member in _members(manifest, "chroma/")}
+    collections = sorted(archived & set(backup_vectors.collection_names())) if archived else []
     if collections:
-        found.append(f"Chroma already has the collections {', '.join(c.removesuffix('.jsonl') for c in collections)}")
+        found.append(f"Chroma already has the collections {', '.join(collections)}")
     models_dir = settings.resolved_models_dir
     differing = [
         name
@@ -248,20 +254,24 @@ def _occupied(settings: Settings, manifest: dict) -> list[str]:
     return found
 
 
-def _clear(settings: Settings, manifest: dict) -> None:
+def _drop_tables(settings: Settings) -> None:
+    """The target's tables go, empty or not (checked before), so that the backup's rows go into
+    its own migration's schema, also when the target was migrated further."""
     engine = make_engine(settings.effective_database_url)
     try:
         with engine.begin() as connection:
             backup_database.drop_everything(connection)
     finally:
         engine.dispose()
+
+
+def _clear(settings: Settings, manifest: dict) -> None:
     files = get_files(settings)
     for area in FILE_AREAS:
         files.delete_prefix(area)
-    existing = set(backup_vectors.collection_names())
-    for member in _members(manifest, "chroma/"):
-        if (name := member.removesuffix(".jsonl")) in existing:
-            backup_vectors.delete_collection(name)
+    archived = {member.removesuffix(".jsonl") for member in _members(manifest, "chroma/")}
+    for name in sorted(archived & set(backup_vectors.collection_names())) if archived else []:
+        backup_vectors.delete_collection(name)
 
 
 def _path_rewriter(manifest: dict, settings: Settings):
@@ -354,6 +364,7 @@ def restore_backup(
     with work_dir(settings) as staged:
         report(0.2, "Unpacking")
         extract_to(path, staged)
+        _drop_tables(settings)
         if occupied:
             _clear(settings, manifest)
         report(0.4, "Restoring the database")

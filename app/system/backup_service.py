@@ -9,13 +9,14 @@ from pathlib import Path
 
 from sqlmodel import Session, col, select
 
-from app.core.errors import NotFound
+from app.core.db import run_in_session
+from app.core.errors import Conflict, NotFound
 from app.core.roles import Actor, Role, require_role
 from app.core.settings import Settings
 from app.core.time import utcnow
 from app.system import backup
 from jobs import service as jobs_service
-from jobs.tables import Job
+from jobs.tables import Job, JobStatus
 
 BACKUP_NOW = "backup"
 # Names the job and `strata migrate` give their archives; nothing else is offered for download.
@@ -51,7 +52,11 @@ def write_backup(*, settings: Settings, on_progress) -> dict:
 
 
 async def start_backup(*, actor: Actor) -> Job:
+    """One at a time: each reads every table and file, on the machine's few cores."""
     require_role(actor, Role.admin)
+    latest = await run_in_session(latest_backup_job, actor=actor)
+    if latest is not None and latest.status in (JobStatus.queued, JobStatus.running):
+        raise Conflict("A backup is already being written; wait for it to finish.")
     return await jobs_service.enqueue(actor=actor, kind=BACKUP_NOW, params={}, max_attempts=1)
 
 

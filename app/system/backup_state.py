@@ -1,3 +1,4 @@
+import asyncio
 from dataclasses import dataclass
 
 import reflex as rx
@@ -47,7 +48,7 @@ class BackupState(AuthState):
 
     async def _load(self) -> None:
         actor = acting_user()
-        rows = _rows(actor)
+        rows = await asyncio.to_thread(_rows, actor)  # the file store may be S3: off the event loop
         job = await run_in_session(backup_service.latest_backup_job, actor=actor)
         async with self:
             self.backups = rows

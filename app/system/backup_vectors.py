@@ -63,7 +63,8 @@ def import_collection(path: Path) -> tuple[str, int]:
         )
         count = 0
         for page in _pages(lines):
-            collection.add(
+            # upsert: paging a collection that changed while it was exported can list an id twice.
+            collection.upsert(
                 ids=[row["id"] for row in page],
                 embeddings=[row["embedding"] for row in page],
                 documents=[row["document"] for row in page] if page[0]["document"] is not None else None,

@@ -21,7 +21,8 @@ async def verify_models(context: JobContext) -> dict:
     return {"models": reports}
 
 
-@job_kind(BACKUP_NOW, title="Back up Strata", minimum_role=Role.admin)
+# Started from the System page only (backup_service.start_backup: admins, one at a time).
+@job_kind(BACKUP_NOW, title="Back up Strata", minimum_role=Role.admin, manual=False)
 async def back_up(context: JobContext) -> dict:
     """One archive of the database, stored files, models and vectors, stored under backups/."""
     return await run_blocking(context, write_backup, settings=get_settings())

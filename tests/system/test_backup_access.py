@@ -10,7 +10,7 @@ import pytest
 from sqlmodel import select
 
 from app.core.db import session_scope
-from app.core.errors import Forbidden, NotFound
+from app.core.errors import Conflict, Forbidden, NotFound
 from app.core.settings import get_settings
 from app.system import backup_archive, backup_service
 from app.system.backup_state import BackupState
@@ -92,3 +92,11 @@ async def test_an_admin_backs_up_from_the_page_and_downloads_the_archive(
         assert (await client.get(f"/api/v1/system/backups/{probe}", headers=headers)).status_code == 404
     with pytest.raises(NotFound):
         backup_service.backup_path(actor=admin, settings=get_settings(), name="../strata.db")
+
+
+async def test_one_backup_at_a_time(redis_url, admin):
+    """No worker runs here: the first stays queued, and a second is refused until it ends."""
+    first = await backup_service.start_backup(actor=admin)
+    with pytest.raises(Conflict, match="already being written"):
+        await backup_service.start_backup(actor=admin)
+    assert [job.id for job in backup_jobs()] == [first.id]

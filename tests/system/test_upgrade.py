@@ -15,7 +15,7 @@ from alembic import command
 from app.core import migrations
 from app.core.db import get_engine, make_engine
 from app.core.settings import get_settings
-from app.system import backup_archive, upgrade
+from app.system import backup, backup_archive, upgrade
 from tests.conftest import reset_caches, run_strata
 from tests.system.conftest import empty_database
 
@@ -207,3 +207,25 @@ def test_strata_migrate_backs_up_an_older_database_before_upgrading_it(database_
     assert f"Backup written: backups/{archive.name}" in result.stdout
     assert backup_archive.verify(archive)["database"]["tables"]["user"] == 1
     assert migrations.current_revision(get_engine()) == migrations.head_revision()
+
+
+def test_a_backup_of_an_older_release_restores_into_this_one_at_the_newest_migration(
+    database_at_an_older_release, tmp_path
+):
+    archive = tmp_path / "before-upgrade.tar.gz"
+    backup.create_backup(archive, settings=get_settings(), database_and_files_only=True)
+    target = get_settings().model_copy(update={"data_dir": tmp_path / "new", "database_url": ""})
+    target.resolved_data_dir.mkdir()
+    migrations.upgrade(target.effective_database_url)  # a new install's empty database, already at the newest
+    backup.restore_backup(archive, settings=target)
+    engine = make_engine(target.effective_database_url)
+    try:
+        assert migrations.current_revision(engine) == migrations.head_revision()
+        metadata = MetaData()
+        with engine.connect() as connection:
+            metadata.reflect(connection)
+            for name, written in database_at_an_older_release.items():
+                [row] = connection.execute(select(metadata.tables[name])).mappings().all()
+                assert {column: comparable(row[column]) for column in written} == written, name
+    finally:
+        engine.dispose()
