@@ -23,6 +23,7 @@ from app.auth.client_address import RememberClientAddress
 from app.auth.cookies import session_token_from_cookie_header
 from app.auth.deps import bearer_credential, current_user, minimum_role, user_for_credential
 from app.auth.oidc_api import router as oidc_router
+from app.backup.api import router as backup_router
 from app.batch.api import router as batch_router
 from app.core.errors import StrataError, TooManyAttempts, Unauthorized
 from app.core.http import (
@@ -45,7 +46,6 @@ from app.openai_compat.api import build_openai_api
 from app.predict.api import router as predict_router
 from app.schedules.api import router as schedules_router
 from app.system.api import router as system_router
-from app.system.backup_api import router as backup_router
 from app.training.api import router as training_router
 from app.usage.api import router as usage_router
 from app.webhooks.api import router as webhooks_router

@@ -31,9 +31,9 @@ def _fail(message: str) -> None:
 @cli.command()
 def migrate() -> None:
     """Apply database migrations, create the first admin if there is no user and register the built-in models."""
+    from app.backup import upgrade
     from app.core import migrations
     from app.predict import registry as predict_registry
-    from app.system import upgrade
 
     settings = get_settings()
     if settings.effective_database_url.startswith("sqlite"):
@@ -60,7 +60,7 @@ def migrate() -> None:
 @cli.command("backup")
 def backup_command(file: Path) -> None:
     """Write FILE (.tar.gz): one archive of the database, stored files, models, vectors and settings, while Strata serves."""
-    from app.system import backup
+    from app.backup import backup_and_restore as backup
 
     if file.exists():
         _fail(f"{file} exists already; choose another name.")
@@ -78,7 +78,7 @@ def restore_command(
     force: bool = typer.Option(False, "--force", help="Replace the data that is there"),
 ) -> None:
     """Restore FILE, written by `strata backup`, into an empty data dir and database (or over them with --force)."""
-    from app.system import backup
+    from app.backup import backup_and_restore as backup
 
     try:
         summary = backup.restore_backup(

@@ -35,6 +35,7 @@ os.environ.update(STRATA_DATA_DIR=str(ROOT / "data"), STRATA_LOG_LEVEL="WARNING"
 import httpx  # noqa: E402
 from sqlalchemy import insert  # noqa: E402
 
+from app.backup import backup_and_restore as backup  # noqa: E402
 from app.core import migrations  # noqa: E402
 from app.core.clients import get_chroma  # noqa: E402
 from app.core.db import session_scope  # noqa: E402
@@ -42,7 +43,6 @@ from app.core.settings import get_settings  # noqa: E402
 from app.core.storage import get_storage  # noqa: E402
 from app.core.time import utcnow  # noqa: E402
 from app.knowledge.tables import KnowledgeBase  # noqa: E402
-from app.system import backup  # noqa: E402
 from app.tables import metadata  # noqa: F401, E402 - every table, for the foreign keys
 from app.usage.tables import UsageEvent  # noqa: E402
 

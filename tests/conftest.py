@@ -422,6 +422,7 @@ POSTGRESQL_TEST_FILES = (
     "tests/alerts/",
     "tests/audit/",
     "tests/auth/test_service.py",
+    "tests/backup/",
     "tests/ask/test_grounding.py",
     "tests/datasets/test_api.py",
     "tests/home/",

@@ -4,10 +4,10 @@ from dataclasses import dataclass
 import reflex as rx
 
 from app.auth.state import AuthState, acting_user, guarded
+from app.backup import service as backup_service
 from app.core.db import run_in_session
 from app.core.roles import Role
 from app.core.settings import get_settings
-from app.system import backup_service
 from app.ui.live import refresh_while_open
 
 REFRESH_SECONDS = 2.0

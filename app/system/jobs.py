@@ -1,6 +1,5 @@
 from app.core.roles import Role
 from app.core.settings import get_settings
-from app.system.backup_service import BACKUP_NOW, write_backup
 from jobs.blocking import run_blocking
 from jobs.registry import JobContext, JobFailure, job_kind
 
@@ -19,10 +18,3 @@ async def verify_models(context: JobContext) -> dict:
     if failed:
         raise JobFailure(f"Verification failed for: {', '.join(failed)}", {"models": reports})
     return {"models": reports}
-
-
-# Started from the System page only (backup_service.start_backup: admins, one at a time).
-@job_kind(BACKUP_NOW, title="Back up Strata", minimum_role=Role.admin, manual=False)
-async def back_up(context: JobContext) -> dict:
-    """One archive of the database, stored files, models and vectors, stored under backups/."""
-    return await run_blocking(context, write_backup, settings=get_settings())

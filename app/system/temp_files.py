@@ -4,7 +4,7 @@
 - uploads being received (app/core/uploads.py: incoming_dir), Reflex's own upload folder and an
   S3 store's upload spool, all local to the machine that received them;
 - half-written saves of the files store (`.strata-tmp-*` beside their key, app/core/storage.py);
-- a backup's scratch folder (app/system/backup.py: work_dir, <data dir>/run/backup-*) whose job
+- a backup's scratch folder (app/backup/backup_and_restore.py: work_dir, <data dir>/run/backup-*) whose job
   was killed before its temporary folder was removed;
 - a batch job's work: its local folder (app/batch/running.py: work_dir) and its stored keys
   batch/<job id>/..., both removed with the job's outcome. Those of a job that finished before
@@ -35,7 +35,7 @@ from jobs.tables import Job, JobStatus
 REFLEX_UPLOADS = "uploaded_files"
 S3_SPOOL = "cache/storage/spool"
 BATCH_AREA = "batch"
-# app/system/backup.py's work_dir: tempfile folders named backup-* in <data dir>/run.
+# app/backup/backup_and_restore.py's work_dir: tempfile folders named backup-* in <data dir>/run.
 BACKUP_SCRATCH = ("run", "backup-*")
 
 

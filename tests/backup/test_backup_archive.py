@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 from sqlmodel import select
 
+from app.backup import archive as backup_archive
+from app.backup import backup_and_restore as backup
 from app.core import migrations
 from app.core.clients import get_chroma
 from app.core.db import session_scope
@@ -18,7 +20,6 @@ from app.core.errors import Conflict
 from app.core.settings import get_settings
 from app.core.storage import storage_from_settings
 from app.knowledge.tables import KnowledgeBase
-from app.system import backup, backup_archive
 from tests.conftest import run_strata
 
 COLLECTION = "kb-backup-test"

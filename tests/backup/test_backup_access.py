@@ -9,10 +9,11 @@ import tarfile
 import pytest
 from sqlmodel import select
 
+from app.backup import archive as backup_archive
+from app.backup import service as backup_service
 from app.core.db import session_scope
 from app.core.errors import Conflict, Forbidden, NotFound
 from app.core.settings import get_settings
-from app.system import backup_archive, backup_service
 from app.system.backup_state import BackupState
 from jobs.tables import Job
 from tests.conftest import sign_in

@@ -2,11 +2,11 @@
 the stored files, the built models, the Chroma collections, the settings that are not
 secrets), taken while Strata serves, and restored into an empty Strata.
 
-Archive layout (see backup_archive.py for the checks):
-    database/<table>.jsonl   every row, from one snapshot (backup_database.py)
+Archive layout (see archive.py for the checks):
+    database/<table>.jsonl   every row, from one snapshot (database.py)
     files/<key>              stored files: documents, dataset versions, registry artifacts, batch work
     models/<path>            the built ONNX models (STRATA_MODELS_DIR)
-    chroma/<name>.jsonl      each collection's vectors (backup_vectors.py)
+    chroma/<name>.jsonl      each collection's vectors (vectors.py)
     settings.json            the non-secret settings, for reference; restore does not apply them
     manifest.json            versions, row counts, sizes and sha256 of every member"""
 
@@ -26,6 +26,9 @@ from alembic.script.revision import RevisionError
 from alembic.util import CommandError
 
 from alembic import command
+from app.backup import database as backup_database
+from app.backup import vectors as backup_vectors
+from app.backup.archive import ArchiveWriter, BadArchive, extract_to, verify
 from app.core import migrations
 from app.core.db import make_engine
 from app.core.errors import Conflict
@@ -33,8 +36,6 @@ from app.core.security import redact_credentials
 from app.core.settings import Settings
 from app.core.storage import Storage, StorageKeyMissing, storage_from_settings
 from app.core.time import utcnow
-from app.system import backup_database, backup_vectors
-from app.system.backup_archive import ArchiveWriter, BadArchive, extract_to, verify
 
 Progress = Callable[[float, str], None]
 FILE_AREAS = ("knowledge", "datasets", "predict", "batch")

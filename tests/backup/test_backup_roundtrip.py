@@ -12,13 +12,14 @@ from pathlib import Path
 import pytest
 import redis
 
+from app.backup import backup_and_restore as backup
+from app.backup import vectors as backup_vectors
 from app.core.settings import get_settings
-from app.system import backup, backup_vectors
 from models.classifier import CLASSIFIER_NAME
+from tests.backup.conftest import empty_postgresql
 from tests.conftest import reset_caches, run_strata, sign_in
 from tests.knowledge.conftest import create_kb, upload, wait_documents
 from tests.predict.conftest import forget_process_state
-from tests.system.conftest import empty_postgresql
 from tests.training.conftest import start, wait_run
 from tests.training.conftest import upload as upload_dataset
 

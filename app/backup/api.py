@@ -5,8 +5,8 @@ from fastapi.responses import FileResponse
 from pydantic import BaseModel
 
 from app.auth.deps import AdminUser, SettingsDep
+from app.backup import service as backup_service
 from app.jobs_board.schemas import JobOut
-from app.system import backup_service
 
 router = APIRouter(prefix="/api/v1", tags=["system"])
 

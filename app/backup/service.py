@@ -9,12 +9,12 @@ from pathlib import Path
 
 from sqlmodel import Session, col, select
 
+from app.backup import backup_and_restore as backup
 from app.core.db import run_in_session
 from app.core.errors import Conflict, NotFound
 from app.core.roles import Actor, Role, require_role
 from app.core.settings import Settings
 from app.core.time import utcnow
-from app.system import backup
 from jobs import service as jobs_service
 from jobs.tables import Job, JobStatus
 

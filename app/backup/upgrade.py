@@ -12,12 +12,12 @@ from pathlib import Path
 
 from sqlalchemy import make_url
 
+from app.backup import backup_and_restore as backup
 from app.core import migrations
 from app.core.db import get_engine
 from app.core.errors import StrataError
 from app.core.settings import Settings
 from app.core.time import utcnow
-from app.system import backup
 
 
 class MigrationFailed(StrataError):

@@ -12,12 +12,14 @@ from sqlalchemy import MetaData, Table, inspect, select
 from sqlalchemy import types as sqltypes
 
 from alembic import command
+from app.backup import archive as backup_archive
+from app.backup import backup_and_restore as backup
+from app.backup import upgrade
 from app.core import migrations
 from app.core.db import get_engine, make_engine
 from app.core.settings import get_settings
-from app.system import backup, backup_archive, upgrade
+from tests.backup.conftest import empty_database
 from tests.conftest import reset_caches, run_strata
-from tests.system.conftest import empty_database
 
 BACKENDS = ["sqlite", "postgresql"]
 
