@@ -13,7 +13,8 @@ tokenizer), greedy. Rounds alternate the engines and flip their order, because
 the machine is shared and absolute numbers drift: compare the ratios. Prints
 decode speed (tokens/s after the first), time to the first token on the short
 benchmark prompts and on a ~650-token grounded prompt, resident memory (the
-process, and what loading and running the model added), and how many greedy
+process, what loading and running the model added once an answer is done, and
+its peak, which holds the key/value cache and the prompt pass), and how many greedy
 tokens each agrees on, with each other and with the fp32 PyTorch reference the
 build recorded. Asserts nothing.
 """
@@ -40,6 +41,12 @@ def _rss_mb() -> float:
         return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1e6
 
 
+def _peak_rss_mb() -> float:
+    """The process's highest resident memory so far (VmHWM): the cache and the prompt pass included."""
+    with open("/proc/self/status") as fh:
+        return next(int(line.split()[1]) * 1024 / 1e6 for line in fh if line.startswith("VmHWM:"))
+
+
 # ---------------------------------------------------------------- workers
 
 
@@ -57,7 +64,8 @@ def _serve(load, generate) -> None:
             arrivals.append(time.perf_counter())
         decode = (len(arrivals) - 1) / (arrivals[-1] - arrivals[0]) if len(arrivals) > 1 else None
         answer = {"ttft": arrivals[0] - started, "decode": decode, "tokens": tokens}
-        print(json.dumps({**answer, "rss_mb": _rss_mb(), "model_mb": _rss_mb() - before}), flush=True)
+        memory = {"rss_mb": _rss_mb(), "model_mb": _rss_mb() - before, "peak_model_mb": _peak_rss_mb() - before}
+        print(json.dumps({**answer, **memory}), flush=True)
 
 
 def _strata_worker(models_dir: str, threads: int) -> None:
@@ -117,7 +125,7 @@ class _Engine:
         self.ttft: dict[str, list[float]] = {SHORT: [], LONG: []}
         self.decode: list[float] = []
         self.tokens: dict[str, list[int]] = {}
-        self.rss_mb = self.model_mb = 0.0
+        self.rss_mb = self.model_mb = self.peak_model_mb = 0.0
 
     def run(self, ids: list[int], tokens: int, end: int) -> dict:
         self.process.stdin.write(json.dumps({"ids": ids, "tokens": tokens, "end": end}) + "\n")
@@ -125,6 +133,7 @@ class _Engine:
         answer = json.loads(self.process.stdout.readline())
         self.rss_mb = max(self.rss_mb, answer["rss_mb"])
         self.model_mb = max(self.model_mb, answer["model_mb"])
+        self.peak_model_mb = max(self.peak_model_mb, answer["peak_model_mb"])
         return answer
 
     def close(self) -> None:
@@ -202,7 +211,7 @@ def main() -> None:
             f"first token {statistics.median(engine.ttft[SHORT]) * 1000:5.0f} ms short, "
             f"{statistics.median(engine.ttft[LONG]) * 1000:5.0f} ms at {len(long_ids)} tokens | "
             f"RSS {engine.rss_mb:.0f} MB, of which the model {engine.model_mb:.0f} MB "
-            f"({engine.loaded_mb:.0f} MB once loaded)"
+            f"({engine.loaded_mb:.0f} MB once loaded, {engine.peak_model_mb:.0f} MB at its peak)"
         )
     strata, cpp = engines
     print(
