@@ -11,12 +11,12 @@ Each engine runs in a process of its own (so each one's resident memory is its
 own), with the same thread count, on the same prompt token ids (Strata's
 tokenizer), greedy. Rounds alternate the engines and flip their order, because
 the machine is shared and absolute numbers drift: compare the ratios. Prints
-decode speed (tokens/s after the first), time to the first token on the short
-benchmark prompts and on a ~650-token grounded prompt, resident memory (the
-process, what loading and running the model added once an answer is done, and
-its peak, which holds the key/value cache and the prompt pass), and how many greedy
-tokens each agrees on, with each other and with the fp32 PyTorch reference the
-build recorded. Asserts nothing.
+decode speed (tokens/s after the first, and the CPU time per token), time to
+the first token on the short benchmark prompts and on a ~650-token grounded
+prompt, resident memory (the process, what loading and running the model added
+once an answer is done, and its peak, which holds the key/value cache and the
+prompt pass), and how many greedy tokens each agrees on, with each other and
+with the fp32 PyTorch reference the build recorded. Asserts nothing.
 """
 
 from __future__ import annotations
@@ -58,12 +58,17 @@ def _serve(load, generate) -> None:
     for line in sys.stdin:
         request = json.loads(line)
         started = time.perf_counter()
-        tokens, arrivals = [], []
+        tokens, arrivals, cpu = [], [], []
         for token in generate(engine, request["ids"], request["tokens"], request["end"]):
             tokens.append(token)
             arrivals.append(time.perf_counter())
-        decode = (len(arrivals) - 1) / (arrivals[-1] - arrivals[0]) if len(arrivals) > 1 else None
-        answer = {"ttft": arrivals[0] - started, "decode": decode, "tokens": tokens}
+            cpu.append(time.process_time())
+        steps = len(arrivals) - 1
+        decode = steps / (arrivals[-1] - arrivals[0]) if steps else None
+        # CPU seconds this process spent per decoded token, all its threads together: on a busy
+        # machine it moves far less than the wall clock (but counts a spin-waiting thread's time).
+        cpu_ms = (cpu[-1] - cpu[0]) * 1000 / steps if steps else None
+        answer = {"ttft": arrivals[0] - started, "decode": decode, "cpu_ms": cpu_ms, "tokens": tokens}
         memory = {"rss_mb": _rss_mb(), "model_mb": _rss_mb() - before, "peak_model_mb": _peak_rss_mb() - before}
         print(json.dumps({**answer, **memory}), flush=True)
 
@@ -124,6 +129,7 @@ class _Engine:
         self.loaded_mb = json.loads(self.process.stdout.readline())["loaded_mb"]
         self.ttft: dict[str, list[float]] = {SHORT: [], LONG: []}
         self.decode: list[float] = []
+        self.cpu_ms: list[float] = []
         self.tokens: dict[str, list[int]] = {}
         self.rss_mb = self.model_mb = self.peak_model_mb = 0.0
 
@@ -194,6 +200,7 @@ def main() -> None:
                     engine.ttft[SHORT].append(answer["ttft"])
                     if answer["decode"]:
                         engine.decode.append(answer["decode"])
+                        engine.cpu_ms.append(answer["cpu_ms"])
                     engine.tokens[text] = answer["tokens"]
                 engine.ttft[LONG].append(engine.run(long_ids, 1, end)["ttft"])
     finally:
@@ -207,7 +214,8 @@ def main() -> None:
     print(f"long prompt: {len(long_ids)} tokens")
     for engine in engines:
         print(
-            f"{engine.name:>9}: decode {statistics.median(engine.decode):6.1f} tok/s | "
+            f"{engine.name:>9}: decode {statistics.median(engine.decode):6.1f} tok/s "
+            f"({statistics.median(engine.cpu_ms):5.1f} ms of CPU per token) | "
             f"first token {statistics.median(engine.ttft[SHORT]) * 1000:5.0f} ms short, "
             f"{statistics.median(engine.ttft[LONG]) * 1000:5.0f} ms at {len(long_ids)} tokens | "
             f"RSS {engine.rss_mb:.0f} MB, of which the model {engine.model_mb:.0f} MB "
