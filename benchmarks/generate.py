@@ -117,7 +117,10 @@ def _llama_python() -> Path:
     partial = env.with_name(env.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     subprocess.run([sys._base_executable, "-m", "venv", str(partial)], check=True)
-    subprocess.run([str(partial / "bin" / "python"), "-m", "pip", "install", "-q", LLAMA_CPP], check=True)
+    # Without the multimodal library (mtmd: a third of the compile), which text decoding never loads.
+    build_env = {**os.environ, "CMAKE_ARGS": f"{os.environ.get('CMAKE_ARGS', '')} -DLLAVA_BUILD=OFF".strip()}
+    install = [str(partial / "bin" / "python"), "-m", "pip", "install", "-q", LLAMA_CPP]
+    subprocess.run(install, check=True, env=build_env)
     partial.rename(env)  # a venv's python runs from any path; pip is only ever run as `python -m pip`
     return python
 
