@@ -11,12 +11,13 @@ Each engine runs in a process of its own (so each one's resident memory is its
 own), with the same thread count, on the same prompt token ids (Strata's
 tokenizer), greedy. Rounds alternate the engines and flip their order, because
 the machine is shared and absolute numbers drift: compare the ratios. Prints
-decode speed (tokens/s after the first, and the CPU time per token), time to
-the first token on the short benchmark prompts and on a ~650-token grounded
-prompt, resident memory (the process, what loading and running the model added
-once an answer is done, and its peak, which holds the key/value cache and the
-prompt pass), and how many greedy tokens each agrees on, with each other and
-with the fp32 PyTorch reference the build recorded. Asserts nothing.
+decode speed (tokens/s after the first, and the CPU time per token), time to the
+first token on the short benchmark prompts and on a ~650-token grounded prompt,
+resident memory (the process, what loading and running the model added once an
+answer is done, and its peaks while loading and while answering, with the
+key/value cache and the prompt pass), and how many greedy tokens each agrees on,
+with each other and with the fp32 PyTorch reference the build recorded. Asserts
+nothing.
 """
 
 from __future__ import annotations
@@ -41,10 +42,15 @@ def _rss_mb() -> float:
         return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1e6
 
 
-def _peak_rss_mb() -> float:
-    """The process's highest resident memory so far (VmHWM): the cache and the prompt pass included."""
+def _peak_rss_mb(*, reset: bool = False) -> float:
+    """The process's highest resident memory since the last reset (VmHWM): the cache and the prompt
+    pass included. ``reset`` starts a new peak from now on (Linux: clear_refs 5)."""
     with open("/proc/self/status") as fh:
-        return next(int(line.split()[1]) * 1024 / 1e6 for line in fh if line.startswith("VmHWM:"))
+        peak = next(int(line.split()[1]) * 1024 / 1e6 for line in fh if line.startswith("VmHWM:"))
+    if reset:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+    return peak
 
 
 # ---------------------------------------------------------------- workers
@@ -54,7 +60,9 @@ def _serve(load, generate) -> None:
     """Worker loop: one JSON request per stdin line, one JSON answer per stdout line."""
     before = _rss_mb()
     engine = load()
-    print(json.dumps({"loaded_mb": _rss_mb() - before}), flush=True)
+    # Loading parses the whole graph file before it packs the weights: a peak of its own, kept apart.
+    loaded = {"loaded_mb": _rss_mb() - before, "load_peak_mb": _peak_rss_mb(reset=True) - before}
+    print(json.dumps(loaded), flush=True)
     for line in sys.stdin:
         request = json.loads(line)
         started = time.perf_counter()
@@ -129,7 +137,8 @@ class _Engine:
     def __init__(self, name: str, command: list[str]) -> None:
         self.name = name
         self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        self.loaded_mb = json.loads(self.process.stdout.readline())["loaded_mb"]
+        loaded = json.loads(self.process.stdout.readline())
+        self.loaded_mb, self.load_peak_mb = loaded["loaded_mb"], loaded["load_peak_mb"]
         self.ttft: dict[str, list[float]] = {SHORT: [], LONG: []}
         self.decode: list[float] = []
         self.cpu_ms: list[float] = []
@@ -222,7 +231,8 @@ def main() -> None:
             f"first token {statistics.median(engine.ttft[SHORT]) * 1000:5.0f} ms short, "
             f"{statistics.median(engine.ttft[LONG]) * 1000:5.0f} ms at {len(long_ids)} tokens | "
             f"RSS {engine.rss_mb:.0f} MB, of which the model {engine.model_mb:.0f} MB "
-            f"({engine.loaded_mb:.0f} MB once loaded, {engine.peak_model_mb:.0f} MB at its peak)"
+            f"({engine.loaded_mb:.0f} MB once loaded; peaks {engine.load_peak_mb:.0f} MB loading, "
+            f"{engine.peak_model_mb:.0f} MB answering)"
         )
     strata, cpp = engines
     print(
