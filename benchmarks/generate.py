@@ -11,11 +11,13 @@ Each engine runs in a process of its own (so each one's resident memory is its
 own), with the same thread count, on the same prompt token ids (Strata's
 tokenizer), greedy. Rounds alternate the engines and flip their order, because
 the machine is shared and absolute numbers drift: compare the ratios. Prints
-decode speed (tokens/s after the first), time to the first token on the short
-benchmark prompts and on a ~650-token grounded prompt, resident memory (the
-process, and what loading and running the model added), and how many greedy
-tokens each agrees on, with each other and with the fp32 PyTorch reference the
-build recorded. Asserts nothing.
+decode speed (tokens/s after the first, and the CPU time per token), time to the
+first token on the short benchmark prompts and on a ~650-token grounded prompt,
+resident memory (the process, what loading and running the model added once an
+answer is done, and its peaks while loading and while answering, with the
+key/value cache and the prompt pass), and how many greedy tokens each agrees on,
+with each other and with the fp32 PyTorch reference the build recorded. Asserts
+nothing.
 """
 
 from __future__ import annotations
@@ -40,6 +42,17 @@ def _rss_mb() -> float:
         return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1e6
 
 
+def _peak_rss_mb(*, reset: bool = False) -> float:
+    """The process's highest resident memory since the last reset (VmHWM): the cache and the prompt
+    pass included. ``reset`` starts a new peak from now on (Linux: clear_refs 5)."""
+    with open("/proc/self/status") as fh:
+        peak = next(int(line.split()[1]) * 1024 / 1e6 for line in fh if line.startswith("VmHWM:"))
+    if reset:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+    return peak
+
+
 # ---------------------------------------------------------------- workers
 
 
@@ -47,17 +60,25 @@ def _serve(load, generate) -> None:
     """Worker loop: one JSON request per stdin line, one JSON answer per stdout line."""
     before = _rss_mb()
     engine = load()
-    print(json.dumps({"loaded_mb": _rss_mb() - before}), flush=True)
+    # Loading parses the whole graph file before it packs the weights: a peak of its own, kept apart.
+    loaded = {"loaded_mb": _rss_mb() - before, "load_peak_mb": _peak_rss_mb(reset=True) - before}
+    print(json.dumps(loaded), flush=True)
     for line in sys.stdin:
         request = json.loads(line)
         started = time.perf_counter()
-        tokens, arrivals = [], []
+        tokens, arrivals, cpu = [], [], []
         for token in generate(engine, request["ids"], request["tokens"], request["end"]):
             tokens.append(token)
             arrivals.append(time.perf_counter())
-        decode = (len(arrivals) - 1) / (arrivals[-1] - arrivals[0]) if len(arrivals) > 1 else None
-        answer = {"ttft": arrivals[0] - started, "decode": decode, "tokens": tokens}
-        print(json.dumps({**answer, "rss_mb": _rss_mb(), "model_mb": _rss_mb() - before}), flush=True)
+            cpu.append(time.process_time())
+        steps = len(arrivals) - 1
+        decode = steps / (arrivals[-1] - arrivals[0]) if steps else None
+        # CPU seconds this process spent per decoded token, all its threads together: on a busy
+        # machine it moves far less than the wall clock (but counts a spin-waiting thread's time).
+        cpu_ms = (cpu[-1] - cpu[0]) * 1000 / steps if steps else None
+        answer = {"ttft": arrivals[0] - started, "decode": decode, "cpu_ms": cpu_ms, "tokens": tokens}
+        memory = {"rss_mb": _rss_mb(), "model_mb": _rss_mb() - before, "peak_model_mb": _peak_rss_mb() - before}
+        print(json.dumps({**answer, **memory}), flush=True)
 
 
 def _strata_worker(models_dir: str, threads: int) -> None:
@@ -104,7 +125,10 @@ def _llama_python() -> Path:
     partial = env.with_name(env.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     subprocess.run([sys._base_executable, "-m", "venv", str(partial)], check=True)
-    subprocess.run([str(partial / "bin" / "python"), "-m", "pip", "install", "-q", LLAMA_CPP], check=True)
+    # Without the multimodal library (mtmd: a third of the compile), which text decoding never loads.
+    build_env = {**os.environ, "CMAKE_ARGS": f"{os.environ.get('CMAKE_ARGS', '')} -DLLAVA_BUILD=OFF".strip()}
+    install = [str(partial / "bin" / "python"), "-m", "pip", "install", "-q", LLAMA_CPP]
+    subprocess.run(install, check=True, env=build_env)
     partial.rename(env)  # a venv's python runs from any path; pip is only ever run as `python -m pip`
     return python
 
@@ -113,11 +137,13 @@ class _Engine:
     def __init__(self, name: str, command: list[str]) -> None:
         self.name = name
         self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        self.loaded_mb = json.loads(self.process.stdout.readline())["loaded_mb"]
+        loaded = json.loads(self.process.stdout.readline())
+        self.loaded_mb, self.load_peak_mb = loaded["loaded_mb"], loaded["load_peak_mb"]
         self.ttft: dict[str, list[float]] = {SHORT: [], LONG: []}
         self.decode: list[float] = []
+        self.cpu_ms: list[float] = []
         self.tokens: dict[str, list[int]] = {}
-        self.rss_mb = self.model_mb = 0.0
+        self.rss_mb = self.model_mb = self.peak_model_mb = 0.0
 
     def run(self, ids: list[int], tokens: int, end: int) -> dict:
         self.process.stdin.write(json.dumps({"ids": ids, "tokens": tokens, "end": end}) + "\n")
@@ -125,6 +151,7 @@ class _Engine:
         answer = json.loads(self.process.stdout.readline())
         self.rss_mb = max(self.rss_mb, answer["rss_mb"])
         self.model_mb = max(self.model_mb, answer["model_mb"])
+        self.peak_model_mb = max(self.peak_model_mb, answer["peak_model_mb"])
         return answer
 
     def close(self) -> None:
@@ -185,6 +212,7 @@ def main() -> None:
                     engine.ttft[SHORT].append(answer["ttft"])
                     if answer["decode"]:
                         engine.decode.append(answer["decode"])
+                        engine.cpu_ms.append(answer["cpu_ms"])
                     engine.tokens[text] = answer["tokens"]
                 engine.ttft[LONG].append(engine.run(long_ids, 1, end)["ttft"])
     finally:
@@ -198,11 +226,13 @@ def main() -> None:
     print(f"long prompt: {len(long_ids)} tokens")
     for engine in engines:
         print(
-            f"{engine.name:>9}: decode {statistics.median(engine.decode):6.1f} tok/s | "
+            f"{engine.name:>9}: decode {statistics.median(engine.decode):6.1f} tok/s "
+            f"({statistics.median(engine.cpu_ms):5.1f} ms of CPU per token) | "
             f"first token {statistics.median(engine.ttft[SHORT]) * 1000:5.0f} ms short, "
             f"{statistics.median(engine.ttft[LONG]) * 1000:5.0f} ms at {len(long_ids)} tokens | "
             f"RSS {engine.rss_mb:.0f} MB, of which the model {engine.model_mb:.0f} MB "
-            f"({engine.loaded_mb:.0f} MB once loaded)"
+            f"({engine.loaded_mb:.0f} MB once loaded; peaks {engine.load_peak_mb:.0f} MB loading, "
+            f"{engine.peak_model_mb:.0f} MB answering)"
         )
     strata, cpp = engines
     print(
