@@ -2,8 +2,9 @@
 # Build the ONNX models into DEST (default: the settings' models dir) with
 # `strata models build`, reusing a previous build from the cache
 # ${STRATA_CACHE_DIR:-~/.cache/strata}/models/<key> when its inputs are the same.
-# The key hashes the installed packages (pip freeze), pyproject.toml, the CLI
-# and every file under models/, so a cached copy is only used for identical inputs.
+# The key hashes the installed packages (pip freeze) and every file under models/
+# (the whole build; `strata models build` only calls models.build.build_models), so
+# a cached copy is only used for identical inputs.
 # STRATA_NO_CACHE=1 builds without reading or writing the cache.
 set -euo pipefail
 
@@ -29,7 +30,6 @@ fi
 key=$(
   {
     "$py" -m pip freeze --exclude-editable 2>/dev/null | LC_ALL=C sort
-    for f in pyproject.toml app/cli.py; do echo "== $f"; cat "$f"; done
     find models -type f -not -path '*/__pycache__/*' -not -name '*.pyc' | LC_ALL=C sort |
       while read -r f; do echo "== $f"; cat "$f"; done
   } | sha256sum | cut -c1-20
