@@ -33,7 +33,8 @@ sys.path.insert(0, str(REPO))
 import httpx  # noqa: E402
 
 from benchmarks.serve import load, percentile, sentences  # noqa: E402
-from tests.deploy.scale_topology import ScaleOut, own_database  # noqa: E402
+from tests.conftest import database_beside  # noqa: E402
+from tests.deploy.scale_topology import ScaleOut  # noqa: E402
 
 PREDICT = "/api/v1/models/zero-shot-classifier/predict"
 
@@ -99,7 +100,7 @@ def main() -> int:
     try:
         with ScaleOut(
             root,
-            database_url=own_database(os.environ["STRATA_TEST_DATABASE_URL"], "scale_bench"),
+            database_url=database_beside(os.environ["STRATA_TEST_DATABASE_URL"], "scale_bench"),
             redis_url=redis_url,
             STRATA_RATE_LIMIT_PER_MINUTE="100000000",
         ) as topology:

@@ -225,15 +225,18 @@ def _backends() -> list[str]:
 def _database_of_this_process(url: str) -> str:
     """Under pytest-xdist each process empties its database between tests, so each gets its
     own: <database>_gw0, <database>_gw1, ... created on the same server when missing."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    return database_beside(url, worker) if worker else url
+
+
+def database_beside(url: str, suffix: str) -> str:
+    """The URL of `<url's database>_<suffix>` on the same PostgreSQL server, created when missing."""
     from sqlalchemy import make_url, text
 
     from app.core.db import make_engine
 
-    worker = os.environ.get("PYTEST_XDIST_WORKER")
-    if not worker:
-        return url
     server = make_url(url)
-    own = server.set(database=f"{server.database}_{worker}")
+    own = server.set(database=f"{server.database}_{suffix}")
     engine = make_engine(server.render_as_string(hide_password=False)).execution_options(isolation_level="AUTOCOMMIT")
     with engine.connect() as connection:
         exists = connection.execute(text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": own.database})

@@ -52,20 +52,6 @@ def port_in_range(preferred: int | None = None) -> int:
     raise RuntimeError(f"no free port in {PORT_RANGE}")
 
 
-def own_database(server_url: str, suffix: str) -> str:
-    """The server's database with `_<suffix>` appended, created when missing: the topology
-    empties it, so it must never be one that other tests or runs use."""
-    server = make_url(server_url)
-    own = server.set(database=f"{server.database}_{suffix}")
-    engine = make_engine(server.render_as_string(hide_password=False)).execution_options(isolation_level="AUTOCOMMIT")
-    with engine.connect() as connection:
-        exists = connection.execute(text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": own.database})
-        if exists.scalar() is None:
-            connection.execute(text(f'CREATE DATABASE "{own.database}"'))
-    engine.dispose()
-    return own.render_as_string(hide_password=False)
-
-
 @dataclass
 class Process:
     """One program of the topology: its command, environment and log, started in its own

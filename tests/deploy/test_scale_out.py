@@ -19,8 +19,8 @@ from app.predict.routing import ROUTE_TTL_SECONDS
 from models.classifier import CLASSIFIER_NAME
 from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS, sign_in
 from tests.browser.test_dashboard import assert_not_reloaded, mark_page
-from tests.conftest import TEST_ROOT
-from tests.deploy.scale_topology import ADMIN_EMAIL, ADMIN_PASSWORD, ScaleOut, own_database
+from tests.conftest import TEST_ROOT, database_beside
+from tests.deploy.scale_topology import ADMIN_EMAIL, ADMIN_PASSWORD, ScaleOut
 
 pytestmark = [
     pytest.mark.stack,
@@ -45,7 +45,7 @@ def topology():
     # The client loops below send more predictions a minute than one user may.
     with ScaleOut(
         TEST_ROOT / "scale-out",
-        database_url=own_database(os.environ["STRATA_TEST_DATABASE_URL"], "scale_out"),
+        database_url=database_beside(os.environ["STRATA_TEST_DATABASE_URL"], "scale_out"),
         redis_url=REDIS_URL,
         STRATA_RATE_LIMIT_PER_MINUTE="100000",
     ) as topology:
