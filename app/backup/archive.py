@@ -80,6 +80,13 @@ class ArchiveWriter:
         self.partial.unlink(missing_ok=True)
 
 
+def _plain(name: str) -> bool:
+    """A relative posix path of named parts: restore joins member names onto its target folders
+    (models/<name> onto the models dir), where '..' or an absolute path would lead outside."""
+    parts = name.split("/")
+    return "\\" not in name and "\x00" not in name and all(part not in ("", ".", "..") for part in parts)
+
+
 def _damaged(path: Path, why: str) -> BadArchive:
     return BadArchive(f"{path.name} is not a usable Strata backup: {why}. Nothing was changed.")
 
@@ -96,6 +103,8 @@ def verify(path: Path) -> dict[str, Any]:
             for member in tar:
                 if not member.isfile():
                     raise _damaged(path, f"member {member.name!r} is not a regular file")
+                if not _plain(member.name):
+                    raise _damaged(path, f"member {member.name!r} is not a plain relative path")
                 source = tar.extractfile(member)
                 if member.name == MANIFEST:
                     manifest_bytes = source.read()

@@ -2,6 +2,7 @@
 changes nothing, and neither does a restore over data without --force."""
 
 import gzip
+import hashlib
 import io
 import json
 import tarfile
@@ -175,3 +176,36 @@ def test_files_kept_in_s3_are_backed_up_and_restored_into_another_bucket(
     restored = storage_from_settings(target)
     assert list(restored.iter_keys("datasets")) == [("datasets/objects/abc", 26)]
     assert restored.open("datasets/objects/abc").read() == b"text,label\nhello,greeting\n"
+
+
+def _with_member(archive: Path, out: Path, name: str, data: bytes) -> None:
+    """A consistent archive (the manifest lists the extra member with its checksum), as anyone
+    can write one: checksums prove integrity, not where the archive came from."""
+    with tarfile.open(archive) as source:
+        members = [(member, source.extractfile(member).read()) for member in source]
+    manifest = json.loads(dict((m.name, d) for m, d in members)["manifest.json"])
+    manifest["members"][name] = {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+    with tarfile.open(out, "w:gz") as target:
+        for member, content in members:
+            if member.name == "manifest.json":
+                continue
+            target.addfile(member, io.BytesIO(content))
+        extra = tarfile.TarInfo(name)
+        extra.size = len(data)
+        target.addfile(extra, io.BytesIO(data))
+        encoded = json.dumps(manifest).encode()
+        info = tarfile.TarInfo("manifest.json")
+        info.size = len(encoded)
+        target.addfile(info, io.BytesIO(encoded))
+
+
+@pytest.mark.one_backend
+@pytest.mark.parametrize("name", ["models/../escaped.txt", "models/tiny/../../escaped.txt", "files/./knowledge/x"])
+def test_an_archive_whose_member_names_leave_their_folder_is_refused(archive, strata, tmp_path, name):
+    crafted = tmp_path / "crafted.tar.gz"
+    _with_member(archive, crafted, name, b"written outside the models dir")
+    target = fresh_target(strata, tmp_path)
+    with pytest.raises(backup_archive.BadArchive, match="not a plain relative path"):
+        backup.restore_backup(crafted, settings=target, force=True)
+    assert not (tmp_path / "escaped.txt").exists()
+    assert not target.resolved_data_dir.exists() and not target.resolved_models_dir.exists()
