@@ -73,7 +73,16 @@ def upgrade(settings: Settings, *, log=print) -> UpgradeResult:
     key = None
     if before is not None and settings.backup_before_migrate:
         log(f"Backing up before migrating from {before} to {head}…")
-        key = pre_migrate_backup(settings, before)
+        try:
+            key = pre_migrate_backup(settings, before)
+        except (StrataError, OSError) as exc:  # the file store down, the disk full
+            reason = exc.message if isinstance(exc, StrataError) else f"{type(exc).__name__}: {exc}"
+            raise MigrationFailed(
+                f"The backup before migrating from {before} to {head} failed ({reason}). "
+                f"Nothing was migrated: the database is still at revision {before}. Free disk space or bring "
+                "the file store back and run it again, or set STRATA_BACKUP_BEFORE_MIGRATE=false to migrate "
+                "without a backup."
+            ) from exc
         log(f"Backup written: {key}")
     sqlite_file = _sqlite_path(settings) if before is not None else None
     safety_copy = sqlite_file.with_name(sqlite_file.name + ".pre-migrate") if sqlite_file else None

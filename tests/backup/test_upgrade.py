@@ -231,3 +231,22 @@ def test_a_backup_of_an_older_release_restores_into_this_one_at_the_newest_migra
                 assert {column: comparable(row[column]) for column in written} == written, name
     finally:
         engine.dispose()
+
+
+def test_a_backup_that_cannot_be_written_stops_the_upgrade_and_says_what_to_do(database_at_an_older_release):
+    """The file store is S3 and down (nothing answers at its endpoint): no migration runs."""
+    before = snapshot(get_engine())
+    result = run_strata(
+        "migrate",
+        env={
+            "STRATA_STORAGE_URL": "s3://strata-backups/here",
+            "STRATA_S3_ENDPOINT_URL": "http://127.0.0.1:9",
+            "STRATA_BACKUP_INCLUDE_MODELS": "false",
+        },
+    )
+    assert result.returncode == 1
+    assert "The backup before migrating from 0016" in result.stderr and "failed" in result.stderr
+    assert "Nothing was migrated: the database is still at revision 0016" in result.stderr
+    assert "STRATA_BACKUP_BEFORE_MIGRATE=false" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert snapshot(get_engine()) == before
