@@ -31,7 +31,7 @@ from app.backup import vectors as backup_vectors
 from app.backup.archive import ArchiveWriter, BadArchive, extract_to, verify
 from app.core import migrations
 from app.core.db import make_engine
-from app.core.errors import Conflict
+from app.core.errors import Conflict, InvalidInput
 from app.core.security import redact_credentials
 from app.core.settings import Settings
 from app.core.storage import Storage, StorageKeyMissing, storage_from_settings
@@ -346,6 +346,18 @@ def _restore_models(settings: Settings, manifest: dict, staged: Path) -> int:
     return count
 
 
+def _check_room(manifest: dict, staged: Path) -> None:
+    """An archive's members can unpack to far more than the file (a few MB of zeros compress a
+    thousandfold): one that does not fit is refused before it fills the disk the database is on."""
+    needed = sum(facts["size"] for facts in manifest["members"].values())
+    free = shutil.disk_usage(staged).free
+    if needed > free:
+        raise InvalidInput(
+            f"Unpacking this backup needs {needed / 1e9:.1f} GB and {staged.parent} has {free / 1e9:.1f} GB free. "
+            "Free space there, or restore on a larger disk. Nothing was changed."
+        )
+
+
 def restore_backup(
     path: Path, *, settings: Settings, force: bool = False, on_progress: Progress | None = None
 ) -> RestoreSummary:
@@ -363,6 +375,7 @@ def restore_backup(
             "Restore into an empty data dir and database, or pass --force to replace them. Nothing was changed."
         )
     with work_dir(settings) as staged:
+        _check_room(manifest, staged)
         report(0.2, "Unpacking")
         extract_to(path, staged)
         _drop_tables(settings)

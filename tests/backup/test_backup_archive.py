@@ -5,6 +5,7 @@ import gzip
 import hashlib
 import io
 import json
+import shutil
 import tarfile
 import uuid
 from pathlib import Path
@@ -17,7 +18,7 @@ from app.backup import backup_and_restore as backup
 from app.core import migrations
 from app.core.clients import get_chroma
 from app.core.db import session_scope
-from app.core.errors import Conflict
+from app.core.errors import Conflict, InvalidInput
 from app.core.settings import get_settings
 from app.core.storage import storage_from_settings
 from app.knowledge.tables import KnowledgeBase
@@ -209,3 +210,18 @@ def test_an_archive_whose_member_names_leave_their_folder_is_refused(archive, st
         backup.restore_backup(crafted, settings=target, force=True)
     assert not (tmp_path / "escaped.txt").exists()
     assert not target.resolved_data_dir.exists() and not target.resolved_models_dir.exists()
+
+
+@pytest.mark.one_backend
+def test_an_archive_that_unpacks_to_more_than_the_free_disk_is_refused_before_unpacking(
+    archive, strata, tmp_path, monkeypatch
+):
+    """A few MB of zeros in a gzip unpack to GBs: the manifest's sizes are checked against the
+    disk before anything is unpacked (the disk is made to look nearly full)."""
+    real_usage = shutil.disk_usage
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: real_usage(path)._replace(free=1000))
+    target = fresh_target(strata, tmp_path)
+    with pytest.raises(InvalidInput, match="Unpacking this backup needs .* GB free") as refusal:
+        backup.restore_backup(archive, settings=target, force=True)
+    assert "Nothing was changed" in refusal.value.message
+    assert not any(target.resolved_data_dir.rglob("*.jsonl")) and not target.resolved_models_dir.exists()
