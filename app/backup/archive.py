@@ -136,6 +136,13 @@ def verify(path: Path) -> dict[str, Any]:
 
 
 def extract_to(path: Path, directory: Path) -> None:
-    """Unpacks a verified archive; member names are checked, as a tar can point outside."""
+    """Unpacks a verified archive; member names are checked, as a tar can point outside. The
+    files get the time they are unpacked, not the backup's: the retention sweep takes scratch
+    with no file newer than its cutoff for a killed job's (app/system/temp_files.py)."""
+    unpacked_at = int(time.time())
+
+    def data_unpacked_now(member: tarfile.TarInfo, destination: str) -> tarfile.TarInfo:
+        return tarfile.data_filter(member, destination).replace(mtime=unpacked_at, deep=False)
+
     with tarfile.open(path, mode="r:gz") as tar:
-        tar.extractall(directory, filter="data")
+        tar.extractall(directory, filter=data_unpacked_now)

@@ -8,6 +8,7 @@ import json
 import shutil
 import tarfile
 import uuid
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -21,7 +22,9 @@ from app.core.db import session_scope
 from app.core.errors import Conflict, InvalidInput
 from app.core.settings import get_settings
 from app.core.storage import storage_from_settings
+from app.core.time import utcnow
 from app.knowledge.tables import KnowledgeBase
+from app.system import temp_files
 from tests.conftest import run_strata
 
 COLLECTION = "kb-backup-test"
@@ -225,3 +228,28 @@ def test_an_archive_that_unpacks_to_more_than_the_free_disk_is_refused_before_un
         backup.restore_backup(archive, settings=target, force=True)
     assert "Nothing was changed" in refusal.value.message
     assert not any(target.resolved_data_dir.rglob("*.jsonl")) and not target.resolved_models_dir.exists()
+
+
+@pytest.mark.one_backend
+def test_the_retention_sweep_leaves_a_restore_being_unpacked_alone(archive, strata, tmp_path):
+    """A backup made days ago unpacks with its members' times; the hourly sweep, which removes a
+    killed backup's scratch by the age of its files, must not take a restore's for one."""
+    days_old = tmp_path / "days-old.tar.gz"
+    with tarfile.open(archive) as source, tarfile.open(days_old, "w:gz") as target:
+        for member in source:
+            data = source.extractfile(member).read()
+            member.mtime -= 3 * 24 * 3600
+            target.addfile(member, io.BytesIO(data))
+    restored_into = fresh_target(strata, tmp_path)
+    get_chroma().delete_collection(COLLECTION)  # restored from the archive
+
+    def sweep_meanwhile(_fraction: float, message: str) -> None:
+        if message == "Restoring the database":
+            with session_scope() as db_session:
+                temp_files.prune_temp_files(
+                    db_session=db_session, settings=restored_into, cutoff=utcnow() - timedelta(hours=24)
+                )
+
+    summary = backup.restore_backup(days_old, settings=restored_into, on_progress=sweep_meanwhile)
+    assert summary.files == 1 and summary.vectors == {COLLECTION: 2}
+    assert summary.rows == sum(backup_archive.verify(archive)["database"]["tables"].values())
