@@ -180,8 +180,11 @@ def _files() -> StoreUsage:
 
 
 async def _gather(name: str, figures: Callable[[], Awaitable[StoreUsage]]) -> StoreUsage:
+    """A store's figures, or why not. One gathering per store at a time: one that outlasts the
+    timeout goes on in its thread (a thread cannot be stopped), and a report asked meanwhile
+    joins it instead of starting another in the threads every database call waits for."""
     try:
-        return await asyncio.wait_for(figures(), timeout=STORE_TIMEOUT_SECONDS)
+        return await asyncio.wait_for(coalesce.shared(("store figures", name), figures), timeout=STORE_TIMEOUT_SECONDS)
     except TimeoutError:
         return StoreUsage(name, False, error=f"No answer within {STORE_TIMEOUT_SECONDS:.0f} s")
     except Exception as exc:  # noqa: BLE001 - one store down must not hide the others' figures
