@@ -6,13 +6,10 @@ a failure rolls all of them back. SQLite cannot: Python's sqlite3 commits DDL ou
 transactions and Alembic's batch mode rebuilds tables, so the file is copied (SQLite's
 online backup API) before the upgrade and copied back when it fails."""
 
-import sqlite3
 from dataclasses import dataclass
-from pathlib import Path
-
-from sqlalchemy import make_url
 
 from app.backup import backup_and_restore as backup
+from app.backup import database as backup_database
 from app.core import migrations
 from app.core.db import get_engine
 from app.core.errors import StrataError
@@ -29,18 +26,6 @@ class UpgradeResult:
     before: str | None
     after: str | None
     backup_key: str | None
-
-
-def _sqlite_path(settings: Settings) -> Path | None:
-    url = make_url(settings.effective_database_url)
-    return Path(url.database) if url.get_backend_name() == "sqlite" and url.database else None
-
-
-def _copy_sqlite(source: Path, target: Path) -> None:
-    with sqlite3.connect(source) as reader, sqlite3.connect(target) as writer:
-        reader.backup(writer)
-    reader.close()
-    writer.close()
 
 
 def pre_migrate_backup(settings: Settings, revision: str) -> str:
@@ -84,16 +69,16 @@ def upgrade(settings: Settings, *, log=print) -> UpgradeResult:
                 "without a backup."
             ) from exc
         log(f"Backup written: {key}")
-    sqlite_file = _sqlite_path(settings) if before is not None else None
+    sqlite_file = backup_database.sqlite_file(settings.effective_database_url) if before is not None else None
     safety_copy = sqlite_file.with_name(sqlite_file.name + ".pre-migrate") if sqlite_file else None
     if safety_copy:
-        _copy_sqlite(sqlite_file, safety_copy)
+        backup_database.copy_sqlite(sqlite_file, safety_copy)
     try:
         migrations.upgrade()
     except Exception as exc:
         engine.dispose()
         if safety_copy:
-            _copy_sqlite(safety_copy, sqlite_file)
+            backup_database.copy_sqlite(safety_copy, sqlite_file)
         now = migrations.current_revision(engine)
         raise MigrationFailed(
             f"Migrating from {before} to {head} failed ({type(exc).__name__}: {exc}). "

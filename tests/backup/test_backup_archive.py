@@ -253,3 +253,20 @@ def test_the_retention_sweep_leaves_a_restore_being_unpacked_alone(archive, stra
     summary = backup.restore_backup(days_old, settings=restored_into, on_progress=sweep_meanwhile)
     assert summary.files == 1 and summary.vectors == {COLLECTION: 2}
     assert summary.rows == sum(backup_archive.verify(archive)["database"]["tables"].values())
+
+
+def test_a_forced_restore_whose_rows_do_not_load_leaves_the_data_that_was_there(archive, strata, tmp_path):
+    """Checksums prove the archive is as written, not that its rows fit this database (written
+    by hand, or text PostgreSQL refuses that SQLite took): --force must not have dropped the
+    target's data by then."""
+    with session_scope() as db_session:
+        db_session.add(KnowledgeBase(name="Made after the backup", collection="kb-later"))
+    crafted = tmp_path / "bad-rows.tar.gz"
+    _with_member(archive, crafted, "database/api_key.jsonl", b'{"id": 1, "no_such_column": "x"}\n')
+    with pytest.raises(backup_archive.BadArchive, match="rows of api_key do not load") as refusal:
+        backup.restore_backup(crafted, settings=strata, force=True)
+    assert "The database was left as it was" in refusal.value.message
+    with session_scope() as db_session:
+        assert sorted(kb.name for kb in db_session.exec(select(KnowledgeBase))) == ["Made after the backup", "Travel"]
+    assert (strata.resolved_data_dir / "knowledge" / "1" / "travel.txt").read_bytes() == DOCUMENT
+    assert get_chroma().get_collection(COLLECTION, embedding_function=None).count() == 2
