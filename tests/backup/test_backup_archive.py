@@ -117,7 +117,7 @@ def _not_an_archive(archive: Path, out: Path) -> None:
     ("damage", "reason"),
     [
         (_truncated, "truncated or corrupted"),
-        (_flipped, "does not match its checksum|truncated or corrupted|has no manifest"),
+        (_flipped, "does not match its checksum|truncated or corrupted|has no manifest|manifest is not valid JSON"),
         (_altered, "files/knowledge/1/travel.txt does not match its checksum"),
         (_without_manifest, "has no manifest"),
         (_not_an_archive, "has no manifest|truncated or corrupted"),
