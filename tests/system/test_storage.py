@@ -194,6 +194,7 @@ async def test_a_store_slower_than_the_timeout_is_counted_once_however_often_the
         return count_files()
 
     monkeypatch.setattr(storage_module, "_files", a_slow_listing)
+    monkeypatch.setattr(storage_module, "_last_figures", {})
     monkeypatch.setattr(storage_module, "STORE_TIMEOUT_SECONDS", 0.2)
     monkeypatch.setattr(settings, "rate_limit_per_minute", 10_000)  # the opens below are not what is tested
     try:
@@ -210,3 +211,13 @@ async def test_a_store_slower_than_the_timeout_is_counted_once_however_often_the
             break
         await asyncio.sleep(0.5)
     assert next(store for store in report.stores if store.name == "files").ok
+
+    # Slow again: the page shows the last figures, and says when they were gathered.
+    release.clear()
+    try:
+        report = await storage_report(actor=admin)
+    finally:
+        release.set()
+    files = next(store for store in report.stores if store.name == "files")
+    assert files.ok and "datasets" in {item.name for item in files.items}
+    assert "counting again takes longer than 0 s" in files.details["figures from"]
