@@ -42,9 +42,10 @@ def pre_migrate_backup(settings: Settings, revision: str) -> str:
 def how_to_restore(settings: Settings, key: str | None) -> str:
     if key is None:
         return "No backup was taken (STRATA_BACKUP_BEFORE_MIGRATE=false)."
+    # Named, not fetched: an S3 store may not answer now, and its copy would be GBs.
+    where = f"{settings.storage_url.rstrip('/')}/{key}" if settings.storage_url else settings.resolved_files_dir / key
     return (
-        f"The backup taken before it is {key} in the file store "
-        f"({backup.get_files(settings).local_path(key)}); restore it with "
+        f"The backup taken before it is {key} in the file store ({where}); restore it with "
         f"`strata restore <that file> --force` after installing the previous release again."
     )
 
