@@ -1,7 +1,9 @@
+from collections.abc import Iterator
 from datetime import datetime
+from typing import BinaryIO
 
 from fastapi import APIRouter, status
-from fastapi.responses import FileResponse
+from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 
 from app.auth.deps import AdminUser, SettingsDep
@@ -16,6 +18,7 @@ DOWNLOAD_HEADERS = {
     "Content-Security-Policy": "sandbox; default-src 'none'",
     "Cache-Control": "no-store",
 }
+DOWNLOAD_CHUNK_BYTES = 1024 * 1024
 
 
 class BackupOut(BaseModel):
@@ -39,14 +42,24 @@ def list_backups(user: AdminUser, settings: SettingsDep) -> list[BackupOut]:
     ]
 
 
+def _chunks(stream: BinaryIO) -> Iterator[bytes]:
+    try:
+        while chunk := stream.read(DOWNLOAD_CHUNK_BYTES):
+            yield chunk
+    finally:
+        stream.close()
+
+
 @router.get("/system/backups/{name}")
-def download_backup(name: str, user: AdminUser, settings: SettingsDep) -> FileResponse:
+def download_backup(name: str, user: AdminUser, settings: SettingsDep) -> StreamingResponse:
     """One archive, as an attachment (admins): it holds every user's data."""
-    path = backup_service.backup_path(actor=user, settings=settings, name=name)
-    return FileResponse(
-        path,
+    stream, size = backup_service.open_backup(actor=user, settings=settings, name=name)
+    return StreamingResponse(
+        _chunks(stream),
         media_type="application/gzip",
-        filename=name,
-        content_disposition_type="attachment",
-        headers=DOWNLOAD_HEADERS,
+        headers={
+            **DOWNLOAD_HEADERS,
+            "Content-Disposition": f'attachment; filename="{name}"',
+            "Content-Length": str(size),
+        },
     )

@@ -80,6 +80,13 @@ class ArchiveWriter:
         self.partial.unlink(missing_ok=True)
 
 
+def _plain(name: str) -> bool:
+    """A relative posix path of named parts: restore joins member names onto its target folders
+    (models/<name> onto the models dir), where '..' or an absolute path would lead outside."""
+    parts = name.split("/")
+    return "\\" not in name and "\x00" not in name and all(part not in ("", ".", "..") for part in parts)
+
+
 def _damaged(path: Path, why: str) -> BadArchive:
     return BadArchive(f"{path.name} is not a usable Strata backup: {why}. Nothing was changed.")
 
@@ -96,6 +103,8 @@ def verify(path: Path) -> dict[str, Any]:
             for member in tar:
                 if not member.isfile():
                     raise _damaged(path, f"member {member.name!r} is not a regular file")
+                if not _plain(member.name):
+                    raise _damaged(path, f"member {member.name!r} is not a plain relative path")
                 source = tar.extractfile(member)
                 if member.name == MANIFEST:
                     manifest_bytes = source.read()
@@ -127,6 +136,13 @@ def verify(path: Path) -> dict[str, Any]:
 
 
 def extract_to(path: Path, directory: Path) -> None:
-    """Unpacks a verified archive; member names are checked, as a tar can point outside."""
+    """Unpacks a verified archive; member names are checked, as a tar can point outside. The
+    files get the time they are unpacked, not the backup's: the retention sweep takes scratch
+    with no file newer than its cutoff for a killed job's (app/system/temp_files.py)."""
+    unpacked_at = int(time.time())
+
+    def data_unpacked_now(member: tarfile.TarInfo, destination: str) -> tarfile.TarInfo:
+        return tarfile.data_filter(member, destination).replace(mtime=unpacked_at, deep=False)
+
     with tarfile.open(path, mode="r:gz") as tar:
-        tar.extractall(directory, filter="data")
+        tar.extractall(directory, filter=data_unpacked_now)

@@ -24,6 +24,8 @@ from typing import Any
 from alembic.script import ScriptDirectory
 from alembic.script.revision import RevisionError
 from alembic.util import CommandError
+from sqlalchemy import Connection
+from sqlalchemy.exc import SQLAlchemyError
 
 from alembic import command
 from app.backup import database as backup_database
@@ -31,7 +33,7 @@ from app.backup import vectors as backup_vectors
 from app.backup.archive import ArchiveWriter, BadArchive, extract_to, verify
 from app.core import migrations
 from app.core.db import make_engine
-from app.core.errors import Conflict
+from app.core.errors import Conflict, InvalidInput
 from app.core.security import redact_credentials
 from app.core.settings import Settings
 from app.core.storage import Storage, StorageKeyMissing, storage_from_settings
@@ -255,17 +257,6 @@ def _occupied(settings: Settings, manifest: dict) -> list[str]:
     return found
 
 
-def _drop_tables(settings: Settings) -> None:
-    """The target's tables go, empty or not (checked before), so that the backup's rows go into
-    its own migration's schema, also when the target was migrated further."""
-    engine = make_engine(settings.effective_database_url)
-    try:
-        with engine.begin() as connection:
-            backup_database.drop_everything(connection)
-    finally:
-        engine.dispose()
-
-
 def _clear(settings: Settings, manifest: dict) -> None:
     files = get_files(settings)
     for area in FILE_AREAS:
@@ -294,24 +285,74 @@ def _path_rewriter(manifest: dict, settings: Settings):
     return rewrite
 
 
-def _restore_database(settings: Settings, manifest: dict, staged: Path) -> int:
-    url = settings.effective_database_url
-    revision = manifest["alembic_revision"]
-    if revision is not None:
-        command.upgrade(migrations.alembic_config(url), revision)
-    engine = make_engine(url)
+def _load_rows(connection: Connection, staged: Path, rewrite) -> int:
     rows = 0
-    rewrite = _path_rewriter(manifest, settings)
+    for table in backup_database.reflect(connection):
+        dumped = staged / "database" / f"{table.name}.jsonl"
+        if not dumped.exists():
+            continue
+        try:
+            rows += backup_database.load_table(connection, table, dumped, rewrite)
+        except (SQLAlchemyError, ValueError, TypeError, KeyError, AttributeError) as exc:
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            raise BadArchive(
+                f"The backup's rows of {table.name} do not load into this database ({type(exc).__name__}: {reason}). "
+                "The database was left as it was. Nothing was changed."
+            ) from exc
+    return rows
+
+
+def _replace_in_one_transaction(url: str, manifest: dict, staged: Path, rewrite) -> int:
+    """PostgreSQL: the target's tables are dropped, the backup's migration applied, its rows loaded
+    and the newer migrations applied in one transaction (its DDL is transactional)."""
+    engine = make_engine(url)
     try:
-        with engine.begin() as connection:
-            for table in backup_database.reflect(connection):
-                dumped = staged / "database" / f"{table.name}.jsonl"
-                if dumped.exists():
-                    rows += backup_database.load_table(connection, table, dumped, rewrite)
+        with engine.connect() as connection, connection.begin():
+            backup_database.drop_everything(connection)
+            config = migrations.alembic_config(url)
+            config.attributes["connection"] = connection
+            if manifest["alembic_revision"] is not None:
+                command.upgrade(config, manifest["alembic_revision"])
+            rows = _load_rows(connection, staged, rewrite)
+            command.upgrade(config, "head")
     finally:
         engine.dispose()
-    migrations.upgrade(url)
     return rows
+
+
+def _replace_sqlite(path: Path, url: str, manifest: dict, staged: Path, rewrite) -> int:
+    """SQLite commits the migrations' DDL as it goes (alembic/env.py): its file, which _occupied
+    created if it was missing, is copied first and put back if anything fails."""
+    before = staged / "database-before-restore.sqlite"
+    backup_database.copy_sqlite(path, before)
+    engine = make_engine(url)
+    try:
+        with engine.begin() as connection:
+            backup_database.drop_everything(connection)
+        if manifest["alembic_revision"] is not None:
+            command.upgrade(migrations.alembic_config(url), manifest["alembic_revision"])
+        with engine.begin() as connection:
+            rows = _load_rows(connection, staged, rewrite)
+        migrations.upgrade(url)
+    except BaseException:
+        engine.dispose()
+        backup_database.copy_sqlite(before, path)
+        raise
+    finally:
+        engine.dispose()
+    return rows
+
+
+def _restore_database(settings: Settings, manifest: dict, staged: Path) -> int:
+    """The target's tables are replaced, so that the backup's rows go into its own migration's
+    schema, also when the target was migrated further; rows that do not load (written by hand,
+    or text PostgreSQL refuses that SQLite took) leave the target's database as it was."""
+    url = settings.effective_database_url
+    rewrite = _path_rewriter(manifest, settings)
+    sqlite_file = backup_database.sqlite_file(url)
+    if sqlite_file is not None:
+        return _replace_sqlite(sqlite_file, url, manifest, staged, rewrite)
+    return _replace_in_one_transaction(url, manifest, staged, rewrite)
 
 
 def _restore_files(settings: Settings, staged: Path) -> int:
@@ -346,6 +387,18 @@ def _restore_models(settings: Settings, manifest: dict, staged: Path) -> int:
     return count
 
 
+def _check_room(manifest: dict, staged: Path) -> None:
+    """An archive's members can unpack to far more than the file (a few MB of zeros compress a
+    thousandfold): one that does not fit is refused before it fills the disk the database is on."""
+    needed = sum(facts["size"] for facts in manifest["members"].values())
+    free = shutil.disk_usage(staged).free
+    if needed > free:
+        raise InvalidInput(
+            f"Unpacking this backup needs {needed / 1e9:.1f} GB and {staged.parent} has {free / 1e9:.1f} GB free. "
+            "Free space there, or restore on a larger disk. Nothing was changed."
+        )
+
+
 def restore_backup(
     path: Path, *, settings: Settings, force: bool = False, on_progress: Progress | None = None
 ) -> RestoreSummary:
@@ -363,13 +416,13 @@ def restore_backup(
             "Restore into an empty data dir and database, or pass --force to replace them. Nothing was changed."
         )
     with work_dir(settings) as staged:
+        _check_room(manifest, staged)
         report(0.2, "Unpacking")
         extract_to(path, staged)
-        _drop_tables(settings)
-        if occupied:
-            _clear(settings, manifest)
         report(0.4, "Restoring the database")
         rows = _restore_database(settings, manifest, staged)
+        if occupied:  # only once the database is in: rows that do not load leave everything as it was
+            _clear(settings, manifest)
         report(0.6, "Restoring files")
         files = _restore_files(settings, staged)
         models = _restore_models(settings, manifest, staged)

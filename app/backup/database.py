@@ -8,13 +8,14 @@ before upgrading) is read as it is."""
 
 import base64
 import json
+import sqlite3
 from collections.abc import Iterator
 from datetime import date, datetime, time
 from decimal import Decimal
 from pathlib import Path
 from typing import IO, Any
 
-from sqlalchemy import Connection, Engine, MetaData, Table, func, inspect, select, text
+from sqlalchemy import Connection, Engine, MetaData, Table, func, inspect, make_url, select, text
 from sqlalchemy import types as sqltypes
 
 VERSION_TABLE = "alembic_version"
@@ -148,3 +149,16 @@ def drop_everything(connection: Connection) -> None:
     metadata = MetaData()
     metadata.reflect(connection)
     metadata.drop_all(connection)
+
+
+def sqlite_file(url: str) -> Path | None:
+    parsed = make_url(url)
+    return Path(parsed.database) if parsed.get_backend_name() == "sqlite" and parsed.database else None
+
+
+def copy_sqlite(source: Path, target: Path) -> None:
+    """Through SQLite's online backup API: a consistent copy while others may write."""
+    with sqlite3.connect(source) as reader, sqlite3.connect(target) as writer:
+        reader.backup(writer)
+    reader.close()
+    writer.close()

@@ -5,7 +5,7 @@ holds every user's data and the password hashes."""
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
+from typing import BinaryIO
 
 from sqlmodel import Session, col, select
 
@@ -83,10 +83,13 @@ def list_backups(*, actor: Actor, settings: Settings) -> list[BackupFile]:
     return sorted(found, key=lambda item: item.written_at or oldest, reverse=True)
 
 
-def backup_path(*, actor: Actor, settings: Settings, name: str) -> Path:
+def open_backup(*, actor: Actor, settings: Settings, name: str) -> tuple[BinaryIO, int]:
+    """A read stream of the archive and its size. Read from the store as it is sent: an S3
+    store's local copy (local_path) would be fetched whole before the first byte and kept."""
     require_role(actor, Role.admin)
     key = f"{backup.BACKUP_AREA}/{name}"
     files = backup.get_files(settings)
-    if not ARCHIVE_NAME.match(name) or not files.exists(key):
+    sizes = dict(files.iter_keys(backup.BACKUP_AREA)) if ARCHIVE_NAME.match(name) else {}
+    if key not in sizes:
         raise NotFound(f"No backup named {name!r}.")
-    return files.local_path(key)
+    return files.open(key), sizes[key]

@@ -6,13 +6,10 @@ a failure rolls all of them back. SQLite cannot: Python's sqlite3 commits DDL ou
 transactions and Alembic's batch mode rebuilds tables, so the file is copied (SQLite's
 online backup API) before the upgrade and copied back when it fails."""
 
-import sqlite3
 from dataclasses import dataclass
-from pathlib import Path
-
-from sqlalchemy import make_url
 
 from app.backup import backup_and_restore as backup
+from app.backup import database as backup_database
 from app.core import migrations
 from app.core.db import get_engine
 from app.core.errors import StrataError
@@ -31,18 +28,6 @@ class UpgradeResult:
     backup_key: str | None
 
 
-def _sqlite_path(settings: Settings) -> Path | None:
-    url = make_url(settings.effective_database_url)
-    return Path(url.database) if url.get_backend_name() == "sqlite" and url.database else None
-
-
-def _copy_sqlite(source: Path, target: Path) -> None:
-    with sqlite3.connect(source) as reader, sqlite3.connect(target) as writer:
-        reader.backup(writer)
-    reader.close()
-    writer.close()
-
-
 def pre_migrate_backup(settings: Settings, revision: str) -> str:
     """The backup before an upgrade (the database and the stored files: what a migration may
     change), stored under backups/; returns its key."""
@@ -57,9 +42,10 @@ def pre_migrate_backup(settings: Settings, revision: str) -> str:
 def how_to_restore(settings: Settings, key: str | None) -> str:
     if key is None:
         return "No backup was taken (STRATA_BACKUP_BEFORE_MIGRATE=false)."
+    # Named, not fetched: an S3 store may not answer now, and its copy would be GBs.
+    where = f"{settings.storage_url.rstrip('/')}/{key}" if settings.storage_url else settings.resolved_files_dir / key
     return (
-        f"The backup taken before it is {key} in the file store "
-        f"({backup.get_files(settings).local_path(key)}); restore it with "
+        f"The backup taken before it is {key} in the file store ({where}); restore it with "
         f"`strata restore <that file> --force` after installing the previous release again."
     )
 
@@ -73,18 +59,27 @@ def upgrade(settings: Settings, *, log=print) -> UpgradeResult:
     key = None
     if before is not None and settings.backup_before_migrate:
         log(f"Backing up before migrating from {before} to {head}…")
-        key = pre_migrate_backup(settings, before)
+        try:
+            key = pre_migrate_backup(settings, before)
+        except (StrataError, OSError) as exc:  # the file store down, the disk full
+            reason = exc.message if isinstance(exc, StrataError) else f"{type(exc).__name__}: {exc}"
+            raise MigrationFailed(
+                f"The backup before migrating from {before} to {head} failed ({reason}). "
+                f"Nothing was migrated: the database is still at revision {before}. Free disk space or bring "
+                "the file store back and run it again, or set STRATA_BACKUP_BEFORE_MIGRATE=false to migrate "
+                "without a backup."
+            ) from exc
         log(f"Backup written: {key}")
-    sqlite_file = _sqlite_path(settings) if before is not None else None
+    sqlite_file = backup_database.sqlite_file(settings.effective_database_url) if before is not None else None
     safety_copy = sqlite_file.with_name(sqlite_file.name + ".pre-migrate") if sqlite_file else None
     if safety_copy:
-        _copy_sqlite(sqlite_file, safety_copy)
+        backup_database.copy_sqlite(sqlite_file, safety_copy)
     try:
         migrations.upgrade()
     except Exception as exc:
         engine.dispose()
         if safety_copy:
-            _copy_sqlite(safety_copy, sqlite_file)
+            backup_database.copy_sqlite(safety_copy, sqlite_file)
         now = migrations.current_revision(engine)
         raise MigrationFailed(
             f"Migrating from {before} to {head} failed ({type(exc).__name__}: {exc}). "

@@ -10,7 +10,7 @@ rows and walking folders costs the stores real work."""
 import asyncio
 import os
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 
@@ -179,10 +179,28 @@ def _files() -> StoreUsage:
 # ------------------------------------------------------------------ the report
 
 
+# Each store's last figures in this process, with when they were gathered: shown when counting
+# again outlasts the timeout (a bucket of a million keys lists for minutes).
+_last_figures: dict[str, tuple[datetime, StoreUsage]] = {}
+
+
 async def _gather(name: str, figures: Callable[[], Awaitable[StoreUsage]]) -> StoreUsage:
+    """A store's figures, or why not. One gathering per store at a time: one that outlasts the
+    timeout goes on in its thread (a thread cannot be stopped), and a report asked meanwhile
+    joins it instead of starting another in the threads every database call waits for."""
+
+    async def gathered() -> StoreUsage:
+        usage = await figures()
+        _last_figures[name] = (utcnow(), usage)
+        return usage
+
     try:
-        return await asyncio.wait_for(figures(), timeout=STORE_TIMEOUT_SECONDS)
+        return await asyncio.wait_for(coalesce.shared(("store figures", name), gathered), timeout=STORE_TIMEOUT_SECONDS)
     except TimeoutError:
+        if name in _last_figures:
+            at, usage = _last_figures[name]
+            late = f"{at:%Y-%m-%d %H:%M} UTC (counting again takes longer than {STORE_TIMEOUT_SECONDS:.0f} s)"
+            return replace(usage, details={**usage.details, "figures from": late})
         return StoreUsage(name, False, error=f"No answer within {STORE_TIMEOUT_SECONDS:.0f} s")
     except Exception as exc:  # noqa: BLE001 - one store down must not hide the others' figures
         return StoreUsage(name, False, error=one_line(exc))

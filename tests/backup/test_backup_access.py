@@ -14,6 +14,7 @@ from app.backup import service as backup_service
 from app.core.db import session_scope
 from app.core.errors import Conflict, Forbidden, NotFound
 from app.core.settings import get_settings
+from app.core.storage import get_storage
 from app.system.backup_state import BackupState
 from jobs.tables import Job
 from tests.conftest import sign_in
@@ -45,7 +46,7 @@ async def test_staff_and_viewers_cannot_start_list_or_download_backups(client, r
         with pytest.raises(Forbidden):
             backup_service.list_backups(actor=user, settings=settings)
         with pytest.raises(Forbidden):
-            backup_service.backup_path(actor=user, settings=settings, name="strata-1.tar.gz")
+            backup_service.open_backup(actor=user, settings=settings, name="strata-1.tar.gz")
         headers = await sign_in(client, user.email)
         assert (await client.post("/api/v1/system/backups", headers=headers)).status_code == 403
         assert (await client.get("/api/v1/system/backups", headers=headers)).status_code == 403
@@ -92,7 +93,7 @@ async def test_an_admin_backs_up_from_the_page_and_downloads_the_archive(
     for probe in ("..%2Fstrata.db", "strata.db", "missing.tar.gz"):
         assert (await client.get(f"/api/v1/system/backups/{probe}", headers=headers)).status_code == 404
     with pytest.raises(NotFound):
-        backup_service.backup_path(actor=admin, settings=get_settings(), name="../strata.db")
+        backup_service.open_backup(actor=admin, settings=get_settings(), name="../strata.db")
 
 
 async def test_one_backup_at_a_time(redis_url, admin):
@@ -101,3 +102,23 @@ async def test_one_backup_at_a_time(redis_url, admin):
     with pytest.raises(Conflict, match="already being written"):
         await backup_service.start_backup(actor=admin)
     assert [job.id for job in backup_jobs()] == [first.id]
+
+
+@pytest.mark.one_backend
+async def test_a_backup_kept_in_s3_streams_to_the_admin_without_a_copy_on_the_web_machine(
+    s3_storage, client, admin, settings
+):
+    """A backup is GBs: fetching it whole before the first byte outlasts proxies' read timeouts,
+    and a copy kept in the web process's cache fills its disk, one per backup downloaded."""
+    name = "strata-20261204T101500000000Z.tar.gz"
+    content = bytes(range(256)) * 40_000
+    get_storage().save(f"backups/{name}", io.BytesIO(content))
+    headers = await sign_in(client, admin.email)
+    download = await client.get(f"/api/v1/system/backups/{name}", headers=headers)
+    assert download.status_code == 200 and download.content == content
+    assert download.headers["content-disposition"] == f'attachment; filename="{name}"'
+    assert download.headers["content-length"] == str(len(content))
+    assert download.headers["x-content-type-options"] == "nosniff"
+    copies = settings.resolved_data_dir / "cache" / "storage" / "objects"
+    assert not copies.exists() or not any(path.is_file() for path in copies.rglob("*"))
+    assert (await client.get("/api/v1/system/backups/strata-1.tar.gz", headers=headers)).status_code == 404

@@ -2,10 +2,13 @@
 changes nothing, and neither does a restore over data without --force."""
 
 import gzip
+import hashlib
 import io
 import json
+import shutil
 import tarfile
 import uuid
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -16,10 +19,12 @@ from app.backup import backup_and_restore as backup
 from app.core import migrations
 from app.core.clients import get_chroma
 from app.core.db import session_scope
-from app.core.errors import Conflict
+from app.core.errors import Conflict, InvalidInput
 from app.core.settings import get_settings
 from app.core.storage import storage_from_settings
+from app.core.time import utcnow
 from app.knowledge.tables import KnowledgeBase
+from app.system import temp_files
 from tests.conftest import run_strata
 
 COLLECTION = "kb-backup-test"
@@ -112,7 +117,7 @@ def _not_an_archive(archive: Path, out: Path) -> None:
     ("damage", "reason"),
     [
         (_truncated, "truncated or corrupted"),
-        (_flipped, "does not match its checksum|truncated or corrupted|has no manifest"),
+        (_flipped, "does not match its checksum|truncated or corrupted|has no manifest|manifest is not valid JSON"),
         (_altered, "files/knowledge/1/travel.txt does not match its checksum"),
         (_without_manifest, "has no manifest"),
         (_not_an_archive, "has no manifest|truncated or corrupted"),
@@ -175,3 +180,93 @@ def test_files_kept_in_s3_are_backed_up_and_restored_into_another_bucket(
     restored = storage_from_settings(target)
     assert list(restored.iter_keys("datasets")) == [("datasets/objects/abc", 26)]
     assert restored.open("datasets/objects/abc").read() == b"text,label\nhello,greeting\n"
+
+
+def _with_member(archive: Path, out: Path, name: str, data: bytes) -> None:
+    """A consistent archive (the manifest lists the extra member with its checksum), as anyone
+    can write one: checksums prove integrity, not where the archive came from."""
+    with tarfile.open(archive) as source:
+        members = [(member, source.extractfile(member).read()) for member in source]
+    manifest = json.loads(dict((m.name, d) for m, d in members)["manifest.json"])
+    manifest["members"][name] = {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+    with tarfile.open(out, "w:gz") as target:
+        for member, content in members:
+            if member.name == "manifest.json":
+                continue
+            target.addfile(member, io.BytesIO(content))
+        extra = tarfile.TarInfo(name)
+        extra.size = len(data)
+        target.addfile(extra, io.BytesIO(data))
+        encoded = json.dumps(manifest).encode()
+        info = tarfile.TarInfo("manifest.json")
+        info.size = len(encoded)
+        target.addfile(info, io.BytesIO(encoded))
+
+
+@pytest.mark.one_backend
+@pytest.mark.parametrize("name", ["models/../escaped.txt", "models/tiny/../../escaped.txt", "files/./knowledge/x"])
+def test_an_archive_whose_member_names_leave_their_folder_is_refused(archive, strata, tmp_path, name):
+    crafted = tmp_path / "crafted.tar.gz"
+    _with_member(archive, crafted, name, b"written outside the models dir")
+    target = fresh_target(strata, tmp_path)
+    with pytest.raises(backup_archive.BadArchive, match="not a plain relative path"):
+        backup.restore_backup(crafted, settings=target, force=True)
+    assert not (tmp_path / "escaped.txt").exists()
+    assert not target.resolved_data_dir.exists() and not target.resolved_models_dir.exists()
+
+
+@pytest.mark.one_backend
+def test_an_archive_that_unpacks_to_more_than_the_free_disk_is_refused_before_unpacking(
+    archive, strata, tmp_path, monkeypatch
+):
+    """A few MB of zeros in a gzip unpack to GBs: the manifest's sizes are checked against the
+    disk before anything is unpacked (the disk is made to look nearly full)."""
+    real_usage = shutil.disk_usage
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: real_usage(path)._replace(free=1000))
+    target = fresh_target(strata, tmp_path)
+    with pytest.raises(InvalidInput, match="Unpacking this backup needs .* GB free") as refusal:
+        backup.restore_backup(archive, settings=target, force=True)
+    assert "Nothing was changed" in refusal.value.message
+    assert not any(target.resolved_data_dir.rglob("*.jsonl")) and not target.resolved_models_dir.exists()
+
+
+@pytest.mark.one_backend
+def test_the_retention_sweep_leaves_a_restore_being_unpacked_alone(archive, strata, tmp_path):
+    """A backup made days ago unpacks with its members' times; the hourly sweep, which removes a
+    killed backup's scratch by the age of its files, must not take a restore's for one."""
+    days_old = tmp_path / "days-old.tar.gz"
+    with tarfile.open(archive) as source, tarfile.open(days_old, "w:gz") as target:
+        for member in source:
+            data = source.extractfile(member).read()
+            member.mtime -= 3 * 24 * 3600
+            target.addfile(member, io.BytesIO(data))
+    restored_into = fresh_target(strata, tmp_path)
+    get_chroma().delete_collection(COLLECTION)  # restored from the archive
+
+    def sweep_meanwhile(_fraction: float, message: str) -> None:
+        if message == "Restoring the database":
+            with session_scope() as db_session:
+                temp_files.prune_temp_files(
+                    db_session=db_session, settings=restored_into, cutoff=utcnow() - timedelta(hours=24)
+                )
+
+    summary = backup.restore_backup(days_old, settings=restored_into, on_progress=sweep_meanwhile)
+    assert summary.files == 1 and summary.vectors == {COLLECTION: 2}
+    assert summary.rows == sum(backup_archive.verify(archive)["database"]["tables"].values())
+
+
+def test_a_forced_restore_whose_rows_do_not_load_leaves_the_data_that_was_there(archive, strata, tmp_path):
+    """Checksums prove the archive is as written, not that its rows fit this database (written
+    by hand, or text PostgreSQL refuses that SQLite took): --force must not have dropped the
+    target's data by then."""
+    with session_scope() as db_session:
+        db_session.add(KnowledgeBase(name="Made after the backup", collection="kb-later"))
+    crafted = tmp_path / "bad-rows.tar.gz"
+    _with_member(archive, crafted, "database/api_key.jsonl", b'{"id": 1, "no_such_column": "x"}\n')
+    with pytest.raises(backup_archive.BadArchive, match="rows of api_key do not load") as refusal:
+        backup.restore_backup(crafted, settings=strata, force=True)
+    assert "The database was left as it was" in refusal.value.message
+    with session_scope() as db_session:
+        assert sorted(kb.name for kb in db_session.exec(select(KnowledgeBase))) == ["Made after the backup", "Travel"]
+    assert (strata.resolved_data_dir / "knowledge" / "1" / "travel.txt").read_bytes() == DOCUMENT
+    assert get_chroma().get_collection(COLLECTION, embedding_function=None).count() == 2

@@ -18,6 +18,7 @@ from app.backup import upgrade
 from app.core import migrations
 from app.core.db import get_engine, make_engine
 from app.core.settings import get_settings
+from app.core.storage import get_storage
 from tests.backup.conftest import empty_database
 from tests.conftest import reset_caches, run_strata
 
@@ -231,3 +232,42 @@ def test_a_backup_of_an_older_release_restores_into_this_one_at_the_newest_migra
                 assert {column: comparable(row[column]) for column in written} == written, name
     finally:
         engine.dispose()
+
+
+def test_a_backup_that_cannot_be_written_stops_the_upgrade_and_says_what_to_do(database_at_an_older_release):
+    """The file store is S3 and down (nothing answers at its endpoint): no migration runs."""
+    before = snapshot(get_engine())
+    result = run_strata(
+        "migrate",
+        env={
+            "STRATA_STORAGE_URL": "s3://strata-backups/here",
+            "STRATA_S3_ENDPOINT_URL": "http://127.0.0.1:9",
+            "STRATA_BACKUP_INCLUDE_MODELS": "false",
+        },
+    )
+    assert result.returncode == 1
+    assert "The backup before migrating from 0016" in result.stderr and "failed" in result.stderr
+    assert "Nothing was migrated: the database is still at revision 0016" in result.stderr
+    assert "STRATA_BACKUP_BEFORE_MIGRATE=false" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert snapshot(get_engine()) == before
+
+
+@pytest.mark.parametrize("empty_url", ["sqlite"], indirect=True)
+def test_a_failing_migration_names_its_backup_in_an_s3_store_without_fetching_it(
+    s3_storage, database_at_an_older_release, tmp_path, monkeypatch
+):
+    """The message must not depend on the store answering again, nor copy GBs to say where it is."""
+    monkeypatch.setattr(migrations, "PROJECT_ROOT", broken_scripts(tmp_path))
+    migrations.head_revision.cache_clear()
+    settings = get_settings().model_copy(update={"backup_include_models": False})
+    try:
+        with pytest.raises(upgrade.MigrationFailed) as failure:
+            upgrade.upgrade(settings, log=lambda message: None)
+    finally:
+        migrations.head_revision.cache_clear()
+    [(key, _size)] = list(get_storage().iter_keys("backups"))
+    assert f"{settings.storage_url.rstrip('/')}/{key}" in failure.value.message
+    assert "strata restore" in failure.value.message
+    copies = settings.resolved_data_dir / "cache" / "storage" / "objects"
+    assert not copies.exists() or not any(path.is_file() for path in copies.rglob("*"))

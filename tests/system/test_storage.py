@@ -4,6 +4,7 @@ and through the System page's handler."""
 
 import asyncio
 import io
+import threading
 
 import pytest
 
@@ -12,6 +13,7 @@ from app.core.clients import get_chroma
 from app.core.storage import get_storage
 from app.core.time import utcnow
 from app.system import retention_jobs
+from app.system import storage as storage_module
 from app.system.retention import record_run
 from app.system.state import SystemState, human_size
 from app.system.storage import storage_report
@@ -172,3 +174,50 @@ async def test_figures_are_shared_by_concurrent_callers_and_rate_limited(client,
         answers == [200, 429, 429]
         and "Retry-After" in (await client.get("/api/v1/system/storage", headers=headers)).headers
     )
+
+
+@pytest.mark.one_backend
+async def test_a_store_slower_than_the_timeout_is_counted_once_however_often_the_page_opens(
+    admin, settings, monkeypatch
+):
+    """Listing a million keys in a bucket outlasts the timeout; the listing goes on in a worker
+    thread. Opening the page again must join it, not start another: a few opens would otherwise
+    fill the web process's threads, which every database call waits for."""
+    listings = 0
+    release = threading.Event()
+    count_files = storage_module._files
+
+    def a_slow_listing():
+        nonlocal listings
+        listings += 1
+        release.wait(30)
+        return count_files()
+
+    monkeypatch.setattr(storage_module, "_files", a_slow_listing)
+    monkeypatch.setattr(storage_module, "_last_figures", {})
+    monkeypatch.setattr(storage_module, "STORE_TIMEOUT_SECONDS", 0.2)
+    monkeypatch.setattr(settings, "rate_limit_per_minute", 10_000)  # the opens below are not what is tested
+    try:
+        for _ in range(3):
+            report = await storage_report(actor=admin)
+            files = next(store for store in report.stores if store.name == "files")
+            assert not files.ok and "No answer" in files.error
+        assert listings == 1
+    finally:
+        release.set()
+    for _ in range(20):  # the listing under way ends; the next open shows its figures
+        report = await storage_report(actor=admin)
+        if next(store for store in report.stores if store.name == "files").ok:
+            break
+        await asyncio.sleep(0.5)
+    assert next(store for store in report.stores if store.name == "files").ok
+
+    # Slow again: the page shows the last figures, and says when they were gathered.
+    release.clear()
+    try:
+        report = await storage_report(actor=admin)
+    finally:
+        release.set()
+    files = next(store for store in report.stores if store.name == "files")
+    assert files.ok and "datasets" in {item.name for item in files.items}
+    assert "counting again takes longer than 0 s" in files.details["figures from"]
