@@ -2,8 +2,10 @@ import json
 
 import pytest
 from fastapi.testclient import TestClient
+from typer.testing import CliRunner
 
 from app.api import build_api
+from app.cli import cli
 from tests.conftest import run_strata
 
 
@@ -13,12 +15,16 @@ def cli_env(database_url, db):
 
 
 def test_every_command_has_help():
+    """In-process: the installed `strata` entry point itself is exercised by the tests below."""
+    runner = CliRunner()
     for command in (
         [],
         ["run"],
         ["stop"],
         ["worker"],
         ["migrate"],
+        ["backup"],
+        ["restore"],
         ["users", "create"],
         ["users", "list"],
         ["users", "set-role"],
@@ -28,9 +34,9 @@ def test_every_command_has_help():
         ["models", "build"],
         ["models", "verify"],
     ):
-        result = run_strata(*command, "--help")
-        assert result.returncode == 0, (command, result.stderr)
-        assert "Usage" in result.stdout
+        result = runner.invoke(cli, [*command, "--help"])
+        assert result.exit_code == 0, (command, result.output)
+        assert "Usage" in result.output
 
 
 def test_first_migrate_prints_a_generated_admin_password_once(cli_env):

@@ -50,7 +50,11 @@ def _chunks(stream: BinaryIO) -> Iterator[bytes]:
         stream.close()
 
 
-@router.get("/system/backups/{name}")
+@router.get(
+    "/system/backups/{name}",
+    response_class=StreamingResponse,
+    responses={200: {"description": "The archive", "content": {"application/gzip": {}}}},
+)
 def download_backup(name: str, user: AdminUser, settings: SettingsDep) -> StreamingResponse:
     """One archive, as an attachment (admins): it holds every user's data."""
     stream, size = backup_service.open_backup(actor=user, settings=settings, name=name)
