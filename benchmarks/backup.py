@@ -17,9 +17,7 @@ from __future__ import annotations
 import argparse
 import os
 import random
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -32,7 +30,6 @@ sys.path.insert(0, str(REPO))
 ROOT = Path(tempfile.mkdtemp(prefix="strata-bench-backup-"))
 os.environ.update(STRATA_DATA_DIR=str(ROOT / "data"), STRATA_LOG_LEVEL="WARNING", ANONYMIZED_TELEMETRY="False")
 
-import httpx  # noqa: E402
 from sqlalchemy import insert  # noqa: E402
 
 from app.backup import backup_and_restore as backup  # noqa: E402
@@ -45,26 +42,9 @@ from app.core.time import utcnow  # noqa: E402
 from app.knowledge.tables import KnowledgeBase  # noqa: E402
 from app.tables import metadata  # noqa: F401, E402 - every table, for the foreign keys
 from app.usage.tables import UsageEvent  # noqa: E402
+from benchmarks.retrieval import start_chroma  # noqa: E402
 
 COLLECTION = "strata-kb-benchmark"
-
-
-def start_chroma(path: Path) -> tuple[subprocess.Popen, str]:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    command = [str(REPO / ".venv" / "bin" / "chroma"), "run", "--path", str(path), "--host", "127.0.0.1"]
-    process = subprocess.Popen([*command, "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/api/v2/heartbeat").status_code == 200:
-                return process, url
-        except httpx.HTTPError:
-            time.sleep(0.3)
-    process.terminate()
-    raise SystemExit("the Chroma server did not start")
 
 
 def usage_rows(count: int, start: int = 0) -> list[dict]:

