@@ -500,7 +500,8 @@ def test_every_program_dies_with_a_killed_supervisord(tmp_path):
         )  # fmt: skip
         child = int(stand_in.stdout.readline())
         try:
-            wait_until(lambda c=child: b"sleep" in Path(f"/proc/{c}/cmdline").read_bytes(), 60, "exec")
+            # Until `sleep` itself runs: setpriv's own command line names it too, before its prctl.
+            wait_until(lambda c=child: Path(f"/proc/{c}/cmdline").read_bytes().startswith(b"sleep\0"), 60, "exec")
             stand_in.kill()
             stand_in.wait()
             wait_until(lambda c=child: _gone(c), 60, f"{program.name} to die with its supervisord")
