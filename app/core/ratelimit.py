@@ -203,7 +203,14 @@ async def stream_slot(user_id: int) -> AsyncIterator[None]:
     TooManyAttempts (429) when they are all taken."""
     limit = get_settings().max_streams_per_user
     key, slot = _slots_key(user_id), uuid.uuid4().hex
-    taken, in_redis = await _take_slot(key, slot, limit)
+    take = asyncio.create_task(_take_slot(key, slot, limit))
+    try:
+        taken, in_redis = await asyncio.shield(take)
+    except asyncio.CancelledError:
+        # The client went away while Redis was taking the slot: give it back once taken, or it
+        # would count against the user until it expires.
+        _track(asyncio.create_task(_give_back_once_taken(take, key, slot)))
+        raise
     if not taken:
         raise TooManyAttempts(
             f"You already have {limit} {'answer' if limit == 1 else 'answers'} being written, the most at once; "
@@ -216,13 +223,27 @@ async def stream_slot(user_id: int) -> AsyncIterator[None]:
     finally:
         if renewal is not None:
             renewal.cancel()
-            # Its own task, shielded: a stream ends by cancellation when its client disconnects,
-            # and every await of the cancelled task is cancelled again.
-            release = asyncio.create_task(_release_in_redis(key, slot))
-            _releases.add(release)
-            release.add_done_callback(_releases.discard)
-            await asyncio.shield(release)
-        elif held := _local_slots.get(key):
-            held.discard(slot)
-            if not held:
-                del _local_slots[key]
+        # Its own task, shielded: a stream ends by cancellation when its client disconnects,
+        # and every await of the cancelled task is cancelled again.
+        await asyncio.shield(_track(asyncio.create_task(_give_back(key, slot, in_redis=in_redis))))
+
+
+def _track(release: asyncio.Task) -> asyncio.Task:
+    _releases.add(release)
+    release.add_done_callback(_releases.discard)
+    return release
+
+
+async def _give_back(key: str, slot: str, *, in_redis: bool) -> None:
+    if in_redis:
+        await _release_in_redis(key, slot)
+    elif held := _local_slots.get(key):
+        held.discard(slot)
+        if not held:
+            del _local_slots[key]
+
+
+async def _give_back_once_taken(take: asyncio.Task, key: str, slot: str) -> None:
+    taken, in_redis = await take
+    if taken:
+        await _give_back(key, slot, in_redis=in_redis)
