@@ -34,6 +34,14 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 LLAMA_CPP = "llama-cpp-python==0.3.36"
+# Every x86 SIMD level llama.cpp has kernels for, but not AMX: its AMX matmul (compiled in by
+# -march=native on Sapphire Rapids) segfaults on this Q4_1 model's first batch here. Without
+# the multimodal library (mtmd: a third of the compile), which text decoding never loads.
+LLAMA_CMAKE_ARGS = (
+    "-DLLAVA_BUILD=OFF -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON "
+    "-DGGML_BMI2=ON -DGGML_AVX_VNNI=ON -DGGML_AVX512=ON -DGGML_AVX512_VBMI=ON -DGGML_AVX512_VNNI=ON "
+    "-DGGML_AVX512_BF16=ON -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF"
+)
 SHORT, LONG = "short", "650"
 
 
@@ -114,7 +122,7 @@ def _llama_worker(gguf: str, threads: int) -> None:
 def _llama_python() -> Path:
     version = LLAMA_CPP.split("==")[1]
     root = Path(os.environ.get("STRATA_CACHE_DIR") or Path.home() / ".cache" / "strata") / "bench"
-    env = root / f"llama-cpp-python-{version}"
+    env = root / f"llama-cpp-python-{version}-no-amx"
     python = env / "bin" / "python"
     if python.is_file():
         return python
@@ -125,9 +133,9 @@ def _llama_python() -> Path:
     partial = env.with_name(env.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     subprocess.run([sys._base_executable, "-m", "venv", str(partial)], check=True)
-    # Without the multimodal library (mtmd: a third of the compile), which text decoding never loads.
-    build_env = {**os.environ, "CMAKE_ARGS": f"{os.environ.get('CMAKE_ARGS', '')} -DLLAVA_BUILD=OFF".strip()}
-    install = [str(partial / "bin" / "python"), "-m", "pip", "install", "-q", LLAMA_CPP]
+    build_env = {**os.environ, "CMAKE_ARGS": f"{os.environ.get('CMAKE_ARGS', '')} {LLAMA_CMAKE_ARGS}".strip()}
+    # No wheel cache: pip keys a built wheel by the sdist alone, not by CMAKE_ARGS.
+    install = [str(partial / "bin" / "python"), "-m", "pip", "install", "-q", "--no-cache-dir", LLAMA_CPP]
     subprocess.run(install, check=True, env=build_env)
     partial.rename(env)  # a venv's python runs from any path; pip is only ever run as `python -m pip`
     return python

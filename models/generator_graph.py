@@ -8,11 +8,17 @@ which cannot express ``m``, so each projection is split exactly::
     A·W = MatMulNBits(A; q, scale=d, zero point 0) + (per-block sums of A)·Mᵀ
 
 where M holds the blocks' minimums: a tiny fp32 MatMul over K/32 columns. The
-token embedding is Q8_0 (``d·q``, q in -128..127): the vocabulary projection,
-tied to it, is ``MatMulNBits`` at 8 bits with q+128 and zero point 128, which
-is the same value. Nothing is rounded that the GGUF had not rounded already;
+token embedding is Q8_0 (``d·q``, q in -128..127); the vocabulary projection,
+tied to it, is ``MatMulNBits`` at 8 bits with q+128 against its default zero
+point, 128. Nothing is rounded that the GGUF had not rounded already;
 ``write_graph`` checks every de-quantised weight against transformers' own
 de-quantisation, bit for bit.
+
+The decoder layers compute in fp32 (accuracy level 0). The vocabulary
+projection computes with int8 activations (level 4), which is 2.6x faster here
+but gives approximate logits: the graph also returns the projection's input
+(``last_position``), and the runtime (models.generator) computes in fp32 the
+logits of every token the int8 rounding could have put behind the best one.
 
 The rest is ONNX Runtime's fused CPU kernels: (Skip)SimplifiedLayerNormalization
 for RMSNorm and the residual adds, GroupQueryAttention with rotary embedding and
@@ -32,12 +38,14 @@ from pathlib import Path
 
 import numpy as np
 
-from models.generator import EMBEDDING_FILES
+from models.generator import EMBEDDING_FILES, HEAD_BLOCK_NORMS, HEAD_OUTPUTS
 
 __all__ = ["GraphConfig", "write_graph"]
 
 BLOCK = 32
 MS_DOMAIN = "com.microsoft"
+# int8 activations: the runtime re-scores in fp32 whatever the rounding could have reordered.
+HEAD_ACCURACY_LEVEL = 4
 
 
 @dataclass(frozen=True)
@@ -196,9 +204,12 @@ def write_graph(gguf_path: Path, reference_state: dict, config: GraphConfig, out
     )
     check("model.embed_tokens.weight", embedding)
     check("lm_head.weight", embedding)
+    # Per block of 32 inputs, the largest squared norm of any token's weights there.
+    block_norms = np.square(embedding.reshape(config.vocab, -1, BLOCK)).sum(axis=-1).max(axis=0)
     del embedding
     np.save(out_dir / EMBEDDING_FILES[0], embed_q)
     np.save(out_dir / EMBEDDING_FILES[1], embed_d)
+    np.save(out_dir / HEAD_BLOCK_NORMS, block_norms.astype(np.float64))
 
     cos, sin = _rotary_cache(config)
     cos_name = graph.constant("rotary.cos", cos)
@@ -209,7 +220,11 @@ def write_graph(gguf_path: Path, reference_state: dict, config: GraphConfig, out
         helper.make_tensor_value_info("seqlens_k", TensorProto.INT32, [1]),
         helper.make_tensor_value_info("total_sequence_length", TensorProto.INT32, []),
     ]
-    outputs = [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 1, config.vocab])]
+    logits_name, last_name = HEAD_OUTPUTS
+    outputs = [
+        helper.make_tensor_value_info(logits_name, TensorProto.FLOAT, [1, 1, config.vocab]),
+        helper.make_tensor_value_info(last_name, TensorProto.FLOAT, [1, 1, config.hidden]),
+    ]
     cache_shape = [1, config.kv_heads, "cache_length", config.head_dim]
 
     residual, hidden = "inputs_embeds", None
@@ -293,10 +308,10 @@ def write_graph(gguf_path: Path, reference_state: dict, config: GraphConfig, out
             graph.constant("last.ends", np.array([np.iinfo(np.int64).max])),
             graph.constant("last.axes", np.array([1])),
         ],
-        ["last_position"],
+        [last_name],
         "lm_head/last_position",
     )
-    _q8_matmul(graph, last, "lm_head", embed_q, embed_d, config.accuracy_level, "logits")
+    _q8_matmul(graph, last, "lm_head", embed_q, embed_d, logits_name)
     model = helper.make_model(
         helper.make_graph(graph.nodes, "smollm2_q4", inputs, outputs, graph.initializers),
         opset_imports=[helper.make_opsetid("", 18), helper.make_opsetid(MS_DOMAIN, 1)],
@@ -319,38 +334,20 @@ def _skip_norm(graph: _Graph, x: str, residual: str, gamma: str, name: str, eps:
     return out, summed
 
 
-def _q8_matmul(graph: _Graph, x: str, name: str, q: np.ndarray, d: np.ndarray, accuracy_level: int, output: str) -> str:
-    """x·W for Q8_0 blocks (W = d·q, q int8) through the 4-bit kernel, exactly.
-
-    MatMulNBits at 8 bits has no fast CPU path for fp32 activations here (~100x slower than
-    4 bits). Split q+128 into nibbles, hi·16 + lo: W = 16d·(hi - 8) + d·lo, two 4-bit blocks
-    per block with integer zero points (8 and 0). One MatMulNBits over [x, x] (K doubled) adds
-    both halves; every product is exact in fp32, as 16d and d are.
-    """
+def _q8_matmul(graph: _Graph, x: str, name: str, q: np.ndarray, d: np.ndarray, output: str) -> str:
+    """x·W for Q8_0 blocks (W = d·q, q int8): MatMulNBits at 8 bits, q+128 against its default zero
+    point 128, which is the same value. At level 4 only: at level 0 this kernel is ~100x slower here."""
     n, k = q.shape
-    blocks = k // BLOCK
-    unsigned = (q.astype(np.int16) + 128).astype(np.uint8).reshape(n, blocks, BLOCK)
-    nibbles = np.concatenate([unsigned >> 4, unsigned & 0x0F], axis=1)  # (n, 2·blocks, 32): hi blocks, lo blocks
-    scales = np.concatenate([16 * d, d], axis=1)
-    zero = np.concatenate([np.full((n, blocks), 8, np.uint8), np.zeros((n, blocks), np.uint8)], axis=1)
-    if zero.shape[1] % 2:
-        zero = np.concatenate([zero, np.zeros((n, 1), np.uint8)], axis=1)
-    packed_zero = (zero[:, 0::2] | (zero[:, 1::2] << 4)).astype(np.uint8)
-    (doubled,) = graph.node("Concat", [x, x], [f"{name}/doubled"], f"{name}/Concat", axis=-1)
+    unsigned = (q.astype(np.int16) + 128).astype(np.uint8).reshape(n, k // BLOCK, BLOCK)
     return graph.node(
         "MatMulNBits",
-        [
-            doubled,
-            graph.constant(f"{name}.q4", _pack_nibbles(nibbles)),
-            graph.constant(f"{name}.scales", scales.reshape(-1)),
-            graph.constant(f"{name}.zero_points", packed_zero),
-        ],
+        [x, graph.constant(f"{name}.q8", unsigned), graph.constant(f"{name}.scales", d.reshape(-1))],
         [output],
         f"{name}/MatMulNBits",
         MS_DOMAIN,
-        K=2 * k,
+        K=k,
         N=n,
-        bits=4,
+        bits=8,
         block_size=BLOCK,
-        accuracy_level=accuracy_level,
+        accuracy_level=HEAD_ACCURACY_LEVEL,
     )[0]

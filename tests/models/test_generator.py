@@ -9,10 +9,20 @@ import sys
 import threading
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from models.export_generator import LONG_GROUNDED_PROMPT, PARITY_PROMPTS, grounded_prompt
-from models.generator import IM_START, DecodeOptions, Generator, StopSignal, render_chat
+from models.export_generator import BENCHMARK_PROMPTS, LONG_GROUNDED_PROMPT, PARITY_PROMPTS, grounded_prompt
+from models.generator import (
+    HEAD_MARGIN_SIGMAS,
+    IM_START,
+    SAMPLING_SPAN,
+    DecodeOptions,
+    Generator,
+    StopSignal,
+    _Decoder,
+    render_chat,
+)
 from models.manifest import GENERATOR_NAME
 from models.verify import verify_model
 
@@ -105,6 +115,57 @@ def test_verify_replays_pytorch_tokens_and_measures_speed(models_dir, built_mani
     assert report["passed"], report
     assert report["greedy_agreement"] == 1.0
     assert report["tokens_per_s"] > 0 and report["time_to_first_token_ms"] > 0
+
+
+@pytest.fixture(scope="module")
+def fp32_projection(generator) -> np.ndarray:
+    """The whole vocabulary projection in fp32, (vocab, hidden): 113 MB."""
+    return generator._weights(np.arange(generator.vocab_size))
+
+
+@pytest.mark.parametrize(
+    "options",
+    [DecodeOptions(no_repeat_ngram=0), DecodeOptions(repetition_penalty=1.3, no_repeat_ngram=4)],
+    ids=["plain", "penalised"],
+)
+def test_every_token_is_the_one_an_fp32_vocabulary_projection_chooses(generator, fp32_projection, options):
+    """The graph's vocabulary projection rounds its input to int8; the decode loop re-scores the
+    tokens near the top in fp32. Against the whole projection in fp32, step by step."""
+    steps = 40
+    worst_error_in_sigmas = 0.0
+    for messages in (*BENCHMARK_PROMPTS[:2], PARITY_PROMPTS[2]):
+        ids = generator.encode_chat(messages)
+        decoder = _Decoder(generator, len(ids) + steps, None)
+        generated: list[int] = []
+        step_ids = ids
+        for _ in range(steps):
+            approximate, last_position = decoder.forward(step_ids)
+            exact = fp32_projection @ last_position
+            error = float(np.max(np.abs(approximate - exact)))
+            assert error > 0  # the graph's logits really are approximate
+            worst_error_in_sigmas = max(worst_error_in_sigmas, error / generator._head_sigma(last_position))
+            fp32_choice = int(np.argmax(Generator._penalise(exact.astype(np.float64), generated, options)))
+            chosen = Generator._choose(generator._scores(approximate, last_position, generated, options), options, None)
+            assert chosen == fp32_choice
+            generated.append(chosen)
+            step_ids = [chosen]
+    # The margin the re-scoring keeps is HEAD_MARGIN_SIGMAS; the errors stay far inside it.
+    assert worst_error_in_sigmas < HEAD_MARGIN_SIGMAS / 2, worst_error_in_sigmas
+
+
+def test_sampling_weighs_every_likely_token_by_its_fp32_logit(generator, fp32_projection):
+    ids = generator.encode_chat(BENCHMARK_PROMPTS[1])
+    options = DecodeOptions(max_new_tokens=30, temperature=0.8, seed=7)
+    sampled = list(generator.token_ids(ids, options))
+    assert sampled == list(generator.token_ids(ids, options))  # a seed reproduces the answer
+    assert sampled != list(generator.token_ids(ids, DecodeOptions(max_new_tokens=30)))  # and it is not greedy
+    approximate, last_position = _Decoder(generator, len(ids), None).forward(ids)
+    scores = generator._scores(approximate, last_position, [], options)
+    exact = (fp32_projection @ last_position).astype(np.float64)
+    likely = exact >= exact.max() - SAMPLING_SPAN * options.temperature
+    assert 1 < likely.sum() < generator.vocab_size
+    assert np.allclose(scores[likely], exact[likely], rtol=0, atol=1e-5)
+    assert not np.allclose(scores, exact, rtol=0, atol=1e-5)  # the unlikely rest keeps the int8 head's
 
 
 def test_chat_prompt_has_one_start_token_per_turn(generator):
