@@ -5,9 +5,9 @@ input dimension is ``d·q + m`` with q in 0..15 and fp16 ``d`` and ``m``. ONNX
 Runtime's fast 4-bit kernel (``MatMulNBits``) takes integer zero points only,
 which cannot express ``m``, so each projection is split exactly::
 
-    A·W = MatMulNBits(A; q, scale=d, zero point 0) + (per-block sums of A)·Mᵀ
+    A·W = MatMulNBits(A; q, scale=d, zero point 8) + (per-block sums of A)·Mᵀ
 
-where M holds the blocks' minimums: a tiny fp32 MatMul over K/32 columns. The
+where M holds the blocks' m + 8d (exact in fp32): a tiny fp32 MatMul over K/32 columns. The
 token embedding is Q8_0 (``d·q``, q in -128..127); the vocabulary projection,
 tied to it, is ``MatMulNBits`` at 8 bits with q+128 against its default zero
 point, 128. Nothing is rounded that the GGUF had not rounded already;
@@ -117,15 +117,14 @@ class _Graph:
         """x·W for Q4_1 blocks (see the module docstring); q, d, m are (N, K/32[, 32])."""
         n, blocks = d.shape
         k = blocks * BLOCK
-        zero_points = np.zeros((n, (blocks + 1) // 2), dtype=np.uint8)
+        # MatMulNBits' default zero point, 8, saves storing one: d·q + m = d·(q - 8) + (m + 8d), and
+        # m + 8d is exact in fp32 (two fp16 values), which this checks.
+        shifted = m + 8 * d
+        if not np.array_equal(shifted.astype(np.float64) - 8 * d.astype(np.float64), m.astype(np.float64)):
+            raise ValueError(f"{name}: a block minimum plus 8 scales is not exact in fp32")
         (main,) = self.node(
             "MatMulNBits",
-            [
-                x,
-                self.constant(f"{name}.q4", _pack_nibbles(q)),
-                self.constant(f"{name}.scales", d.reshape(-1)),
-                self.constant(f"{name}.zero_points", zero_points),
-            ],
+            [x, self.constant(f"{name}.q4", _pack_nibbles(q)), self.constant(f"{name}.scales", d.reshape(-1))],
             [f"{name}/main"],
             f"{name}/MatMulNBits",
             MS_DOMAIN,
@@ -149,7 +148,7 @@ class _Graph:
             keepdims=0,
         )
         (minimums,) = self.node(
-            "MatMul", [sums, self.constant(f"{name}.minimums", m.T)], [f"{name}/minimums"], f"{name}/MatMul"
+            "MatMul", [sums, self.constant(f"{name}.minimums", shifted.T)], [f"{name}/minimums"], f"{name}/MatMul"
         )
         return self.node("Add", [main, minimums], [f"{name}/out"], f"{name}/Add")[0]
 
