@@ -353,10 +353,11 @@ class Generator:
             )
         n = options.no_repeat_ngram
         if n > 0 and len(generated) >= n:
-            prefix = tuple(generated[-(n - 1) :])
-            for i in range(len(generated) - n + 1):
-                if tuple(generated[i : i + n - 1]) == prefix:
-                    logits[generated[i + n - 1]] = -np.inf
+            # Every token that followed an earlier occurrence of the last n-1 tokens.
+            tokens = np.asarray(generated)
+            windows = np.lib.stride_tricks.sliding_window_view(tokens[:-1], n - 1)
+            follows = np.flatnonzero((windows == tokens[len(tokens) - n + 1 :]).all(axis=1)) + n - 1
+            logits[tokens[follows]] = -np.inf
         return logits
 
     def _scores(
