@@ -13,9 +13,10 @@ tokenizer), greedy. Rounds alternate the engines and flip their order, because
 the machine is shared and absolute numbers drift: compare the ratios. Prints
 decode speed (tokens/s after the first, and the CPU time per token), time to the
 first token on the short benchmark prompts and on a ~650-token grounded prompt,
-resident memory (the process, what loading and running the model added once an
-answer is done, and its peaks while loading and while answering, with the
-key/value cache and the prompt pass), and how many greedy tokens each agrees on,
+resident memory (the process; what the engine's library takes once per process,
+whatever the model; what loading and running the model added once an answer is
+done, and its peaks while loading and while answering, with the key/value cache
+and the prompt pass), and how many greedy tokens each agrees on,
 with each other and with the fp32 PyTorch reference the build recorded. Asserts
 nothing.
 """
@@ -64,12 +65,22 @@ def _peak_rss_mb(*, reset: bool = False) -> float:
 # ---------------------------------------------------------------- workers
 
 
-def _serve(load, generate) -> None:
-    """Worker loop: one JSON request per stdin line, one JSON answer per stdout line."""
+def _serve(start_runtime, load, generate) -> None:
+    """Worker loop: one JSON request per stdin line, one JSON answer per stdout line.
+
+    ``start_runtime`` does what the engine's library does once per process, whatever the model
+    (onnxruntime's environment and kernel registry, ggml's backends): in Strata's web process the
+    embedder has always done it. Its memory is reported apart from the model's."""
+    bare = _rss_mb()
+    start_runtime()
     before = _rss_mb()
     engine = load()
     # Loading parses the whole graph file before it packs the weights: a peak of its own, kept apart.
-    loaded = {"loaded_mb": _rss_mb() - before, "load_peak_mb": _peak_rss_mb(reset=True) - before}
+    loaded = {
+        "runtime_mb": before - bare,
+        "loaded_mb": _rss_mb() - before,
+        "load_peak_mb": _peak_rss_mb(reset=True) - before,
+    }
     print(json.dumps(loaded), flush=True)
     for line in sys.stdin:
         request = json.loads(line)
@@ -94,14 +105,20 @@ def _strata_worker(models_dir: str, threads: int) -> None:
     from models.generator import DecodeOptions, Generator
     from models.manifest import GENERATOR_NAME
 
+    def start_runtime():
+        import onnxruntime as ort
+        from onnxruntime.datasets import get_example
+
+        ort.InferenceSession(get_example("sigmoid.onnx"), providers=["CPUExecutionProvider"])
+
     def generate(generator, ids, tokens, end):
         yield from generator.token_ids(ids, DecodeOptions(max_new_tokens=tokens, no_repeat_ngram=0))
 
-    _serve(lambda: Generator.load(Path(models_dir) / GENERATOR_NAME, threads=threads), generate)
+    _serve(start_runtime, lambda: Generator.load(Path(models_dir) / GENERATOR_NAME, threads=threads), generate)
 
 
 def _llama_worker(gguf: str, threads: int) -> None:
-    from llama_cpp import Llama
+    from llama_cpp import Llama, llama_backend_init
 
     def load():
         return Llama(model_path=gguf, n_ctx=2048, n_threads=threads, n_threads_batch=threads, verbose=False)
@@ -113,7 +130,7 @@ def _llama_worker(gguf: str, threads: int) -> None:
                 return
             yield token
 
-    _serve(load, generate)
+    _serve(llama_backend_init, load, generate)
 
 
 # ---------------------------------------------------------------- driver
@@ -146,7 +163,11 @@ class _Engine:
         self.name = name
         self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         loaded = json.loads(self.process.stdout.readline())
-        self.loaded_mb, self.load_peak_mb = loaded["loaded_mb"], loaded["load_peak_mb"]
+        self.runtime_mb, self.loaded_mb, self.load_peak_mb = (
+            loaded["runtime_mb"],
+            loaded["loaded_mb"],
+            loaded["load_peak_mb"],
+        )
         self.ttft: dict[str, list[float]] = {SHORT: [], LONG: []}
         self.decode: list[float] = []
         self.cpu_ms: list[float] = []
@@ -238,9 +259,9 @@ def main() -> None:
             f"({statistics.median(engine.cpu_ms):5.1f} ms of CPU per token) | "
             f"first token {statistics.median(engine.ttft[SHORT]) * 1000:5.0f} ms short, "
             f"{statistics.median(engine.ttft[LONG]) * 1000:5.0f} ms at {len(long_ids)} tokens | "
-            f"RSS {engine.rss_mb:.0f} MB, of which the model {engine.model_mb:.0f} MB "
-            f"({engine.loaded_mb:.0f} MB once loaded; peaks {engine.load_peak_mb:.0f} MB loading, "
-            f"{engine.peak_model_mb:.0f} MB answering)"
+            f"RSS {engine.rss_mb:.0f} MB, of which the runtime {engine.runtime_mb:.0f} MB and the model "
+            f"{engine.model_mb:.0f} MB after the answers ({engine.loaded_mb:.0f} MB once loaded; peaks "
+            f"{engine.load_peak_mb:.0f} MB loading, {engine.peak_model_mb:.0f} MB answering)"
         )
     strata, cpp = engines
     print(

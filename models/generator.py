@@ -64,7 +64,9 @@ HEAD_MARGIN_SIGMAS = 15.0
 # When sampling, tokens within this many temperatures of the best are re-scored too: the others'
 # odds against it are below e^-8 (3 in 10,000).
 SAMPLING_SPAN = 8.0
-PROMPT_CHUNK = 128  # prompt tokens per pass through the graph (see _Decoder.forward)
+# Prompt tokens per pass through the graph (see _Decoder.forward). Measured on a 661-token prompt:
+# 64 answers as soon as 128 does (0.87 s), at a peak 35 MB lower; 32 lowers it no further and is slower.
+PROMPT_CHUNK = 64
 
 
 def _map_table(path: Path) -> tuple[np.ndarray, mmap.mmap]:

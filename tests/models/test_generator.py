@@ -59,15 +59,21 @@ def rss():
     with open("/proc/self/statm") as fh:
         return int(fh.read().split()[1]) * 4096 / 1e6
 
+# onnxruntime's one-time set-up (its environment and kernel registry, ~10 MB), which Strata's
+# processes have done for the embedder whether or not they ever load the chat model.
+import onnxruntime
+from onnxruntime.datasets import get_example
+onnxruntime.InferenceSession(get_example("sigmoid.onnx"), providers=["CPUExecutionProvider"])
 before = rss()
 generator = Generator.load(sys.argv[1])
+loaded = rss() - before
 ids = generator.encode_chat(LONG_GROUNDED_PROMPT)
 text = "".join(generator.stream(ids, DecodeOptions(max_new_tokens=64)))
-print(json.dumps({"model_mb": rss() - before, "prompt_tokens": len(ids), "text": text}))
+print(json.dumps({"loaded_mb": loaded, "model_mb": rss() - before, "prompt_tokens": len(ids), "text": text}))
 """
 
 
-def test_chat_model_answers_a_long_grounded_prompt_in_less_memory_than_llama_cpp(models_dir, built_manifests):
+def test_chat_model_answers_a_long_grounded_prompt_in_at_most_150_mb(models_dir, built_manifests):
     proc = subprocess.run(
         [sys.executable, "-c", RESIDENT, str(models_dir / GENERATOR_NAME)],
         cwd=REPO,
@@ -81,9 +87,10 @@ def test_chat_model_answers_a_long_grounded_prompt_in_less_memory_than_llama_cpp
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["prompt_tokens"] >= 600
     assert "7:30" in result["text"]
-    # The fp32 model took 539 MB. Measured here: 161-182 MB (allocator and load dependent), of which
-    # ~120 MB are the 4-bit weights; llama.cpp on the same GGUF and prompt: ~197 MB (benchmarks/generate.py).
-    assert result["model_mb"] <= 197, result
+    # The fp32 model took 539 MB and llama.cpp takes ~194 MB on the same GGUF and prompt
+    # (benchmarks/generate.py). Measured here: 141 MB loaded, 146.5-147.1 after this answer, of which
+    # ~114 MB are the weights and 17 MB the tokenizer; the answer's cache is handed back.
+    assert result["loaded_mb"] <= 150 and result["model_mb"] <= 150, result
 
 
 def test_parity_prompts_are_the_services_grounded_prompts():
