@@ -126,6 +126,56 @@ def render_chat(messages: Sequence[tuple[str, str]]) -> str:
     return "".join(parts)
 
 
+@dataclass(frozen=True)
+class _Penalties:
+    """What the decoding options do to the logits of the next token after ``generated``: the
+    repetition penalty scales the logits of the tokens ``seen``, the n-gram ban rules out those
+    ``banned``. Both touch a few tokens, so they apply in place, to all logits or to a few."""
+
+    penalty: float
+    seen: np.ndarray
+    banned: np.ndarray
+
+    @classmethod
+    def after(cls, generated: list[int], options: DecodeOptions) -> _Penalties:
+        # Plain Python on purpose: right after a graph run numpy's array machinery is out of the
+        # CPU's caches, and this ran 20x slower than warm (0.38 ms a token) with sliding windows.
+        penalty = options.repetition_penalty
+        seen = sorted(set(generated)) if penalty != 1.0 else []
+        n = options.no_repeat_ngram
+        banned: list[int] = []
+        if n == 1:
+            banned = sorted(set(generated))
+        elif n > 1 and len(generated) >= n:
+            # Every token that followed an earlier occurrence of the last n-1 tokens.
+            prefix, last = generated[len(generated) - n + 1 :], generated[-1]
+            banned = [
+                generated[i + 1]
+                for i in range(n - 2, len(generated) - 1)
+                if generated[i] == last and generated[i - n + 2 : i + 1] == prefix
+            ]
+        return cls(penalty, np.array(seen, dtype=np.int64), np.array(banned, dtype=np.int64))
+
+    @property
+    def stretch(self) -> float:
+        """The most the penalty scales a logit, and so its error, by."""
+        return max(self.penalty, 1 / self.penalty)
+
+    def apply(self, logits: np.ndarray, tokens: np.ndarray | None = None) -> np.ndarray:
+        """``logits``, the scores of ``tokens`` (of every token when None), penalised in place."""
+        seen, banned = self.seen, self.banned
+        if tokens is not None:
+            seen, banned = (np.flatnonzero(np.isin(tokens, ids)) for ids in (seen, banned))
+        if seen.size:
+            values = logits[seen]
+            logits[seen] = np.where(values > 0, values / self.penalty, values * self.penalty)
+        logits[banned] = -np.inf
+        return logits
+
+
+NO_PENALTIES = _Penalties(1.0, np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64))
+
+
 class _Decoder:
     """One sequence's pass through the graph: its key/value cache, allocated once for the whole
     sequence and bound in place (the graph reads past and writes present into the same buffer),
@@ -284,12 +334,11 @@ class Generator:
         exactly as ``stream`` does (``_scores``, without penalties). Row i predicts continuation[i].
         Used by the parity checks."""
         decoder = _Decoder(self, len(prompt_ids) + len(continuation), None)
-        plain = DecodeOptions(repetition_penalty=1.0, no_repeat_ngram=0)
         rows = [
-            self._scores(*decoder.forward(ids), [], plain)
+            self._scores(*decoder.forward(ids), NO_PENALTIES)
             for ids in [prompt_ids, *([token] for token in continuation[:-1])]
         ]
-        return np.stack(rows).astype(np.float32)
+        return np.stack(rows)
 
     # ------------------------------------------------------------ decoding
 
@@ -313,6 +362,7 @@ class Generator:
         run_options = stop.run_options if isinstance(stop, StopSignal) else None
         # The last generated token is never fed back, so the cache holds at most this many.
         decoder = _Decoder(self, len(prompt_ids) + budget - 1, run_options)
+        scores = np.empty(self.vocab_size, dtype=np.float32)  # one buffer, not an allocation per step
         try:
             step_ids = list(prompt_ids)
             while len(generated) < budget:
@@ -326,7 +376,9 @@ class Generator:
                     raise
                 if not generated:
                     release_freed_memory()
-                token = self._choose(self._scores(approximate, last_position, generated, options), options, rng)
+                penalties = _Penalties.after(generated, options)
+                self._scores(approximate, last_position, penalties, temperature=options.temperature, out=scores)
+                token = self._choose(scores, options, rng)
                 if token == self.end_token_id:
                     return
                 generated.append(token)
@@ -344,50 +396,38 @@ class Generator:
         for mapping in self._embedding_mappings:
             mapping.madvise(mmap.MADV_DONTNEED)
 
-    @staticmethod
-    def _penalise(logits: np.ndarray, generated: list[int], options: DecodeOptions) -> np.ndarray:
-        """``logits`` (float64, changed in place) after the repetition penalty and the n-gram ban."""
-        if generated and options.repetition_penalty != 1.0:
-            seen = np.unique(np.asarray(generated))
-            values = logits[seen]
-            logits[seen] = np.where(
-                values > 0, values / options.repetition_penalty, values * options.repetition_penalty
-            )
-        n = options.no_repeat_ngram
-        if n > 0 and len(generated) >= n:
-            # Every token that followed an earlier occurrence of the last n-1 tokens.
-            tokens = np.asarray(generated)
-            windows = np.lib.stride_tricks.sliding_window_view(tokens[:-1], n - 1)
-            follows = np.flatnonzero((windows == tokens[len(tokens) - n + 1 :]).all(axis=1)) + n - 1
-            logits[tokens[follows]] = -np.inf
-        return logits
-
     def _scores(
-        self, approximate: np.ndarray, last_position: np.ndarray, generated: list[int], options: DecodeOptions
+        self,
+        approximate: np.ndarray,
+        last_position: np.ndarray,
+        penalties: _Penalties,
+        *,
+        temperature: float = 0.0,
+        out: np.ndarray | None = None,
     ) -> np.ndarray:
-        """What ``_choose`` picks from: the penalised logits, in fp32 for every token the head's int8
-        rounding could have put behind the best one, so the best is the fp32 model's, and, when
-        sampling, for every token within ``SAMPLING_SPAN`` temperatures of it. The others keep the
-        head's logits (off by up to a few tenths).
+        """What ``_choose`` picks from (into ``out`` when given): the penalised logits, in fp32 for
+        every token the head's int8 rounding could have put behind the best one, so the best is the
+        fp32 model's, and, when sampling, for every token within ``SAMPLING_SPAN`` temperatures of it.
+        The others keep the head's logits (off by up to a few tenths).
 
         A token is re-scored when its penalised approximate score is within twice the error margin of
-        the best one. The penalty scales a score, and so its error, by at most max(p, 1/p): the margin
-        stretches as much."""
-        penalty = options.repetition_penalty
-        near = self._penalise(approximate.astype(np.float64), generated, options)
-        margin = 2 * HEAD_MARGIN_SIGMAS * max(penalty, 1 / penalty) * self._head_sigma(last_position)
-        if options.temperature > 0:
-            margin += SAMPLING_SPAN * options.temperature
-        candidates = np.flatnonzero(near >= near.max() - margin)
-        logits = approximate.astype(np.float64)
-        logits[candidates] = self._weights(candidates) @ last_position
-        return self._penalise(logits, generated, options)
+        the best one; the penalty stretches the margin as much as it scales a score."""
+        scores = approximate.copy() if out is None else out
+        if out is not None:
+            np.copyto(scores, approximate)
+        penalties.apply(scores)
+        margin = 2 * HEAD_MARGIN_SIGMAS * penalties.stretch * self._head_sigma(last_position)
+        if temperature > 0:
+            margin += SAMPLING_SPAN * temperature
+        candidates = np.flatnonzero(scores >= scores.max() - margin)
+        scores[candidates] = penalties.apply(self._weights(candidates) @ last_position, candidates)
+        return scores
 
     @staticmethod
     def _choose(logits: np.ndarray, options: DecodeOptions, rng) -> int:
         if options.temperature <= 0:
             return int(np.argmax(logits))
-        scaled = (logits - logits.max()) / options.temperature
+        scaled = (logits.astype(np.float64) - logits.max()) / options.temperature
         probs = np.exp(scaled)
         probs /= probs.sum()
         order = np.argsort(-probs)

@@ -16,11 +16,13 @@ from models.export_generator import BENCHMARK_PROMPTS, LONG_GROUNDED_PROMPT, PAR
 from models.generator import (
     HEAD_MARGIN_SIGMAS,
     IM_START,
+    NO_PENALTIES,
     SAMPLING_SPAN,
     DecodeOptions,
     Generator,
     StopSignal,
     _Decoder,
+    _Penalties,
     render_chat,
 )
 from models.manifest import GENERATOR_NAME
@@ -151,8 +153,9 @@ def test_every_token_is_the_one_an_fp32_vocabulary_projection_chooses(generator,
             error = float(np.max(np.abs(approximate - exact)))
             assert error > 0  # the graph's logits really are approximate
             worst_error_in_sigmas = max(worst_error_in_sigmas, error / generator._head_sigma(last_position))
-            fp32_choice = int(np.argmax(Generator._penalise(exact.astype(np.float64), generated, options)))
-            chosen = Generator._choose(generator._scores(approximate, last_position, generated, options), options, None)
+            penalties = _Penalties.after(generated, options)
+            fp32_choice = int(np.argmax(penalties.apply(exact.copy())))
+            chosen = Generator._choose(generator._scores(approximate, last_position, penalties), options, None)
             assert chosen == fp32_choice
             generated.append(chosen)
             step_ids = [chosen]
@@ -167,8 +170,8 @@ def test_sampling_weighs_every_likely_token_by_its_fp32_logit(generator, fp32_pr
     assert sampled == list(generator.token_ids(ids, options))  # a seed reproduces the answer
     assert sampled != list(generator.token_ids(ids, DecodeOptions(max_new_tokens=30)))  # and it is not greedy
     approximate, last_position = _Decoder(generator, len(ids), None).forward(ids)
-    scores = generator._scores(approximate, last_position, [], options)
-    exact = (fp32_projection @ last_position).astype(np.float64)
+    scores = generator._scores(approximate, last_position, NO_PENALTIES, temperature=options.temperature)
+    exact = fp32_projection @ last_position
     likely = exact >= exact.max() - SAMPLING_SPAN * options.temperature
     assert 1 < likely.sum() < generator.vocab_size
     assert np.allclose(scores[likely], exact[likely], rtol=0, atol=1e-5)
