@@ -54,6 +54,10 @@ EMBEDDING_FILES = ("embedding_q.npy", "embedding_scales.npy")
 EMBEDDING_BLOCK = 32
 # The graph's approximate logits and the projection's input, from which the runtime computes exact ones.
 HEAD_OUTPUTS = ("logits", "last_position")
+# The graph input saying how many of a pass's last positions get logits.
+LOGIT_POSITIONS = "logit_positions"
+# Drafts come from the latest earlier occurrence of the last this many tokens (see _Lookup).
+DRAFT_MATCH = 4
 # Per block of 32 inputs, the largest squared norm of any token's head weights there (float64).
 HEAD_BLOCK_NORMS = "head_block_norms.npy"
 # Rounding a block of 32 inputs to int8 (scale max|x|/127) errs uniformly within half a step, so a
@@ -108,6 +112,8 @@ class DecodeOptions:
     top_p: float = 0.9
     repetition_penalty: float = 1.0
     no_repeat_ngram: int = 6
+    # Tokens drafted from the prompt and the answer so far, checked in one pass (0: one token a pass).
+    draft_tokens: int = 8
     seed: int | None = None
 
 
@@ -124,6 +130,28 @@ def render_chat(messages: Sequence[tuple[str, str]]) -> str:
         parts.append(f"{IM_START}{role}\n{content}{IM_END}\n")
     parts.append(f"{IM_START}assistant\n")
     return "".join(parts)
+
+
+class _Lookup:
+    """Drafts for an answer's next tokens: those that followed the latest earlier occurrence, in the
+    prompt or the answer so far, of its last ``DRAFT_MATCH`` tokens. Kept as an index of every
+    such run of tokens to where it ended, so a draft costs one lookup."""
+
+    def __init__(self, prompt_ids: Sequence[int]) -> None:
+        self._tokens = list(prompt_ids)
+        self._ends = {
+            tuple(self._tokens[end - DRAFT_MATCH : end]): end for end in range(DRAFT_MATCH, len(self._tokens))
+        }
+
+    def append(self, token: int) -> None:
+        length = len(self._tokens)
+        if length >= DRAFT_MATCH:
+            self._ends[tuple(self._tokens[length - DRAFT_MATCH :])] = length
+        self._tokens.append(token)
+
+    def draft(self, limit: int) -> list[int]:
+        end = self._ends.get(tuple(self._tokens[-DRAFT_MATCH:]))
+        return [] if end is None else self._tokens[end : end + limit]
 
 
 @dataclass(frozen=True)
@@ -181,7 +209,9 @@ class _Decoder:
     sequence and bound in place (the graph reads past and writes present into the same buffer),
     and the logits buffer. Not shared between threads."""
 
-    def __init__(self, generator: Generator, capacity: int, run_options: ort.RunOptions | None) -> None:
+    def __init__(
+        self, generator: Generator, capacity: int, run_options: ort.RunOptions | None, positions: int = 1
+    ) -> None:
         self._generator = generator
         self._run_options = run_options
         self._binding = generator._session.io_binding()
@@ -193,11 +223,12 @@ class _Decoder:
                 buffer = self._buffers[2 * layer + j]
                 self._bind(f"past_key_values.{layer}.{kind}", buffer, output=False)
                 self._bind(f"present.{layer}.{kind}", buffer, output=True)
-        logits_name, last_name = HEAD_OUTPUTS
-        self.logits = np.zeros((1, 1, generator.vocab_size), dtype=np.float32)
-        self._bind(logits_name, self.logits, output=True)
-        self.last_position = np.zeros((1, 1, generator._hidden), dtype=np.float32)
-        self._bind(last_name, self.last_position, output=True)
+        # Room for the logits of ``positions`` positions; a pass binds the rows it asks for.
+        self.logits = np.zeros((1, positions, generator.vocab_size), dtype=np.float32)
+        self.last_position = np.zeros((1, positions, generator._hidden), dtype=np.float32)
+        self._logit_positions = np.zeros(1, dtype=np.int64)
+        self._bind(LOGIT_POSITIONS, self._logit_positions, output=False)
+        self._bound_positions = 0
         self._seqlens = np.zeros(1, dtype=np.int32)
         self._total = np.zeros((), dtype=np.int32)
         self._bind("seqlens_k", self._seqlens, output=False)
@@ -209,6 +240,13 @@ class _Decoder:
         bind = self._binding.bind_output if output else self._binding.bind_input
         bind(name, "cpu", 0, array.dtype, list(array.shape), array.ctypes.data)
 
+    def _bind_positions(self, positions: int) -> None:
+        if positions != self._bound_positions:
+            logits_name, last_name = HEAD_OUTPUTS
+            self._bind(logits_name, self.logits[:, :positions], output=True)
+            self._bind(last_name, self.last_position[:, :positions], output=True)
+            self._logit_positions[0] = self._bound_positions = positions
+
     def forward(self, ids: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
         """The approximate logits (vocab,) predicting the token after ``ids``, which follow the cached
         tokens, and the vocabulary projection's input (hidden,) they came from.
@@ -216,17 +254,38 @@ class _Decoder:
         A long prompt goes through in chunks: the graph's intermediate tensors (attention
         scores above all) grow with the tokens of one pass, and the memory they took stays
         with the process after it."""
-        if self.length + len(ids) > self.capacity:
-            raise ValueError(f"{self.length + len(ids)} tokens do not fit a cache of {self.capacity}")
+        self._check_room(len(ids))
+        self._bind_positions(1)
         for start in range(0, len(ids), PROMPT_CHUNK):
-            chunk = ids[start : start + PROMPT_CHUNK]
-            embeds = self._generator._embed(chunk)
-            self._bind("inputs_embeds", embeds, output=False)
-            self.length += len(chunk)
-            self._seqlens[0] = self.length - 1
-            self._total[...] = self.length
-            self._generator._session.run_with_iobinding(self._binding, self._run_options)
+            self._run(ids[start : start + PROMPT_CHUNK])
         return self.logits[0, 0], self.last_position[0, 0]
+
+    def verify(self, ids: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+        """Like ``forward``, in one pass, for every position of ``ids``: (len(ids), vocab) logits,
+        row i predicting the token after ids[i], and (len(ids), hidden) projection inputs."""
+        self._check_room(len(ids))
+        if len(ids) > self.logits.shape[1]:
+            raise ValueError(f"{len(ids)} positions do not fit the logits of {self.logits.shape[1]}")
+        self._bind_positions(len(ids))
+        self._run(ids)
+        return self.logits[0, : len(ids)], self.last_position[0, : len(ids)]
+
+    def rewind(self, length: int) -> None:
+        """Forget the cached tokens after the first ``length`` (a draft's rejected tokens): the next
+        pass writes over them."""
+        self.length = length
+
+    def _check_room(self, tokens: int) -> None:
+        if self.length + tokens > self.capacity:
+            raise ValueError(f"{self.length + tokens} tokens do not fit a cache of {self.capacity}")
+
+    def _run(self, ids: Sequence[int]) -> None:
+        embeds = self._generator._embed(ids)  # bound by address: it must live until the run ends
+        self._bind("inputs_embeds", embeds, output=False)
+        self.length += len(ids)
+        self._seqlens[0] = self.length - 1
+        self._total[...] = self.length
+        self._generator._session.run_with_iobinding(self._binding, self._run_options)
 
 
 class Generator:
@@ -263,9 +322,8 @@ class Generator:
         self.end_token_id = end
         inputs = {i.name: i for i in session.get_inputs()}
         outputs = {o.name for o in session.get_outputs()}
-        missing = ({"inputs_embeds", "seqlens_k", "total_sequence_length"} - set(inputs)) | (
-            set(HEAD_OUTPUTS) - outputs
-        )
+        wanted = {"inputs_embeds", "seqlens_k", "total_sequence_length", LOGIT_POSITIONS}
+        missing = (wanted - set(inputs)) | (set(HEAD_OUTPUTS) - outputs)
         if missing:
             raise ValueError(f"{model_dir / manifest.file}: not a Strata 4-bit chat graph (no {sorted(missing)})")
         self._layers = sum(1 for name in inputs if name.startswith("past_key_values.") and name.endswith(".key"))
@@ -348,7 +406,13 @@ class Generator:
         options: DecodeOptions = DecodeOptions(),
         stop: threading.Event | None = None,
     ) -> Iterator[int]:
-        """Generated token ids, up to (not including) <|im_end|> or ``max_new_tokens``."""
+        """Generated token ids, up to (not including) <|im_end|> or ``max_new_tokens``.
+
+        Each pass feeds the last token and, when the prompt or the answer so far has the same last
+        ``DRAFT_MATCH`` tokens earlier, a draft of the tokens that followed there: one pass scores
+        them all, and the answer takes them for as long as they are the tokens it chooses anyway
+        (prompt lookup decoding). A grounded answer copies its passages, so it often takes several
+        tokens a pass; the tokens are those of one token a pass, as is the random draw of each."""
         if not prompt_ids:
             raise ValueError("empty prompt")
         room = self.context_length - len(prompt_ids)
@@ -361,29 +425,42 @@ class Generator:
         generated: list[int] = []
         run_options = stop.run_options if isinstance(stop, StopSignal) else None
         # The last generated token is never fed back, so the cache holds at most this many.
-        decoder = _Decoder(self, len(prompt_ids) + budget - 1, run_options)
+        decoder = _Decoder(self, len(prompt_ids) + budget - 1, run_options, positions=options.draft_tokens + 1)
         scores = np.empty(self.vocab_size, dtype=np.float32)  # one buffer, not an allocation per step
+        lookup = _Lookup(prompt_ids) if options.draft_tokens > 0 else None
         try:
-            step_ids = list(prompt_ids)
+            step_ids, draft = list(prompt_ids), []
             while len(generated) < budget:
                 if stop is not None and stop.is_set():
                     return
                 try:
-                    approximate, last_position = decoder.forward(step_ids)
+                    if draft:
+                        approximate, last_positions = decoder.verify(step_ids + draft)
+                    else:
+                        approximate, last_positions = (rows[None] for rows in decoder.forward(step_ids))
                 except Exception:
                     if stop is not None and stop.is_set():
                         return  # the run was terminated by the stop signal
                     raise
                 if not generated:
                     release_freed_memory()
-                penalties = _Penalties.after(generated, options)
-                self._scores(approximate, last_position, penalties, temperature=options.temperature, out=scores)
-                token = self._choose(scores, options, rng)
-                if token == self.end_token_id:
-                    return
-                generated.append(token)
-                yield token
+                for taken, (logits, last_position) in enumerate(zip(approximate, last_positions, strict=True)):
+                    penalties = _Penalties.after(generated, options)
+                    self._scores(logits, last_position, penalties, temperature=options.temperature, out=scores)
+                    token = self._choose(scores, options, rng)
+                    if token == self.end_token_id:
+                        return
+                    generated.append(token)
+                    if lookup is not None:
+                        lookup.append(token)
+                    yield token
+                    if taken == len(draft) or token != draft[taken] or len(generated) == budget:
+                        break
+                # The pass cached the last token and the whole draft; the answer holds `taken` of it.
+                decoder.rewind(decoder.length - (len(draft) - taken))
                 step_ids = [token]
+                limit = min(options.draft_tokens, budget - len(generated) - 1, decoder.capacity - decoder.length - 1)
+                draft = lookup.draft(limit) if lookup is not None and limit > 0 else []
         finally:
             del decoder  # its cache
             release_freed_memory()

@@ -24,9 +24,9 @@ The rest is ONNX Runtime's fused CPU kernels: (Skip)SimplifiedLayerNormalization
 for RMSNorm and the residual adds, GroupQueryAttention with rotary embedding and
 a key/value cache that is read and written in place (past and present share one
 buffer, so a step copies nothing), and the vocabulary projection of the last
-position only. The embedding lookup happens outside the graph, in numpy, from
-a memory-mapped table (models.generator), so its 28 MB are paged in per token
-rather than held.
+``logit_positions`` positions only: one, or a draft's (see models.generator).
+The embedding lookup happens outside the graph, in numpy, from a memory-mapped
+table (models.generator), so its 28 MB are paged in per token rather than held.
 
 Build-time only: imports onnx and gguf.
 """
@@ -38,7 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
-from models.generator import EMBEDDING_FILES, HEAD_BLOCK_NORMS, HEAD_OUTPUTS
+from models.generator import EMBEDDING_FILES, HEAD_BLOCK_NORMS, HEAD_OUTPUTS, LOGIT_POSITIONS
 
 __all__ = ["GraphConfig", "write_graph"]
 
@@ -218,11 +218,13 @@ def write_graph(gguf_path: Path, reference_state: dict, config: GraphConfig, out
         helper.make_tensor_value_info("inputs_embeds", TensorProto.FLOAT, [1, "sequence", config.hidden]),
         helper.make_tensor_value_info("seqlens_k", TensorProto.INT32, [1]),
         helper.make_tensor_value_info("total_sequence_length", TensorProto.INT32, []),
+        # How many of the pass's last positions get logits: 1, or a draft's tokens and one more.
+        helper.make_tensor_value_info(LOGIT_POSITIONS, TensorProto.INT64, [1]),
     ]
     logits_name, last_name = HEAD_OUTPUTS
     outputs = [
-        helper.make_tensor_value_info(logits_name, TensorProto.FLOAT, [1, 1, config.vocab]),
-        helper.make_tensor_value_info(last_name, TensorProto.FLOAT, [1, 1, config.hidden]),
+        helper.make_tensor_value_info(logits_name, TensorProto.FLOAT, [1, "positions", config.vocab]),
+        helper.make_tensor_value_info(last_name, TensorProto.FLOAT, [1, "positions", config.hidden]),
     ]
     cache_shape = [1, config.kv_heads, "cache_length", config.head_dim]
 
@@ -299,11 +301,12 @@ def write_graph(gguf_path: Path, reference_state: dict, config: GraphConfig, out
 
     norm = graph.constant("final_norm", reference_state["model.norm.weight"])
     final, _ = _skip_norm(graph, hidden, residual, norm, "final_norm", config.rms_eps)
+    (starts,) = graph.node("Neg", [LOGIT_POSITIONS], ["last.starts"], "lm_head/starts")
     (last,) = graph.node(
         "Slice",
         [
             final,
-            graph.constant("last.starts", np.array([-1])),
+            starts,
             graph.constant("last.ends", np.array([np.iinfo(np.int64).max])),
             graph.constant("last.axes", np.array([1])),
         ],

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
 import threading
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +19,7 @@ from models.generator import (
     HEAD_MARGIN_SIGMAS,
     IM_START,
     NO_PENALTIES,
+    PROMPT_CHUNK,
     SAMPLING_SPAN,
     DecodeOptions,
     Generator,
@@ -176,6 +179,27 @@ def test_sampling_weighs_every_likely_token_by_its_fp32_logit(generator, fp32_pr
     assert 1 < likely.sum() < generator.vocab_size
     assert np.allclose(scores[likely], exact[likely], rtol=0, atol=1e-5)
     assert not np.allclose(scores, exact, rtol=0, atol=1e-5)  # the unlikely rest keeps the int8 head's
+
+
+@pytest.mark.parametrize(
+    "options",
+    [DecodeOptions(max_new_tokens=60), DecodeOptions(max_new_tokens=60, temperature=0.7, seed=3)],
+    ids=["greedy", "sampled"],
+)
+def test_drafts_change_how_many_passes_an_answer_takes_not_its_tokens(generator, options, monkeypatch):
+    passes = []
+    run = _Decoder._run
+    monkeypatch.setattr(_Decoder, "_run", lambda self, ids: passes.append(len(ids)) or run(self, ids))
+    for messages in (PARITY_PROMPTS[-1], PARITY_PROMPTS[-3], BENCHMARK_PROMPTS[0]):
+        ids = generator.encode_chat(messages)
+        passes.clear()
+        drafted = list(generator.token_ids(ids, options))
+        drafted_passes = len(passes) - math.ceil(len(ids) / PROMPT_CHUNK)  # the prompt's passes aside
+        one_a_pass = list(generator.token_ids(ids, replace(options, draft_tokens=0)))
+        assert drafted == one_a_pass
+        if messages is not BENCHMARK_PROMPTS[0]:
+            # A grounded answer copies its passage: several tokens a pass.
+            assert drafted_passes < 0.75 * len(drafted), (drafted_passes, len(drafted))
 
 
 def test_chat_prompt_has_one_start_token_per_turn(generator):
