@@ -16,7 +16,7 @@ first token on the short benchmark prompts and on a ~650-token grounded prompt,
 resident memory (the process; what the engine's library takes once per process,
 whatever the model; what loading and running the model added once an answer is
 done, and its peaks while loading and while answering, with the key/value cache
-and the prompt pass), and how many greedy tokens each agrees on,
+and the prompt pass), and, per prompt, decode speed and how many greedy tokens each agrees on,
 with each other and with the fp32 PyTorch reference the build recorded. Asserts
 nothing.
 """
@@ -170,6 +170,7 @@ class _Engine:
         )
         self.ttft: dict[str, list[float]] = {SHORT: [], LONG: []}
         self.decode: list[float] = []
+        self.decode_by_prompt: dict[str, list[float]] = {}
         self.cpu_ms: list[float] = []
         self.tokens: dict[str, list[int]] = {}
         self.rss_mb = self.model_mb = self.peak_model_mb = 0.0
@@ -241,6 +242,7 @@ def main() -> None:
                     engine.ttft[SHORT].append(answer["ttft"])
                     if answer["decode"]:
                         engine.decode.append(answer["decode"])
+                        engine.decode_by_prompt.setdefault(text, []).append(answer["decode"])
                         engine.cpu_ms.append(answer["cpu_ms"])
                     engine.tokens[text] = answer["tokens"]
                 engine.ttft[LONG].append(engine.run(long_ids, 1, end)["ttft"])
@@ -276,7 +278,11 @@ def main() -> None:
         if reference is not None:
             line += f", fp32 reference {_same_prefix(ours, reference)}/{len(ours)} (llama.cpp {_same_prefix(theirs, reference)})"
         question = text.split("<|im_start|>user\n")[-1].split("<|im_end|>")[0]
-        print(f"greedy tokens Strata shares with {line}: {question[:40]!r}")
+        speeds = [statistics.median(engine.decode_by_prompt.get(text) or [0.0]) for engine in engines]
+        print(
+            f"{question[:40]!r}: decode {speeds[0]:.1f} tok/s against {speeds[1]:.1f} "
+            f"(x{speeds[0] / speeds[1] if speeds[1] else 0:.2f}); greedy tokens Strata shares with {line}"
+        )
 
 
 if __name__ == "__main__":
