@@ -50,7 +50,7 @@ def session_options(threads: int, *, arena: bool = True, spinning: bool = False)
     opts.log_severity_level = 3  # errors only
     # The web, the worker and the stores share a few cores: idle ORT threads that
     # spin-wait steal them, and made batch-1 latency worse under load here. A decode
-    # step (``spinning``) runs ~400 small kernels back to back: waking a sleeping thread
+    # step (``spinning``) runs ~800 small kernels back to back: waking a sleeping thread
     # for each made 2-thread steps 30% slower (16.5 against 12.7 ms); llama.cpp spins too.
     opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
     return opts
