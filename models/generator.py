@@ -1,7 +1,8 @@
 """Chat generation with onnxruntime + tokenizers + numpy (no torch at runtime).
 
 Runs the 4-bit SmolLM2-135M-Instruct graph that ``models.generator_graph`` writes
-from the GGUF: the prompt goes through the graph once, then one token per step.
+from the GGUF: the prompt goes through the graph once, then one token per step,
+or a drafted run of tokens checked in one pass (see ``Generator.token_ids``).
 The graph's vocabulary projection rounds its input to int8, so its logits are
 approximate; each step computes in fp32 the logits of every token that could be
 the best one (see ``Generator._scores``) and chooses among those, which is the
@@ -415,6 +416,8 @@ class Generator:
         tokens a pass; the tokens are those of one token a pass, as is the random draw of each."""
         if not prompt_ids:
             raise ValueError("empty prompt")
+        if options.draft_tokens < 0:
+            raise ValueError(f"draft_tokens must be >= 0, got {options.draft_tokens}")
         room = self.context_length - len(prompt_ids)
         if room < 1:
             raise PromptTooLong(
