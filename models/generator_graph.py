@@ -10,7 +10,7 @@ which cannot express ``m``, so each projection is split exactly::
 where M holds the blocks' m + 8d (exact in fp32): a tiny fp32 MatMul over K/32 columns. The
 token embedding is Q8_0 (``d·q``, q in -128..127); the vocabulary projection,
 tied to it, is ``MatMulNBits`` at 8 bits with q+128 against its default zero
-point, 128. Nothing is rounded that the GGUF had not rounded already;
+point, 128. No weight is rounded that the GGUF had not rounded already;
 ``write_graph`` checks every de-quantised weight against transformers' own
 de-quantisation, bit for bit.
 
