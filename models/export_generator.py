@@ -181,7 +181,7 @@ def write_generator(tmp: Path, recipe: Recipe, log: Callable[[str], None]) -> Mo
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from models.generator import EMBEDDING_FILES, HEAD_BLOCK_NORMS, DecodeOptions, Generator, render_chat
+    from models.generator import EMBEDDING_FILES, HEAD_BLOCK_NORMS, Generator, render_chat
     from models.generator_graph import GraphConfig, write_graph
 
     gguf = _generator_gguf()
@@ -261,11 +261,9 @@ def write_generator(tmp: Path, recipe: Recipe, log: Callable[[str], None]) -> Mo
             step = int(np.argmax(chosen != np.asarray(continuation)))
             failures.append(f"{messages[-1][1][:40]!r} at token {step}")
         # And as an answer is decoded: drafts checked several tokens a pass (see Generator.token_ids).
-        wanted = [token for token in continuation if token != generator.end_token_id]
-        decoded = list(generator.token_ids(ids, DecodeOptions(max_new_tokens=len(continuation), no_repeat_ngram=0)))
-        if decoded != wanted:
-            step = next(i for i, (a, b) in enumerate(zip([*decoded, None], [*wanted, None], strict=False)) if a != b)
-            failures.append(f"{messages[-1][1][:40]!r} at token {step}, decoding with drafts")
+        departure = generator.first_departure(ids, continuation)
+        if departure is not None:
+            failures.append(f"{messages[-1][1][:40]!r} at token {departure}, decoding with drafts")
         prompt_ids.append(ids)
         continuations.append(continuation)
         prompt_logits.append(torch_logits[0])

@@ -401,6 +401,19 @@ class Generator:
 
     # ------------------------------------------------------------ decoding
 
+    def first_departure(self, prompt_ids: Sequence[int], continuation: Sequence[int]) -> int | None:
+        """Where greedy decoding, as answers are decoded (drafts and all), first leaves
+        ``continuation``, a reference's tokens (ending with <|im_end|> when it stopped), or None
+        when it gives exactly those. Used by the build's and the verifier's parity checks."""
+        wanted = [token for token in continuation if token != self.end_token_id]
+        options = DecodeOptions(max_new_tokens=len(continuation), repetition_penalty=1.0, no_repeat_ngram=0)
+        decoded = list(self.token_ids(prompt_ids, options))
+        if decoded == wanted:
+            return None
+        return next(
+            i for i, pair in enumerate(zip([*decoded, None], [*wanted, None], strict=False)) if pair[0] != pair[1]
+        )
+
     def token_ids(
         self,
         prompt_ids: Sequence[int],
@@ -492,9 +505,8 @@ class Generator:
 
         A token is re-scored when its penalised approximate score is within twice the error margin of
         the best one; the penalty stretches the margin as much as it scales a score."""
-        scores = approximate.copy() if out is None else out
-        if out is not None:
-            np.copyto(scores, approximate)
+        scores = np.empty_like(approximate) if out is None else out
+        np.copyto(scores, approximate)
         penalties.apply(scores)
         margin = 2 * HEAD_MARGIN_SIGMAS * penalties.stretch * self._head_sigma(last_position)
         if temperature > 0:

@@ -129,6 +129,33 @@ def test_verify_replays_pytorch_tokens_and_measures_speed(models_dir, built_mani
     assert report["tokens_per_s"] > 0 and report["time_to_first_token_ms"] > 0
 
 
+def test_a_model_that_leaves_pytorchs_greedy_tokens_fails_verification(models_dir, built_manifests, tmp_path):
+    """The check the build and `strata models verify` share: one token of the reference changed
+    (as if the model chose another there) is found at its step, and fails verification."""
+    built = models_dir / GENERATOR_NAME
+    manifest = next(m for m in built_manifests if m.name == GENERATOR_NAME)
+    with np.load(built / manifest.reference_file, allow_pickle=False) as ref:
+        reference = dict(ref)
+    starts = np.concatenate([[0], np.cumsum(reference["continuation_lengths"])])
+    prompts = np.split(reference["prompt_ids"], np.cumsum(reference["prompt_lengths"])[:-1])
+    grounded = len(PARITY_PROMPTS) - 1  # the 661-token grounded prompt, 50 tokens of answer
+    continuation = reference["continuations"][starts[grounded] : starts[grounded + 1]].copy()
+    generator = Generator.load(built)
+    assert generator.first_departure(prompts[grounded].tolist(), continuation.tolist()) is None
+    continuation[5] = (continuation[5] + 1) % generator.vocab_size
+    assert generator.first_departure(prompts[grounded].tolist(), continuation.tolist()) == 5
+
+    changed = tmp_path / GENERATOR_NAME
+    changed.mkdir()
+    for path in built.iterdir():
+        if path.name != manifest.reference_file:
+            (changed / path.name).symlink_to(path)
+    reference["continuations"][starts[grounded] + 5] = continuation[5]
+    np.savez(changed / manifest.reference_file, **reference)
+    report = verify_model(changed)
+    assert report["sha256_ok"] and not report["passed"] and report["greedy_agreement"] == 0.0
+
+
 @pytest.fixture(scope="module")
 def fp32_projection(generator) -> np.ndarray:
     """The whole vocabulary projection in fp32, (vocab, hidden): 113 MB."""
