@@ -3,7 +3,7 @@
     python benchmarks/generate.py [--rounds 3] [--tokens 96]
 
 llama.cpp is llama-cpp-python, installed on first use into its own cached
-environment, ${STRATA_CACHE_DIR:-~/.cache/strata}/bench/llama-cpp-python-<version>
+environment, ${STRATA_CACHE_DIR:-~/.cache/strata}/bench/llama-cpp-python-<version>-<SIMD levels>
 (PyPI has only its source: building it needs cmake and a C++ compiler, e.g.
 `apt-get install cmake g++`). It never enters Strata's own environment or `make test`.
 
@@ -35,15 +35,47 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 LLAMA_CPP = "llama-cpp-python==0.3.36"
-# Every x86 SIMD level llama.cpp has kernels for, but not AMX: its AMX matmul (compiled in by
-# -march=native on Sapphire Rapids) segfaults on this Q4_1 model's first batch here. Without
-# the multimodal library (mtmd: a third of the compile), which text decoding never loads.
-LLAMA_CMAKE_ARGS = (
-    "-DLLAVA_BUILD=OFF -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON "
-    "-DGGML_BMI2=ON -DGGML_AVX_VNNI=ON -DGGML_AVX512=ON -DGGML_AVX512_VBMI=ON -DGGML_AVX512_VNNI=ON "
-    "-DGGML_AVX512_BF16=ON -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF"
-)
+# llama.cpp's x86 SIMD levels, each built in only where this CPU has it (/proc/cpuinfo's flags):
+# a portable build with AVX-512 dies of an illegal instruction on an AVX2-only CPU, and
+# -march=native compiles in the AMX matmul on Sapphire Rapids, which segfaults on this Q4_1
+# model's first batch there. Without the multimodal library (mtmd: a third of the compile),
+# which text decoding never loads.
+LLAMA_SIMD_OPTIONS = {
+    "GGML_AVX": ("avx",),
+    "GGML_AVX2": ("avx2",),
+    "GGML_FMA": ("fma",),
+    "GGML_F16C": ("f16c",),
+    "GGML_BMI2": ("bmi2",),
+    "GGML_AVX_VNNI": ("avx_vnni",),
+    "GGML_AVX512": ("avx512f", "avx512cd", "avx512vl", "avx512dq", "avx512bw"),
+    "GGML_AVX512_VBMI": ("avx512vbmi",),
+    "GGML_AVX512_VNNI": ("avx512_vnni",),
+    "GGML_AVX512_BF16": ("avx512_bf16",),
+}
 SHORT, LONG = "short", "650"
+
+
+def _cpu() -> tuple[str, set[str]]:
+    """This CPU's model name and feature flags (Linux: /proc/cpuinfo)."""
+    fields: dict[str, str] = {}
+    with open("/proc/cpuinfo") as fh:
+        for line in fh:
+            key, _, value = line.partition(":")
+            fields.setdefault(key.strip(), value.strip())
+    return fields.get("model name", "unknown CPU"), set(fields.get("flags", "").split())
+
+
+def cpu_description() -> str:
+    """The CPU and its widest SIMD level: the kernels of both engines differ by it, and so do the ratios."""
+    name, flags = _cpu()
+    widest = next((level for level in ("avx512f", "avx2", "avx") if level in flags), "no AVX")
+    return f"{name}, {widest}" + (", AMX" if "amx_int8" in flags else "")
+
+
+def _llama_simd_options() -> list[str]:
+    """The GGML_* SIMD options this CPU supports, in LLAMA_SIMD_OPTIONS' order."""
+    _, flags = _cpu()
+    return [option for option, needs in LLAMA_SIMD_OPTIONS.items() if flags.issuperset(needs)]
 
 
 def _rss_mb() -> float:
@@ -139,7 +171,9 @@ def _llama_worker(gguf: str, threads: int) -> None:
 def _llama_python() -> Path:
     version = LLAMA_CPP.split("==")[1]
     root = Path(os.environ.get("STRATA_CACHE_DIR") or Path.home() / ".cache" / "strata") / "bench"
-    env = root / f"llama-cpp-python-{version}-no-amx"
+    simd = _llama_simd_options()
+    simd_tag = "-".join(option.removeprefix("GGML_").lower() for option in simd) or "generic"
+    env = root / f"llama-cpp-python-{version}-{simd_tag}"
     python = env / "bin" / "python"
     if python.is_file():
         return python
@@ -150,7 +184,10 @@ def _llama_python() -> Path:
     partial = env.with_name(env.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     subprocess.run([sys._base_executable, "-m", "venv", str(partial)], check=True)
-    build_env = {**os.environ, "CMAKE_ARGS": f"{os.environ.get('CMAKE_ARGS', '')} {LLAMA_CMAKE_ARGS}".strip()}
+    cmake_args = ["-DLLAVA_BUILD=OFF", "-DGGML_NATIVE=OFF"]
+    cmake_args += [f"-D{option}={'ON' if option in simd else 'OFF'}" for option in LLAMA_SIMD_OPTIONS]
+    cmake_args += ["-DGGML_AMX_TILE=OFF", "-DGGML_AMX_INT8=OFF", "-DGGML_AMX_BF16=OFF"]
+    build_env = {**os.environ, "CMAKE_ARGS": " ".join([os.environ.get("CMAKE_ARGS", ""), *cmake_args]).strip()}
     # No wheel cache: pip keys a built wheel by the sdist alone, not by CMAKE_ARGS.
     install = [str(partial / "bin" / "python"), "-m", "pip", "install", "-q", "--no-cache-dir", LLAMA_CPP]
     subprocess.run(install, check=True, env=build_env)
@@ -254,6 +291,7 @@ def main() -> None:
         f"{args.rounds} rounds, {args.threads} threads, {args.tokens} greedy tokens per prompt; "
         f"load average {os.getloadavg()[0]:.2f} (the machine is shared: compare ratios)"
     )
+    print(f"CPU: {cpu_description()}")
     print(f"long prompt: {len(long_ids)} tokens")
     for engine in engines:
         print(
