@@ -151,11 +151,11 @@ class Settings(BaseSettings):
     llm_model: str = ""
     llm_api_key: str = ""
     llm_timeout_seconds: float = 60.0
-    llm_max_tokens: int = 384
-    llm_temperature: float = 0.0
+    llm_max_tokens: int = Field(default=384, ge=1)
+    llm_temperature: float = Field(default=0.0, ge=0.0, le=2.0)
     # Penalising repeated tokens garbles copied figures (11:30 -> 12:30) in a small model;
-    # loops are stopped by a no-repeat n-gram rule instead. 1.0 = off.
-    llm_repetition_penalty: float = 1.0
+    # loops are stopped by a no-repeat n-gram rule instead. 1.0 = off; it divides logits, so never 0.
+    llm_repetition_penalty: float = Field(default=1.0, gt=0.0)
     # Prompt budget (passages are cut to fit): the built-in model reads 8k tokens, but on
     # 2 CPU cores its first pass over ~1000 prompt tokens already takes about a second.
     llm_max_prompt_tokens: int = 1024

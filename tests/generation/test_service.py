@@ -156,3 +156,16 @@ def test_a_long_history_cannot_push_the_prompt_over_its_budget(llm_settings):
     )
     assert WAREHOUSE in prompt[-1].content  # the passage keeps its room
     assert sum(len(message.content) for message in prompt) <= 800
+
+
+@pytest.mark.parametrize(
+    ("setting", "value"),
+    [("llm_repetition_penalty", 0), ("llm_repetition_penalty", -1.2), ("llm_temperature", -0.1), ("llm_max_tokens", 0)],
+)
+def test_a_decoding_setting_that_cannot_work_is_refused_at_start_by_name(setting, value):
+    from pydantic import ValidationError
+
+    from app.core.settings import Settings
+
+    with pytest.raises(ValidationError, match=setting):
+        Settings(**{setting: value})
