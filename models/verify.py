@@ -209,15 +209,25 @@ def _verify_generator(model_dir: Path, manifest: ModelManifest, progress: Progre
             prompt_ids = np.split(ref["prompt_ids"], np.cumsum(ref["prompt_lengths"])[:-1])
             expected = np.split(ref["continuations"], np.cumsum(ref["continuation_lengths"])[:-1])
             first_logits = np.asarray(ref["first_logits"], dtype=np.float32)
-        cosines, agreements = [], []
-        for ids, continuation, logits in zip(prompt_ids, expected, first_logits, strict=True):
-            actual = generator.teacher_forced_logits(ids.tolist(), continuation[:1].tolist())[0]
-            cosines.append(float(row_cosines(actual[None], logits[None])[0]))
-            agreements.append(1.0 if generator.first_departure(ids.tolist(), continuation.tolist()) is None else 0.0)
+        references = list(zip(prompt_ids, expected, first_logits, strict=True))
     except Exception as exc:
         report["error"] = f"parity check failed to run: {type(exc).__name__}: {exc}"
         progress(1.0, f"{manifest.name}: failed ({report['error']})")
         return report
+    cosines, agreements = [], []
+    for done, (ids, continuation, logits) in enumerate(references):
+        # Each prompt decodes up to ~100 tokens (over a minute for them all on a slow CPU): a
+        # progress call between prompts is also where a cancelled job stops.
+        fraction = 0.3 + 0.3 * done / len(references)
+        progress(fraction, f"{manifest.name}: comparing with PyTorch's greedy tokens ({done}/{len(references)})")
+        try:
+            actual = generator.teacher_forced_logits(ids.tolist(), continuation[:1].tolist())[0]
+            cosines.append(float(row_cosines(actual[None], logits[None])[0]))
+            agreements.append(1.0 if generator.first_departure(ids.tolist(), continuation.tolist()) is None else 0.0)
+        except Exception as exc:
+            report["error"] = f"parity check failed to run: {type(exc).__name__}: {exc}"
+            progress(1.0, f"{manifest.name}: failed ({report['error']})")
+            return report
     report["parity_min_cosine"] = min(cosines)
     report["greedy_agreement"] = min(agreements)
     report["parity_ok"] = bool(min(cosines) >= manifest.parity.threshold and min(agreements) == 1.0)

@@ -129,6 +129,28 @@ def test_verify_replays_pytorch_tokens_and_measures_speed(models_dir, built_mani
     assert report["tokens_per_s"] > 0 and report["time_to_first_token_ms"] > 0
 
 
+def test_verification_reports_each_parity_prompt_and_a_cancel_stops_it_between_them(models_dir, built_manifests):
+    """A "Verify models" job is cancelled at its next progress call: the parity prompts decode for
+    over a minute on a slow CPU, so each reports its own progress, and what a call raises ends it."""
+
+    class Cancelled(Exception):
+        pass
+
+    steps: list[tuple[float, str]] = []
+
+    def on_progress(fraction: float, message: str) -> None:
+        steps.append((fraction, message))
+        if message.endswith(f"(2/{len(PARITY_PROMPTS)})"):
+            raise Cancelled
+
+    with pytest.raises(Cancelled):
+        verify_model(models_dir / GENERATOR_NAME, on_progress=on_progress)
+    parity = [(fraction, message) for fraction, message in steps if "greedy tokens (" in message]
+    assert [message.rsplit(" ", 1)[-1] for _, message in parity] == [f"({n}/{len(PARITY_PROMPTS)})" for n in range(3)]
+    assert [fraction for fraction, _ in steps] == sorted(fraction for fraction, _ in steps)
+    assert not any("decode speed" in message for _, message in steps)
+
+
 def test_a_model_that_leaves_pytorchs_greedy_tokens_fails_verification(models_dir, built_manifests, tmp_path):
     """The check the build and `strata models verify` share: one token of the reference changed
     (as if the model chose another there) is found at its step, and fails verification."""
