@@ -96,7 +96,7 @@ def test_verify_models_progress_reaches_100_percent_without_a_reload(admin_page)
     newest = admin_page.locator(".job-row").first
     expect(newest.locator(".job-status")).to_have_text("running", timeout=60_000)
     # The chat model's token-by-token parity replay: about two minutes on an AVX2-only CPU under load.
-    expect(newest.locator(".job-percent")).to_have_text("100%", timeout=300_000)
+    expect(newest.locator(".job-percent")).to_have_text("100%", timeout=240_000)
     expect(newest.locator(".job-status")).to_have_text("succeeded")
     assert_not_reloaded(admin_page)
     newest.get_by_role("link").click()
