@@ -33,6 +33,7 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from itertools import zip_longest
 from pathlib import Path
 
 import numpy as np
@@ -407,12 +408,8 @@ class Generator:
         when it gives exactly those. Used by the build's and the verifier's parity checks."""
         wanted = [token for token in continuation if token != self.end_token_id]
         options = DecodeOptions(max_new_tokens=len(continuation), repetition_penalty=1.0, no_repeat_ngram=0)
-        decoded = list(self.token_ids(prompt_ids, options))
-        if decoded == wanted:
-            return None
-        return next(
-            i for i, pair in enumerate(zip([*decoded, None], [*wanted, None], strict=False)) if pair[0] != pair[1]
-        )
+        decoded = self.token_ids(prompt_ids, options)
+        return next((i for i, (got, want) in enumerate(zip_longest(decoded, wanted)) if got != want), None)
 
     def token_ids(
         self,
