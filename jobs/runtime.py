@@ -1,12 +1,15 @@
 """Runs one Job row inside the arq worker: status, progress, cancellation, retries,
-and the heartbeat that lets a surviving worker rescue jobs of a dead one."""
+the heartbeat that lets a surviving worker rescue jobs of a dead one, and the priority
+the worker runs at."""
 
 import asyncio
+import contextlib
 import json
 import os
 import socket
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 import structlog
@@ -30,6 +33,20 @@ ARQ_QUEUE = "arq:queue"
 
 def new_worker_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
+
+def yield_to_the_web(niceness: int) -> None:
+    """Lowers every thread of this process to `niceness`; threads and processes started later
+    inherit it, and a higher niceness already set is kept. On the cores a worker shares with a
+    web process, a job at the same priority takes half of them from an answer, whose decode
+    steps then wait on their own threads (benchmarks/contention.py)."""
+    tasks = Path("/proc/self/task")
+    # Linux gives each thread its own niceness; elsewhere 0 names the whole process.
+    threads = [int(task.name) for task in tasks.iterdir()] if tasks.is_dir() else [0]
+    for thread in threads:
+        with contextlib.suppress(ProcessLookupError):  # the thread has ended since
+            if niceness > os.getpriority(os.PRIO_PROCESS, thread):
+                os.setpriority(os.PRIO_PROCESS, thread, niceness)
 
 
 def _progress_reporter(job_id: str):

@@ -2,6 +2,7 @@
 
 import asyncio
 import contextlib
+import os
 from typing import Any
 
 import structlog
@@ -31,7 +32,7 @@ from app.usage.jobs import (
     usage_retention,
 )
 from app.webhooks.jobs import SWEEP_EVERY_SECONDS, SWEEP_TIMEOUT_SECONDS, webhooks_sweep
-from jobs.runtime import execute_job, heartbeat_forever, new_worker_id
+from jobs.runtime import execute_job, heartbeat_forever, new_worker_id, yield_to_the_web
 
 log = structlog.get_logger("strata.worker")
 
@@ -46,7 +47,7 @@ async def on_startup(ctx: dict[str, Any]) -> None:
     if settings.worker_metrics_port:
         serving = serve_process_metrics(host=settings.worker_metrics_host, port=settings.worker_metrics_port)
         log.info("worker.metrics", port=settings.worker_metrics_port, served_by_this_worker=serving)
-    log.info("worker.started")
+    log.info("worker.started", niceness=os.getpriority(os.PRIO_PROCESS, 0))
 
 
 async def on_shutdown(ctx: dict[str, Any]) -> None:
@@ -159,4 +160,5 @@ def worker_settings() -> dict[str, Any]:
 def run_worker() -> None:
     from arq.worker import run_worker as arq_run_worker
 
+    yield_to_the_web(get_settings().worker_niceness)
     arq_run_worker(type("WorkerSettings", (), worker_settings()))

@@ -30,6 +30,11 @@ def test_stack_starts_restarts_and_stops_clean(tmp_path):
         assert {name: state for name, (state, _) in stack.status().items()} == {
             "valkey": "RUNNING", "chroma": "RUNNING", "worker": "RUNNING", "web": "RUNNING",
         }  # fmt: skip
+        # Jobs yield the cores to answers: the worker's threads run at STRATA_WORKER_NICENESS
+        # (default 15), the web server's at the niceness it was started with (this test's).
+        web_pid, started_at = stack.status()["web"][1], os.getpriority(os.PRIO_PROCESS, 0)
+        assert _niceness(stack.status()["worker"][1]) == {max(started_at, 15)}
+        assert set().union(*map(_niceness, [web_pid, *_children(web_pid)])) == {started_at}
 
         # The logo and favicon from assets/, and the pages point at them.
         favicon = stack.get("/favicon.ico")
@@ -56,7 +61,6 @@ def test_stack_starts_restarts_and_stops_clean(tmp_path):
             redis.Redis(port=stack.settings.embedded_redis_port, socket_timeout=5).ping()
 
         # A killed web server is restarted, and its forked workers die with it.
-        web_pid = stack.status()["web"][1]
         web_children = _children(web_pid)
         assert len(web_children) == 1, "one granian worker: UI state lives in it (embedded mode)"
         os.kill(web_pid, signal.SIGKILL)
@@ -76,6 +80,9 @@ def test_stack_starts_restarts_and_stops_clean(tmp_path):
         worker_pid = stack.status()["worker"][1]
         assert supervise.supervisorctl(stack.settings, "signal", "KILL", "worker").returncode == 0
         stack.wait(lambda: stack.status()["worker"][1] not in (None, worker_pid), 60, "a new worker")
+        stack.wait(
+            lambda: _niceness(stack.status()["worker"][1]) == {max(started_at, 15)}, 60, "the new worker to yield"
+        )
 
         # Valkey can be stopped and started on its own: the UI keeps serving and
         # the health endpoint reports it, then recovers.
@@ -172,3 +179,12 @@ def _children(pid: int) -> list[int]:
             except (OSError, IndexError, ValueError):
                 continue
     return children
+
+
+def _niceness(pid: int) -> set[int]:
+    """The niceness of each thread of `pid` (Linux schedules threads one by one)."""
+    values = set()
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(ProcessLookupError):  # the thread ended meanwhile
+            values.add(os.getpriority(os.PRIO_PROCESS, int(task.name)))
+    return values

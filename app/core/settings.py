@@ -94,6 +94,9 @@ class Settings(BaseSettings):
     job_max_tries: int = 3
     job_timeout_seconds: int = 3600
     worker_heartbeat_seconds: float = 5.0
+    # Workers run their jobs at this niceness (Linux: 0-19, higher yields more) so that an answer
+    # or prediction in the web process beside them gets the cores first (benchmarks/contention.py).
+    worker_niceness: int = Field(default=15, ge=0, le=19)
     # A worker serves its machine's metrics on this port (0: off) for Prometheus, where no web
     # process beside it serves them on /metrics (workers on machines of their own).
     worker_metrics_port: int = 0
