@@ -134,10 +134,18 @@ class UsageState(AuthState):
                 arguments[name] = value
         return urlencode(arguments)
 
+    async def _report(self, period: dict[str, Any]) -> UsageReport:
+        return await run_in_session(
+            service.usage_report, actor=acting_user(), group_by=self.group_by, narrowed=self._narrowed(), **period
+        )
+
     async def _refresh(self) -> None:
         period = self._period_arguments()
         if period is None:
             return
+        report = await self._report(period)
+        # Usage is written while this runs: the choices, read after the report, offer everyone
+        # and everything that it shows.
         choices = await run_in_session(service.filter_choices, actor=acting_user(), **period)
         self.user_options = [FilterOption(ALL, "All users")] + [FilterOption(c.id, c.label) for c in choices.users]
         self.key_options = [FilterOption(ALL, "All keys"), FilterOption(NO_KEY, service.NO_KEY_LABEL)] + [
@@ -145,20 +153,19 @@ class UsageState(AuthState):
         ]
         self.model_options = [FilterOption(ALL, "All models")] + [FilterOption(m, m) for m in choices.models]
         # A filter on someone or something without usage in the new period shows everything again.
-        for name, options in (
-            ("user_filter", self.user_options),
-            ("key_filter", self.key_options),
-            ("model_filter", self.model_options),
-        ):
-            if getattr(self, name) not in {option.value for option in options}:
+        stale_filters = [
+            name
+            for name, options in (
+                ("user_filter", self.user_options),
+                ("key_filter", self.key_options),
+                ("model_filter", self.model_options),
+            )
+            if getattr(self, name) not in {option.value for option in options}
+        ]
+        if stale_filters:
+            for name in stale_filters:
                 setattr(self, name, ALL)
-        report = await run_in_session(
-            service.usage_report,
-            actor=acting_user(),
-            group_by=self.group_by,
-            narrowed=self._narrowed(),
-            **period,
-        )
+            report = await self._report(period)
         totals = report.totals
         self.requests, self.errors = totals.requests, totals.errors
         self.prompt_tokens, self.completion_tokens = totals.prompt_tokens, totals.completion_tokens

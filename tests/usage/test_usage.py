@@ -15,6 +15,7 @@ from app.core.db import session_scope
 from app.core.time import utcnow
 from app.predict.state import PredictState
 from app.usage import recording
+from app.usage import service as usage_service
 from app.usage.jobs import usage_retention
 from app.usage.state import UsageState
 from app.usage.tables import UsageEvent
@@ -259,3 +260,50 @@ async def test_retention_deletes_only_events_older_than_the_setting(db, settings
     assert await usage_retention({}) == 1
     with session_scope() as db_session:
         assert db_session.execute(select(func.count()).select_from(UsageEvent)).scalar_one() == 2
+
+
+def _used(user, *, days_ago: float) -> None:
+    with session_scope() as db_session:
+        db_session.add(
+            UsageEvent(
+                at=utcnow() - timedelta(days=days_ago),
+                user_id=user.id,
+                user_email=user.email,
+                channel="api",
+                endpoint="predict",
+                model=CLASSIFIER_NAME,
+                status_code=200,
+                latency_ms=1.0,
+            )
+        )
+
+
+async def test_the_page_offers_everyone_it_shows_and_a_filter_on_someone_without_usage_shows_all(
+    db, people, monkeypatch
+):
+    admin, ann, bob = people
+    _used(ann, days_ago=3)
+    _used(ann, days_ago=0)
+    # Bob's request is written while the page loads, as the bulk writer writes behind requests.
+    report = usage_service.usage_report
+
+    def bob_asks_meanwhile(**arguments):
+        monkeypatch.setattr(usage_service, "usage_report", report)
+        _used(bob, days_ago=0)
+        return report(**arguments)
+
+    monkeypatch.setattr(usage_service, "usage_report", bob_asks_meanwhile)
+    page = signed_in(UsageState, admin)
+    await send(page, UsageState.load)
+    assert {row.label for row in page.rows} == {ann.email, bob.email}
+    assert {option.label for option in page.user_options} == {"All users", ann.email, bob.email}
+
+    await send(page, UsageState.choose_user, str(bob.id))
+    assert [row.label for row in page.rows] == [bob.email]
+    # Bob has no usage four to two days ago: his filter goes, and Ann's usage then shows.
+    since, until = (utcnow() - timedelta(days=days) for days in (4, 2))
+    await send(
+        page, UsageState.choose_custom_period, {"since": f"{since:%Y-%m-%dT%H:%M}", "until": f"{until:%Y-%m-%dT%H:%M}"}
+    )
+    assert page.user_filter == "all"
+    assert [row.label for row in page.rows] == [ann.email] and page.requests == 1
