@@ -2,15 +2,16 @@
 
     python benchmarks/contention.py [--rounds 3] [--seconds 6]
 
-The web process answers with the built-in chat model while the worker embeds passages for an
-ingestion job, as on one machine running `strata run`. Three ways, alternating, in this run:
+The web process answers with the built-in chat model while the worker embeds text for an
+ingestion job (batches of 32 sentences of benchmarks/embed.py's corpus), as on one machine
+running `strata run`. Three ways, alternating, in this run:
 
 - quiet: no job;
 - job at the web's priority: the worker as it ran before STRATA_WORKER_NICENESS;
 - job yielding: the worker at STRATA_WORKER_NICENESS (jobs.runtime.yield_to_the_web).
 
 For each it prints the answer's decode tokens/s (median round; ratio against quiet) and the
-job's passages/s while the answer was written (ratio against the job alone). The job is a
+job's sentences/s while the answer was written (ratio against the job alone). The job is a
 child process of this one, so it shares this login session, as supervisord's programs share
 supervisord's: with the kernel's autogroup scheduling, niceness orders processes only within
 one session. Prints numbers, asserts nothing.
@@ -45,8 +46,8 @@ ANSWER = DecodeOptions(max_new_tokens=96)
 BATCH = 32
 
 
-def _ingest(models_dir: str, niceness: int, passages, ready, stop) -> None:
-    """An ingestion job's work: batches of passages through the embedder, counted."""
+def _ingest(models_dir: str, niceness: int, sentences, ready, stop) -> None:
+    """An ingestion job's work: batches of sentences through the embedder, counted."""
     yield_to_the_web(niceness)
     embedder = Embedder.load(Path(models_dir) / EMBEDDER_NAME)
     texts, _ = load_sentences()
@@ -55,16 +56,16 @@ def _ingest(models_dir: str, niceness: int, passages, ready, stop) -> None:
     ready.set()
     while not stop.is_set():
         embedder.embed(batch)
-        with passages.get_lock():
-            passages.value += BATCH
+        with sentences.get_lock():
+            sentences.value += BATCH
 
 
 class Job:
     def __init__(self, models_dir: Path, niceness: int) -> None:
         context = multiprocessing.get_context("spawn")
-        self.passages, self.ready, self.stop = context.Value("q", 0), context.Event(), context.Event()
+        self.sentences, self.ready, self.stop = context.Value("q", 0), context.Event(), context.Event()
         self.process = context.Process(
-            target=_ingest, args=(str(models_dir), niceness, self.passages, self.ready, self.stop)
+            target=_ingest, args=(str(models_dir), niceness, self.sentences, self.ready, self.stop)
         )
 
     def __enter__(self) -> Job:
@@ -78,9 +79,9 @@ class Job:
         self.process.join(30)
 
     def rate_over(self, seconds: float) -> float:
-        start, began = self.passages.value, time.perf_counter()
+        start, began = self.sentences.value, time.perf_counter()
         time.sleep(seconds)
-        return (self.passages.value - start) / (time.perf_counter() - began)
+        return (self.sentences.value - start) / (time.perf_counter() - began)
 
 
 def decode_rate(generator: Generator, prompts: list[list[int]]) -> float:
@@ -120,9 +121,9 @@ def main() -> None:
                 continue
             with Job(args.models_dir, job_niceness) as job:
                 job_alone[way].append(job.rate_over(args.seconds))
-                start, began = job.passages.value, time.perf_counter()
+                start, began = job.sentences.value, time.perf_counter()
                 answers[way].append(decode_rate(generator, prompts))
-                job_beside[way].append((job.passages.value - start) / (time.perf_counter() - began))
+                job_beside[way].append((job.sentences.value - start) / (time.perf_counter() - began))
             print(f"  round {round_ + 1}: {way}: {answers[way][-1]:.1f} tok/s", flush=True)
     quiet = statistics.median(answers["quiet"])
     print(f"\n{'':34} {'answer decode':>22} {'job while answering':>30}")
@@ -131,7 +132,7 @@ def main() -> None:
         line = f"{way:34} {rate:9.1f} tok/s (x{rate / quiet:.2f})"
         if way in job_alone:
             alone, beside = statistics.median(job_alone[way]), statistics.median(job_beside[way])
-            line += f" {beside:9.1f} passages/s (x{beside / alone:.2f} of {alone:.1f} alone)"
+            line += f" {beside:9.1f} sentences/s (x{beside / alone:.2f} of {alone:.1f} alone)"
         print(line)
 
 
