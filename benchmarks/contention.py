@@ -25,7 +25,9 @@ import os
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -44,6 +46,7 @@ from models.runtime import default_threads  # noqa: E402
 OPEN_ENDED = BENCHMARK_PROMPTS[:2]
 ANSWER = DecodeOptions(max_new_tokens=96)
 BATCH = 32
+T = TypeVar("T")
 
 
 def _ingest(models_dir: str, niceness: int, sentences, ready, stop) -> None:
@@ -78,10 +81,11 @@ class Job:
         self.stop.set()
         self.process.join(30)
 
-    def rate_over(self, seconds: float) -> float:
+    def rate_during(self, work: Callable[[], T]) -> tuple[T, float]:
+        """What `work` returns, and the job's sentences/s while it ran."""
         start, began = self.sentences.value, time.perf_counter()
-        time.sleep(seconds)
-        return (self.sentences.value - start) / (time.perf_counter() - began)
+        result = work()
+        return result, (self.sentences.value - start) / (time.perf_counter() - began)
 
 
 def decode_rate(generator: Generator, prompts: list[list[int]]) -> float:
@@ -120,10 +124,10 @@ def main() -> None:
                 answers[way].append(decode_rate(generator, prompts))
                 continue
             with Job(args.models_dir, job_niceness) as job:
-                job_alone[way].append(job.rate_over(args.seconds))
-                start, began = job.sentences.value, time.perf_counter()
-                answers[way].append(decode_rate(generator, prompts))
-                job_beside[way].append((job.sentences.value - start) / (time.perf_counter() - began))
+                job_alone[way].append(job.rate_during(lambda: time.sleep(args.seconds))[1])
+                answer, beside = job.rate_during(lambda: decode_rate(generator, prompts))
+                answers[way].append(answer)
+                job_beside[way].append(beside)
             print(f"  round {round_ + 1}: {way}: {answers[way][-1]:.1f} tok/s", flush=True)
     quiet = statistics.median(answers["quiet"])
     print(f"\n{'':34} {'answer decode':>22} {'job while answering':>30}")
